@@ -1,0 +1,187 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// config is everything an operator can set. Each flag may also come from
+// the environment as RTMREC_<NAME> (upper case, dashes as underscores); a
+// flag on the command line wins.
+type config struct {
+	Listen           string
+	AdminListen      string
+	DataDir          string
+	AllowPrivateURLs bool
+	Dev              bool
+	LogLevel         string
+	ShutdownTimeout  time.Duration
+
+	TLSCert, TLSKey string
+	AllowedOrigins  list
+
+	AuthHS256Secrets list
+	AuthPublicKeys   list
+	InsecureNoAuth   bool
+
+	ConnectTimeout    time.Duration
+	DisconnectTimeout time.Duration
+	MaxDuration       time.Duration
+	MaxSessions       int
+	MaxRecordings     int
+	MaxConnsPerIP     int
+	ConnRatePerIP     float64
+	MinFreeDiskMB     uint64
+
+	ICEPortMin, ICEPortMax int
+	ICEUDPPort, ICETCPPort int
+	PublicIPs              list
+	ICEServers             list
+	ICELoopback            bool
+
+	UploadAccept2xx   bool
+	UploadMaxAttempts int
+	UploadDeadline    time.Duration
+	UploadRetention   time.Duration
+	S3Endpoint        string
+	S3Region          string
+	S3PathStyle       bool
+
+	WebhookSecrets     list
+	WebhookRetryPeriod time.Duration
+}
+
+// errHelp is -h: the usage was printed, nothing else to do.
+var errHelp = flag.ErrHelp
+
+// list is a repeatable flag; from the environment it is comma-separated.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func parseConfig(args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("rtmrec", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP/WebSocket address")
+	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate address for /metrics, /healthz and /readyz (default: on -listen)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "where recordings are spooled and durable job state lives")
+	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let upload_url/webhook_url point at loopback and private addresses")
+	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a graceful shutdown may take before exiting anyway")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for https/wss (re-read on SIGHUP)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for -tls-cert")
+	fs.Var(&c.AllowedOrigins, "allowed-origins", "browser origins allowed on /rtm (repeatable; default any)")
+	fs.Var(&c.AuthHS256Secrets, "auth-hs256-secret", "JWT HS256 secret (repeatable, for rotation)")
+	fs.Var(&c.AuthPublicKeys, "auth-public-key", "PEM file with an RS256/ES256 JWT public key (repeatable)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run without authentication on a non-loopback address")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 15*time.Second, "time for ICE/DTLS to reach CONNECTED")
+	fs.DurationVar(&c.DisconnectTimeout, "disconnect-timeout", 10*time.Second, "time DISCONNECTED may last before TERM_BY_MEDIA_TIMEOUT")
+	fs.DurationVar(&c.MaxDuration, "max-duration", 0, "end sessions older than this (0: no limit)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "sessions on the server at once (0: no limit)")
+	fs.IntVar(&c.MaxRecordings, "max-recordings", 500, "recordings being written at once (0: no limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "WebSocket connections per client IP (0: no limit)")
+	fs.Float64Var(&c.ConnRatePerIP, "conn-rate-per-ip", 10, "new connections per second per client IP (0: no limit)")
+	fs.Uint64Var(&c.MinFreeDiskMB, "min-free-disk-mb", 1024, "refuse new recordings when the data directory has less free space")
+	fs.IntVar(&c.ICEPortMin, "ice-port-min", 0, "lowest UDP port for ICE (0: any)")
+	fs.IntVar(&c.ICEPortMax, "ice-port-max", 0, "highest UDP port for ICE (0: any)")
+	fs.IntVar(&c.ICEUDPPort, "ice-udp-port", 0, "one UDP port shared by every session (0: ephemeral ports)")
+	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", 0, "accept ICE over TCP on this port (0: off)")
+	fs.Var(&c.PublicIPs, "public-ip", "public address to advertise in ICE candidates (repeatable)")
+	fs.Var(&c.ICEServers, "ice-server", "STUN/TURN URL, e.g. stun:stun.example.com:3478 or turn:user:pass@host:3478 (repeatable)")
+	fs.BoolVar(&c.ICELoopback, "ice-loopback", false, "gather loopback candidates (tests in a loopback-only namespace)")
+	fs.BoolVar(&c.UploadAccept2xx, "upload-accept-2xx", false, "treat any 2xx upload answer as success (the protocol says only 200)")
+	fs.IntVar(&c.UploadMaxAttempts, "upload-max-attempts", 10, "upload attempts before a recording is FAILED")
+	fs.DurationVar(&c.UploadDeadline, "upload-deadline", 24*time.Hour, "how long an upload may keep retrying")
+	fs.DurationVar(&c.UploadRetention, "upload-retention", 0, "keep uploaded files this long (0: delete after the 200)")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "endpoint for s3:// uploads to an S3-compatible store")
+	fs.StringVar(&c.S3Region, "s3-region", "", "region for s3:// uploads (default from the AWS config)")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible stores)")
+	fs.Var(&c.WebhookSecrets, "webhook-secret", "HMAC secret for webhook-signature (repeatable for rotation: both signatures are sent)")
+	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	// The environment fills in what the command line did not set, so a flag
+	// always wins.
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var envErr []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "RTMREC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && !onCommandLine[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = append(envErr, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	if err := errors.Join(envErr...); err != nil {
+		return nil, err
+	}
+	if c.Dev {
+		c.AllowPrivateURLs = true
+	}
+	return c, c.validate()
+}
+
+func (c *config) authConfigured() bool {
+	return len(c.AuthHS256Secrets) > 0 || len(c.AuthPublicKeys) > 0
+}
+
+func (c *config) validate() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("-listen %q: %w", c.Listen, err))
+	} else if !c.authConfigured() && !c.InsecureNoAuth && !isLoopback(host) {
+		errs = append(errs, fmt.Errorf("authentication is required to listen on %s: set -auth-hs256-secret or -auth-public-key, or pass -insecure-no-auth to run without it", c.Listen))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("-tls-cert and -tls-key go together"))
+	}
+	if c.ICEPortMin < 0 || c.ICEPortMax > 65535 || c.ICEPortMin > c.ICEPortMax {
+		errs = append(errs, errors.New("-ice-port-min/-ice-port-max must be a range within 0-65535"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("-data-dir is required"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("-log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if len(c.WebhookSecrets) > 2 {
+		errs = append(errs, errors.New("-webhook-secret: at most two secrets (current and next)"))
+	}
+	return errors.Join(errs...)
+}
+
+// isLoopback reports whether a listen host keeps the server on this machine.
+// An empty host listens on every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}

@@ -1,0 +1,47 @@
+// Command rtmrec is the RTM recording server: clients open a WebSocket on
+// /rtm, send media over WebRTC, and rtmrec records it, uploads the file to
+// the URL they gave and reports to their webhook.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "rtmrec:", err)
+		os.Exit(2)
+	}
+	logger := newLogger(os.Stderr, cfg.LogLevel)
+	// The first signal drains; a second one, caught below, forces the exit.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+		force := make(chan os.Signal, 1)
+		signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
+		<-force
+		logger.Error("second signal: exiting without finishing the drain")
+		os.Exit(1)
+	}()
+	if err := run(ctx, cfg, logger, nil); err != nil {
+		logger.Error("rtmrec stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(w *os.File, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,293 @@
+package testclient
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"github.com/rtmrec/rtmrec/rtm"
+)
+
+// Media holds the committed clips: a 1 kHz Opus tone (20 ms frames), a
+// 320x240 30 fps VP8 test pattern (keyframe every second) and a 15 fps
+// "screen" pattern. Each is 12 s long and is looped.
+//
+//go:embed media/*
+var Media embed.FS
+
+// Source names a clip to send.
+type Source string
+
+// The clips.
+const (
+	Tone   Source = "media/tone.ogg"
+	Camera Source = "media/clip.ivf"
+	Screen Source = "media/screen.ivf"
+)
+
+// NewAPI builds a pion API like a browser's: default codecs and interceptors.
+func NewAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// Peer is a client peer connection that sends clips.
+type Peer struct {
+	PC     *webrtc.PeerConnection
+	tracks []*sendTrack
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+type sendTrack struct {
+	src    Source
+	track  *webrtc.TrackLocalStaticSample
+	sender *webrtc.RTPSender
+	// Sent counts samples written.
+	sent atomic.Int64
+}
+
+// NewPeer builds a send-only peer with a track per source.
+func NewPeer(api *webrtc.API, sources ...Source) (*Peer, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{PC: pc}
+	for i, s := range sources {
+		if _, err := p.AddSource(s, fmt.Sprintf("t%d", i)); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// AddSource adds a send-only track for a clip (renegotiation is the
+// caller's business).
+func (p *Peer) AddSource(s Source, id string) (*webrtc.RTPSender, error) {
+	mime := webrtc.MimeTypeVP8
+	kind := "video"
+	if s == Tone {
+		mime, kind = webrtc.MimeTypeOpus, "audio"
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime}, kind+"-"+id, "rtmrec-test")
+	if err != nil {
+		return nil, err
+	}
+	tr, err := p.PC.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, err
+	}
+	st := &sendTrack{src: s, track: track, sender: tr.Sender()}
+	p.tracks = append(p.tracks, st)
+	// Read RTCP so that the interceptors (NACK responder, reports) work.
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Sender().Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return tr.Sender(), nil
+}
+
+// Stream starts sending every track's clip at real time, looping, until
+// Stop or ctx ends. Tracks added later start with StreamTrack.
+func (p *Peer) Stream(ctx context.Context) {
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	for _, t := range p.tracks {
+		p.startTrack(p.ctx, t)
+	}
+}
+
+// StreamLast starts the most recently added track (after Stream).
+func (p *Peer) StreamLast() {
+	p.startTrack(p.ctx, p.tracks[len(p.tracks)-1])
+}
+
+func (p *Peer) startTrack(ctx context.Context, t *sendTrack) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = t.play(ctx)
+	}()
+}
+
+// Sent reports samples written per track, in order of addition.
+func (p *Peer) Sent() []int64 {
+	out := make([]int64, len(p.tracks))
+	for i, t := range p.tracks {
+		out[i] = t.sent.Load()
+	}
+	return out
+}
+
+// Close stops streaming and closes the peer connection.
+func (p *Peer) Close() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+	_ = p.PC.Close()
+}
+
+func (t *sendTrack) play(ctx context.Context) error {
+	data, err := Media.ReadFile(string(t.src))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var elapsed time.Duration
+	for ctx.Err() == nil {
+		next, err := t.frames(data)
+		if err != nil {
+			return err
+		}
+		for ctx.Err() == nil {
+			payload, dur, err := next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if err := t.track.WriteSample(media.Sample{Data: payload, Duration: dur}); err != nil {
+				return err
+			}
+			t.sent.Add(1)
+			elapsed += dur
+			// Pace on the clip's own clock, so timing errors do not add up.
+			if wait := time.Until(start.Add(elapsed)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// frames returns an iterator over the clip's frames with their durations.
+func (t *sendTrack) frames(data []byte) (func() ([]byte, time.Duration, error), error) {
+	if t.src == Tone {
+		r, _, err := oggreader.NewWith(bytes.NewReader(data))
+		if err != nil {
+			return nil, err
+		}
+		var last uint64
+		return func() ([]byte, time.Duration, error) {
+			for {
+				page, hdr, err := r.ParseNextPage()
+				if err != nil {
+					return nil, 0, err
+				}
+				if len(page) >= 8 && (string(page[:8]) == "OpusHead" || string(page[:8]) == "OpusTags") {
+					continue
+				}
+				d := 20 * time.Millisecond
+				if hdr.GranulePosition > last && last != 0 {
+					d = time.Duration(hdr.GranulePosition-last) * time.Second / 48000
+				}
+				last = hdr.GranulePosition
+				return page, d, nil
+			}
+		}, nil
+	}
+	r, hdr, err := ivfreader.NewWith(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	frameDur := time.Duration(float64(time.Second) * float64(hdr.TimebaseNumerator) / float64(hdr.TimebaseDenominator))
+	return func() ([]byte, time.Duration, error) {
+		frame, _, err := r.ParseNextFrame()
+		if err != nil {
+			return nil, 0, err
+		}
+		return frame, frameDur, nil
+	}, nil
+}
+
+// Start sends session_start with the peer's offer and waits for the answer;
+// candidates then trickle both ways.
+func (c *Client) Start(ctx context.Context, p *Peer, clientID, sessionID, webhookURL string) error {
+	return c.negotiate(ctx, p.PC, sessionID, func(offer *rtm.SessionDescription) error {
+		return c.Send(rtm.TypeSessionStart, clientID, sessionID, rtm.SessionStart{SDP: offer, WebhookURL: webhookURL})
+	})
+}
+
+// Renegotiate sends a new offer with sdp_update and applies the answer.
+func (c *Client) Renegotiate(ctx context.Context, p *Peer, clientID, sessionID string) error {
+	return c.negotiate(ctx, p.PC, sessionID, func(offer *rtm.SessionDescription) error {
+		return c.Send(rtm.TypeSDPUpdate, clientID, sessionID, rtm.SDPUpdate{SDP: offer})
+	})
+}
+
+func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessionID string, send func(*rtm.SessionDescription) error) error {
+	c.mu.Lock()
+	if _, ok := c.peers[sessionID]; !ok {
+		c.peers[sessionID] = pc
+		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+			d := rtm.CandidateData{Candidate: &rtm.ICECandidate{}}
+			if cand != nil {
+				init := cand.ToJSON()
+				d.Candidate = &rtm.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex}
+			}
+			_ = c.Send(rtm.TypeCandidate, "", sessionID, d)
+		})
+	}
+	c.mu.Unlock()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	if err := send(&rtm.SessionDescription{Type: "offer", SDP: offer.SDP}); err != nil {
+		return err
+	}
+	m, err := c.Wait(ctx, func(m rtm.Message) bool {
+		if m.SessionID != sessionID {
+			return false
+		}
+		if m.Type == rtm.TypeError {
+			return true
+		}
+		if m.Type != rtm.TypeSDPUpdate {
+			return false
+		}
+		d := Data[rtm.SDPUpdate](m)
+		return d.SDP != nil && d.SDP.Type == "answer"
+	})
+	if err != nil {
+		return err
+	}
+	if m.Type == rtm.TypeError {
+		return fmt.Errorf("server refused: %s", string(m.Data))
+	}
+	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: Data[rtm.SDPUpdate](m).SDP.SDP})
+}

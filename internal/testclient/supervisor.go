@@ -1,0 +1,217 @@
+package testclient
+
+import (
+	"context"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/rtmrec/rtmrec/rtm"
+)
+
+// Watcher is a supervisor's receive-only peer: it counts what arrives per
+// kind, notes whether video began with a keyframe, and hashes payloads so
+// a test can compare them with what the client sent.
+type Watcher struct {
+	PC *webrtc.PeerConnection
+
+	mu       sync.Mutex
+	packets  map[string]int
+	hashes   map[uint64]bool
+	firstKey map[string]bool // track id → first video packet was a keyframe start
+	tracks   int
+	latency  []time.Duration
+	sentAt   *SendLog
+}
+
+// NewWatcher builds a supervisor peer with recvonly audio and video m-lines.
+func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{PC: pc, packets: map[string]int{}, hashes: map[uint64]bool{}, firstKey: map[string]bool{}}
+	for range audio {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return nil, err
+		}
+	}
+	for range video {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		w.mu.Lock()
+		w.tracks++
+		w.mu.Unlock()
+		kind := t.Kind().String()
+		first := true
+		for {
+			p, _, err := t.ReadRTP()
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			h := hashPayload(p.Payload)
+			w.mu.Lock()
+			if first && kind == "video" {
+				w.firstKey[t.ID()] = isVP8KeyframeStart(p.Payload)
+			}
+			first = false
+			w.packets[kind]++
+			w.hashes[h] = true
+			if w.sentAt != nil {
+				if at, ok := w.sentAt.when(h); ok {
+					w.latency = append(w.latency, now.Sub(at))
+				}
+			}
+			w.mu.Unlock()
+		}
+	})
+	return w, nil
+}
+
+// Join sends supervisor_join_session and applies the answer.
+func (c *Client) Join(ctx context.Context, w *Watcher, clientID, sessionID, monitored string) error {
+	return c.negotiate(ctx, w.PC, sessionID, func(offer *rtm.SessionDescription) error {
+		return c.Send(rtm.TypeSupervisorJoinSession, clientID, sessionID, rtm.SupervisorJoin{SDP: offer, SessionIDToMonitor: monitored})
+	})
+}
+
+// Stats reports packets per kind and the number of tracks received.
+func (w *Watcher) Stats() (packets map[string]int, tracks int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.packets {
+		out[k] = v
+	}
+	return out, w.tracks
+}
+
+// VideoStartedOnKeyframe reports, per received video track, whether its
+// first packet began a keyframe.
+func (w *Watcher) VideoStartedOnKeyframe() map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range w.firstKey {
+		out[k] = v
+	}
+	return out
+}
+
+// Matches counts received payloads that were also sent (by hash).
+func (w *Watcher) Matches(sent *SendLog) (matched, total int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for h := range w.hashes {
+		total++
+		if _, ok := sent.when(h); ok {
+			matched++
+		}
+	}
+	return matched, total
+}
+
+// MeasureLatency makes the watcher record, for each payload also in sent,
+// the time from the client's send to its arrival here.
+func (w *Watcher) MeasureLatency(sent *SendLog) {
+	w.mu.Lock()
+	w.sentAt = sent
+	w.mu.Unlock()
+}
+
+// Latencies returns the recorded send→receive latencies.
+func (w *Watcher) Latencies() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]time.Duration(nil), w.latency...)
+}
+
+// Close closes the peer connection.
+func (w *Watcher) Close() { _ = w.PC.Close() }
+
+func isVP8KeyframeStart(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	// VP8 payload descriptor (RFC 7741 §4.2): skip the optional fields.
+	i := 1
+	if p[0]&0x80 != 0 && len(p) > 1 {
+		x := p[1]
+		i = 2
+		if x&0x80 != 0 { // I: picture id
+			if len(p) > i && p[i]&0x80 != 0 {
+				i += 2
+			} else {
+				i++
+			}
+		}
+		if x&0x40 != 0 { // L
+			i++
+		}
+		if x&0x30 != 0 { // T or K
+			i++
+		}
+	}
+	start := p[0]&0x10 != 0 && p[0]&0x07 == 0
+	return start && len(p) > i && p[i]&0x01 == 0
+}
+
+func hashPayload(b []byte) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return h.Sum64()
+}
+
+// SendLog records the payload hash and send time of every RTP packet a
+// client sends, through a pion interceptor.
+type SendLog struct {
+	interceptor.NoOp
+	mu   sync.Mutex
+	sent map[uint64]time.Time
+}
+
+// NewSendLog makes an empty log; register it with APIWithSendLog.
+func NewSendLog() *SendLog { return &SendLog{sent: map[uint64]time.Time{}} }
+
+func (l *SendLog) when(h uint64) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.sent[h]
+	return t, ok
+}
+
+// BindLocalStream wraps the RTP writer of each outgoing stream.
+func (l *SendLog) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		l.mu.Lock()
+		l.sent[hashPayload(payload)] = time.Now()
+		l.mu.Unlock()
+		return w.Write(h, payload, a)
+	})
+}
+
+type sendLogFactory struct{ l *SendLog }
+
+func (f sendLogFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.l, nil }
+
+// APIWithSendLog is NewAPI with the log recording every sent packet.
+func APIWithSendLog(l *SendLog) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	ir.Add(sendLogFactory{l})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
+}

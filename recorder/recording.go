@@ -1,0 +1,826 @@
+package recorder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultSyncInterval = time.Second
+	DefaultQueueSize    = 1024
+	keyframeRetryNS     = 500e6 // while waiting for a keyframe, ask again at most this often
+	packetBufSize       = 1536
+)
+
+// Config configures a recording.
+type Config struct {
+	Dir                                        string // files are <Dir>/<RecordingID>.<ext> and <Dir>/<RecordingID>.json
+	RecordingID, SessionID, ClientID, Identity string
+	Format                                     Format
+	PauseMode                                  PauseMode
+	Tracks                                     []TrackInfo // known at start: only a hint for the format
+	Delivery                                   json.RawMessage
+	// RequestKeyframe is called from the writer goroutine (the caller rate-limits PLI);
+	// it must not block. May be nil.
+	RequestKeyframe func(trackID string)
+	SyncInterval    time.Duration // fsync period, default 1 s
+	QueueSize       int           // packets, default 1024
+	Logger          *slog.Logger
+	Metrics         *Metrics // may be nil
+	Now             func() time.Time
+}
+
+// Recording writes one media file and its manifest. All file I/O happens on one writer
+// goroutine; the RTP path only copies packets into a bounded queue.
+type Recording struct {
+	cfg     Config
+	format  Format
+	log     *slog.Logger
+	path    string
+	mpath   string
+	started time.Time
+	t0      int64 // recording start, unix ns
+
+	queue  chan queueItem
+	ctrl   chan func()
+	stopCh chan struct{}
+	done   chan struct{}
+	pool   sync.Pool
+
+	stopping    atomic.Bool
+	paused      atomic.Bool
+	resumeEpoch atomic.Uint64
+	pauseList   atomic.Pointer[[]pauseWall]
+
+	mu       sync.Mutex // guards pauses, audit, tracks, stopWall
+	pauses   []pauseWall
+	audit    []AuditEvent
+	tracks   []*Track
+	stopWall time.Time
+
+	stopOnce sync.Once
+	result   *Manifest
+	stopErr  error
+
+	// Owned by the writer goroutine.
+	w         *fileWriter
+	file      *os.File
+	c         container
+	mux       muxQueue
+	frameFree []*[]byte
+	ntpOffset int64
+	ntpSet    bool
+	writeErr  error
+}
+
+type pauseWall struct{ start, end int64 } // unix ns; end 0 while paused
+
+// container is what the Ogg and Matroska writers share.
+type container interface {
+	addTrack(tr *trackState) error
+	updateTrack(tr *trackState) error
+	writeFrame(tr *trackState, t int64, key bool, data []byte) error
+	finish(end int64) error
+	duration() int64
+	flushPending() error
+}
+
+// Track receives the RTP packets and Sender Reports of one track.
+type Track struct {
+	r        *Recording
+	st       *trackState
+	received atomic.Uint64
+	dropped  atomic.Uint64
+	paused   atomic.Uint64
+}
+
+// trackState is owned by the writer goroutine.
+type trackState struct {
+	info TrackInfo
+	pub  *Track
+	num  int
+
+	ssrc     uint32
+	haveSSRC bool
+	tl       timeline
+	ro       reorder
+	asm      *assembler
+
+	lost, dups                   uint64
+	framesWritten, framesDropped uint64
+	needKey                      bool
+	lastKeyReq                   int64
+	epoch                        uint64
+	width, height                int
+	codecPrivate                 []byte
+	lastMS                       int64
+}
+
+type queueItem struct {
+	st      *trackState
+	buf     *[]byte // nil for a Sender Report
+	arrival int64
+	ntp     uint64
+	rtpTS   uint32
+}
+
+// Start creates the media file and the manifest (state "recording") and starts the writer.
+func Start(cfg Config) (*Recording, error) {
+	if cfg.RecordingID == "" || filepath.Base(cfg.RecordingID) != cfg.RecordingID || cfg.RecordingID == "." || cfg.RecordingID == ".." {
+		return nil, fmt.Errorf("recorder: invalid recording id %q", cfg.RecordingID)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("recorder: no data directory")
+	}
+	pm, err := ParsePauseMode(string(cfg.PauseMode))
+	if err != nil {
+		return nil, err
+	}
+	cfg.PauseMode = pm
+	hint := make([]TrackInfo, 0, len(cfg.Tracks))
+	for _, t := range cfg.Tracks {
+		n, err := t.normalized()
+		if err != nil {
+			return nil, err
+		}
+		hint = append(hint, n)
+	}
+	f, err := ResolveFormat(cfg.Format, hint)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = DefaultSyncInterval
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Recording{
+		cfg:    cfg,
+		format: f,
+		log:    cfg.Logger.With("recording_id", cfg.RecordingID),
+		path:   filepath.Join(cfg.Dir, cfg.RecordingID+"."+f.Ext()),
+		mpath:  filepath.Join(cfg.Dir, cfg.RecordingID+".json"),
+		queue:  make(chan queueItem, cfg.QueueSize),
+		ctrl:   make(chan func()),
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	r.pool.New = func() any { b := make([]byte, 0, packetBufSize); return &b }
+	r.started = cfg.Now()
+	r.t0 = r.started.UnixNano()
+	r.pauseList.Store(&[]pauseWall{})
+
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("recorder: data dir: %w", err)
+	}
+	file, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: create media file: %w", err)
+	}
+	r.file = file
+	var bytesFn func(int)
+	if m := cfg.Metrics; m != nil {
+		bytesFn = func(n int) { m.BytesWritten.Add(float64(n)) }
+	}
+	r.w = newFileWriter(file, bytesFn)
+	r.mux.delay = muxDelayNS
+	if f == FormatOgg {
+		r.mux.delay = oggHeaderGraceNS
+		h := fnv.New32a()
+		h.Write([]byte(cfg.RecordingID))
+		r.c = newOggWriter(r.w, h.Sum32())
+	} else {
+		mw, err := newMKVWriter(r.w, f, cfg.RecordingID, r.started)
+		if err != nil {
+			return nil, errors.Join(err, file.Close(), os.Remove(r.path))
+		}
+		r.c = mw
+	}
+	if err := r.w.sync(); err != nil {
+		return nil, errors.Join(fmt.Errorf("recorder: write header: %w", err), file.Close(), os.Remove(r.path))
+	}
+	m := r.manifest(StateRecording)
+	for _, t := range hint {
+		m.Tracks = append(m.Tracks, TrackStats{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
+	}
+	if err := writeManifest(r.mpath, m); err != nil {
+		return nil, errors.Join(err, file.Close(), os.Remove(r.path))
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.Active.Inc()
+	}
+	r.log.Info("recording started", "format", f, "file", filepath.Base(r.path), "pause_mode", pm)
+	go r.run()
+	return r, nil
+}
+
+// ID returns the recording id.
+func (r *Recording) ID() string { return r.cfg.RecordingID }
+
+// Format returns the resolved container format.
+func (r *Recording) Format() Format { return r.format }
+
+// Path returns the media file path.
+func (r *Recording) Path() string { return r.path }
+
+// AddTrack registers a track and returns the handle to feed it. Tracks added after the first
+// frames (renegotiation) are recorded too (see the package documentation for how).
+func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
+	info, err := t.normalized()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.format.accepts(info); err != nil {
+		return nil, err
+	}
+	if r.stopping.Load() {
+		return nil, errors.New("recorder: recording stopped")
+	}
+	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo}
+	st.tl.clock = int64(info.ClockRate)
+	if info.Kind == KindVideo {
+		st.asm = newAssembler(info.Codec)
+	}
+	tr := &Track{r: r, st: st}
+	st.pub = tr
+	errc := make(chan error, 1)
+	fn := func() {
+		if r.writeErr != nil {
+			errc <- r.writeErr
+			return
+		}
+		if err := r.c.addTrack(st); err != nil {
+			errc <- fmt.Errorf("recorder: add track %q: %w", info.ID, err)
+			return
+		}
+		r.mu.Lock()
+		r.tracks = append(r.tracks, tr)
+		r.mu.Unlock()
+		if info.Kind == KindVideo {
+			r.requestKeyframe(st, r.cfg.Now().UnixNano())
+		}
+		errc <- nil
+	}
+	select {
+	case r.ctrl <- fn:
+	case <-r.done:
+		return nil, errors.New("recorder: recording stopped")
+	}
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	r.log.Info("track added", "track_id", info.ID, "codec", info.Codec, "number", st.num)
+	return tr, nil
+}
+
+// WriteRTP queues a copy of an RTP packet. It never blocks: when the queue is full the
+// packet is dropped and counted. Safe for one goroutine per track.
+func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
+	r := t.r
+	t.received.Add(1)
+	if r.stopping.Load() {
+		return
+	}
+	if r.paused.Load() {
+		t.paused.Add(1) // nothing received while paused is written
+		return
+	}
+	bp := r.pool.Get().(*[]byte)
+	*bp = append((*bp)[:0], pkt...)
+	select {
+	case r.queue <- queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano()}:
+	default:
+		r.pool.Put(bp)
+		t.dropped.Add(1)
+		if r.cfg.Metrics != nil {
+			r.cfg.Metrics.PacketsDropped.Inc()
+		}
+	}
+}
+
+// WriteSenderReport passes an RTCP Sender Report (NTP and RTP time) of the track's sender,
+// used to align tracks (RFC 3550 §6.4.1).
+func (t *Track) WriteSenderReport(ntpTime uint64, rtpTime uint32, arrival time.Time) {
+	r := t.r
+	if r.stopping.Load() {
+		return
+	}
+	select {
+	case r.queue <- queueItem{st: t.st, arrival: arrival.UnixNano(), ntp: ntpTime, rtpTS: rtpTime}:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// ID returns the track id.
+func (t *Track) ID() string { return t.st.info.ID }
+
+// Pause stops writing what is received; false if already paused (or stopped).
+func (r *Recording) Pause() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.paused.Load() || r.stopping.Load() {
+		return false
+	}
+	r.pauses = append(r.pauses, pauseWall{start: r.cfg.Now().UnixNano()})
+	r.pauseList.Store(new(slices.Clone(r.pauses)))
+	r.paused.Store(true)
+	r.log.Info("recording paused")
+	return true
+}
+
+// Resume writes again after Pause; false if not paused. Video waits for a keyframe.
+func (r *Recording) Resume() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.paused.Load() || r.stopping.Load() {
+		return false
+	}
+	r.pauses[len(r.pauses)-1].end = max(r.cfg.Now().UnixNano(), r.pauses[len(r.pauses)-1].start)
+	r.pauseList.Store(new(slices.Clone(r.pauses)))
+	r.resumeEpoch.Add(1)
+	r.paused.Store(false)
+	r.log.Info("recording resumed")
+	return true
+}
+
+// Paused reports whether the recording is paused.
+func (r *Recording) Paused() bool { return r.paused.Load() }
+
+// AddAuditEvent stores an event in the manifest.
+func (r *Recording) AddAuditEvent(e AuditEvent) {
+	r.mu.Lock()
+	r.audit = append(r.audit, e)
+	r.mu.Unlock()
+}
+
+// Stop finalizes the file, writes the manifest (state "finished") and ends the writer
+// goroutine. It is idempotent: later calls return the first result.
+func (r *Recording) Stop() (*Manifest, error) {
+	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopping.Store(true)
+		now := r.cfg.Now()
+		if r.paused.Load() {
+			r.pauses[len(r.pauses)-1].end = max(now.UnixNano(), r.pauses[len(r.pauses)-1].start)
+			r.pauseList.Store(new(slices.Clone(r.pauses)))
+		}
+		r.stopWall = now
+		r.mu.Unlock()
+		close(r.stopCh)
+		<-r.done
+		if r.cfg.Metrics != nil {
+			r.cfg.Metrics.Active.Dec()
+		}
+		r.result, r.stopErr = r.finishManifest()
+	})
+	return r.result, r.stopErr
+}
+
+// fileTime maps a local time (unix ns) to the file timeline; PauseSkip removes the paused
+// spans before it.
+func (r *Recording) fileTime(local int64) int64 {
+	t := local - r.t0
+	if r.cfg.PauseMode == PauseSkip {
+		for _, p := range *r.pauseList.Load() {
+			end := p.end
+			if end == 0 || end > local {
+				end = local
+			}
+			if end > p.start {
+				t -= end - p.start
+			}
+		}
+	}
+	return max(t, 0)
+}
+
+func (r *Recording) run() {
+	defer close(r.done)
+	tick := time.NewTicker(r.cfg.SyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case it := <-r.queue:
+			r.handle(it)
+		case fn := <-r.ctrl:
+			// Packets queued before the control call come first (e.g. a track added
+			// after media was written must see that media as already written).
+			r.drainQueue()
+			fn()
+		case <-tick.C:
+			r.sync()
+		case <-r.stopCh:
+			r.drainQueue()
+			r.finish()
+			return
+		}
+	}
+}
+
+func (r *Recording) drainQueue() {
+	for {
+		select {
+		case it := <-r.queue:
+			r.handle(it)
+		default:
+			return
+		}
+	}
+}
+
+func (r *Recording) fail(err error) {
+	if r.writeErr == nil {
+		r.writeErr = err
+		r.log.Error("recording write failed; further media is dropped", "err", err)
+	}
+}
+
+func (r *Recording) sync() {
+	if r.writeErr != nil {
+		return
+	}
+	if err := r.c.flushPending(); err != nil {
+		r.fail(err)
+		return
+	}
+	if err := r.w.sync(); err != nil {
+		r.fail(fmt.Errorf("recorder: %w", err))
+	}
+}
+
+func (r *Recording) handle(it queueItem) {
+	st := it.st
+	if it.buf == nil {
+		r.senderReport(st, it)
+		return
+	}
+	h, ok := parseRTP(*it.buf)
+	if !ok || r.writeErr != nil {
+		r.pool.Put(it.buf)
+		return
+	}
+	if !st.haveSSRC || h.ssrc != st.ssrc {
+		if st.haveSSRC {
+			// A new SSRC is a new stream: flush the old one and re-anchor.
+			r.flushReorder(st)
+			st.ro = reorder{}
+			st.tl.reset()
+			if st.asm != nil {
+				st.asm.reset()
+				st.needKey = true
+			}
+			r.log.Info("track ssrc changed", "track_id", st.info.ID, "ssrc", h.ssrc)
+		}
+		st.ssrc, st.haveSSRC = h.ssrc, true
+	}
+	p := rtpPacket{
+		buf: it.buf, payload: h.payload, ts: h.ts, marker: h.marker,
+		arrival: it.arrival, valid: true,
+	}
+	p.local = st.tl.local(h.ts, it.arrival)
+	p.ext = st.ro.extend(h.seq)
+	r.reorderPush(st, p)
+}
+
+func (r *Recording) senderReport(st *trackState, it queueItem) {
+	ntp := ntpToNS(it.ntp)
+	if !r.ntpSet {
+		r.ntpOffset, r.ntpSet = it.arrival-ntp, true
+	}
+	local := ntp + r.ntpOffset
+	if d := local - it.arrival; d > srMaxSkewNS || d < -srMaxSkewNS {
+		local = it.arrival // another sender's clock: only its own arrival is comparable
+	}
+	st.tl.senderReport(it.rtpTS, local)
+}
+
+func (r *Recording) reorderPush(st *trackState, p rtpPacket) {
+	ro := &st.ro
+	d := int64(p.ext) - int64(ro.next)
+	if d < -seqResetPackets || d > seqResetPackets {
+		r.flushReorder(st)
+		ro.next = p.ext
+		d = 0
+	}
+	if d < 0 {
+		st.dups++ // already written or given up: a re-send or a very late packet
+		r.pool.Put(p.buf)
+		return
+	}
+	for p.ext >= ro.next+reorderSlots {
+		r.skipOne(st)
+	}
+	slot := &ro.slots[p.ext%reorderSlots]
+	if slot.valid {
+		st.dups++
+		r.pool.Put(p.buf)
+		return
+	}
+	*slot = p
+	ro.count++
+	r.drain(st, p.arrival, false)
+}
+
+// skipOne advances past ro.next: emits it if held, otherwise counts it lost.
+func (r *Recording) skipOne(st *trackState) {
+	ro := &st.ro
+	slot := &ro.slots[ro.next%reorderSlots]
+	if slot.valid && slot.ext == ro.next {
+		p := *slot
+		*slot = rtpPacket{}
+		ro.count--
+		r.emit(st, p)
+	} else {
+		st.lost++
+	}
+	ro.next++
+	ro.waitSince = 0
+}
+
+// drain emits packets in order; a gap is waited for up to reorderMaxWait (arrival time),
+// or skipped at once when all is true.
+func (r *Recording) drain(st *trackState, now int64, all bool) {
+	ro := &st.ro
+	for ro.count > 0 {
+		slot := &ro.slots[ro.next%reorderSlots]
+		if slot.valid && slot.ext == ro.next {
+			p := *slot
+			*slot = rtpPacket{}
+			ro.count--
+			ro.next++
+			ro.waitSince = 0
+			r.emit(st, p)
+			continue
+		}
+		if !all {
+			if ro.waitSince == 0 {
+				ro.waitSince = now
+			}
+			if now-ro.waitSince < reorderMaxWait {
+				return
+			}
+		}
+		st.lost++
+		ro.next++
+	}
+}
+
+func (r *Recording) flushReorder(st *trackState) {
+	r.drain(st, 0, true)
+}
+
+// emit handles an in-order packet.
+func (r *Recording) emit(st *trackState, p rtpPacket) {
+	t := r.fileTime(p.local)
+	if st.info.Kind == KindAudio {
+		if len(p.payload) == 0 {
+			r.pool.Put(p.buf)
+			return
+		}
+		r.mux.push(muxFrame{t: t, tr: st, key: true, buf: p.buf, data: p.payload})
+		r.release(false)
+		return
+	}
+	if e := r.resumeEpoch.Load(); e != st.epoch {
+		st.epoch = e
+		st.needKey = true
+		st.lastKeyReq = -1 << 62
+	}
+	frame, lost := st.asm.push(p.ext, p.ts, p.marker, p.payload)
+	if lost && !st.needKey {
+		st.needKey = true
+		st.framesDropped++
+	}
+	if frame != nil {
+		r.videoFrame(st, t, frame, p.arrival)
+	} else if st.needKey {
+		r.requestKeyframe(st, p.arrival)
+	}
+	r.pool.Put(p.buf)
+}
+
+func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival int64) {
+	var key bool
+	var w, h int
+	switch st.info.Codec {
+	case CodecVP8:
+		key, w, h = vp8Keyframe(frame)
+	case CodecVP9:
+		key, w, h = vp9Keyframe(frame)
+	case CodecH264:
+		var sps, pps []byte
+		var ok bool
+		key, sps, pps, ok = h264Scan(frame)
+		if !ok {
+			st.needKey = true
+			st.framesDropped++
+			r.requestKeyframe(st, arrival)
+			return
+		}
+		if key && len(sps) > 0 && len(pps) > 0 && len(st.codecPrivate) == 0 {
+			st.codecPrivate = avcC(sps, pps)
+			w, h, _ = h264Size(sps)
+			if w == 0 {
+				w, h = st.width, st.height
+				if w == 0 {
+					w, h = 16, 16
+				}
+			}
+			st.width, st.height = 0, 0 // force the header update below
+		}
+	}
+	if st.needKey && !key {
+		st.framesDropped++
+		r.requestKeyframe(st, arrival)
+		return
+	}
+	if key && st.info.Codec == CodecH264 && len(st.codecPrivate) == 0 {
+		// An IDR without SPS/PPS cannot start a Matroska AVC track.
+		st.framesDropped++
+		r.requestKeyframe(st, arrival)
+		return
+	}
+	st.needKey = false
+	if key && w > 0 && h > 0 && st.width == 0 {
+		st.width, st.height = w, h
+		if err := r.c.updateTrack(st); err != nil {
+			r.fail(fmt.Errorf("recorder: update track header: %w", err))
+			return
+		}
+	} else if key && w > 0 && (w != st.width || h != st.height) {
+		// Players follow the size in the bitstream; the header keeps the first size.
+		r.log.Debug("video resolution changed", "track_id", st.info.ID, "width", w, "height", h)
+	}
+	var bp *[]byte
+	if n := len(r.frameFree); n > 0 {
+		bp = r.frameFree[n-1]
+		r.frameFree = r.frameFree[:n-1]
+	} else {
+		bp = new([]byte)
+	}
+	*bp = append((*bp)[:0], frame...)
+	r.mux.push(muxFrame{t: t, tr: st, key: key, buf: bp, data: *bp, video: true})
+	r.release(false)
+}
+
+func (r *Recording) requestKeyframe(st *trackState, now int64) {
+	if r.cfg.RequestKeyframe == nil || now-st.lastKeyReq < keyframeRetryNS {
+		return
+	}
+	st.lastKeyReq = now
+	r.cfg.RequestKeyframe(st.info.ID)
+}
+
+// release writes the frames the interleaving queue lets go (all of them when all is set).
+func (r *Recording) release(all bool) {
+	for len(r.mux.items) > 0 && (all || r.mux.ready()) {
+		f := r.mux.pop()
+		if r.writeErr == nil {
+			if err := r.c.writeFrame(f.tr, f.t, f.key, f.data); err != nil {
+				r.fail(err)
+			} else if r.cfg.Metrics != nil {
+				r.cfg.Metrics.PacketsWritten.Inc()
+			}
+		}
+		if f.video {
+			if len(r.frameFree) < 64 {
+				r.frameFree = append(r.frameFree, f.buf)
+			}
+		} else {
+			r.pool.Put(f.buf)
+		}
+	}
+}
+
+// finish runs on the writer goroutine after the queue is drained.
+func (r *Recording) finish() {
+	r.mu.Lock()
+	stop := r.stopWall.UnixNano()
+	r.mu.Unlock()
+	for _, st := range r.trackStates() {
+		r.flushReorder(st)
+	}
+	r.release(true)
+	if r.writeErr == nil {
+		if err := r.c.finish(r.fileTime(stop)); err != nil {
+			r.fail(err)
+		}
+	}
+	if err := r.w.sync(); err != nil {
+		r.fail(fmt.Errorf("recorder: %w", err))
+	}
+	if err := r.file.Close(); err != nil {
+		r.fail(fmt.Errorf("recorder: close media file: %w", err))
+	}
+}
+
+func (r *Recording) trackStates() []*trackState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*trackState, 0, len(r.tracks))
+	for _, t := range r.tracks {
+		out = append(out, t.st)
+	}
+	return out
+}
+
+// manifest builds the manifest from the current state (tracks only once the writer ended).
+func (r *Recording) manifest(state string) *Manifest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := &Manifest{
+		RecordingID: r.cfg.RecordingID, SessionID: r.cfg.SessionID, ClientID: r.cfg.ClientID,
+		Identity: r.cfg.Identity, Format: r.format, ContentType: ContentType(r.format),
+		File: filepath.Base(r.path), PauseMode: r.cfg.PauseMode, State: state,
+		StartedAt: r.started, Delivery: r.cfg.Delivery, Path: r.path, ManifestPath: r.mpath,
+		Tracks: []TrackStats{}, Pauses: []PauseSpan{}, Audit: slices.Clone(r.audit),
+	}
+	if m.Audit == nil {
+		m.Audit = []AuditEvent{}
+	}
+	for _, p := range r.pauses {
+		span := PauseSpan{
+			StartMS:   r.fileTime(p.start) / 1e6,
+			StartedAt: time.Unix(0, p.start).UTC(),
+		}
+		if p.end != 0 {
+			span.EndMS = r.fileTime(p.end) / 1e6
+			e := time.Unix(0, p.end).UTC()
+			span.EndedAt = &e
+		} else {
+			span.EndMS = span.StartMS
+		}
+		m.Pauses = append(m.Pauses, span)
+	}
+	return m
+}
+
+func (r *Recording) finishManifest() (*Manifest, error) {
+	m := r.manifest(StateFinished)
+	stopped := r.stopWall.UTC()
+	m.StoppedAt = &stopped
+	m.DurationMS = r.c.duration() / 1e6
+	r.mu.Lock()
+	tracks := slices.Clone(r.tracks)
+	r.mu.Unlock()
+	for _, t := range tracks {
+		st := t.st
+		paused := t.paused.Load()
+		ts := TrackStats{
+			ID: st.info.ID, Kind: st.info.Kind, Codec: st.info.Codec, Number: st.num,
+			PacketsReceived: t.received.Load(),
+			PacketsLost:     st.lost - min(st.lost, paused),
+			Duplicates:      st.dups,
+			PacketsDropped:  t.dropped.Load(),
+			FramesWritten:   st.framesWritten,
+			FramesDropped:   st.framesDropped,
+			Width:           st.width,
+			Height:          st.height,
+		}
+		m.PacketsDropped += ts.PacketsDropped
+		m.Tracks = append(m.Tracks, ts)
+	}
+	size, sum, herr := hashFile(r.path)
+	m.SizeBytes, m.SHA256 = size, sum
+	err := errors.Join(r.writeErr, herr)
+	if werr := writeManifest(r.mpath, m); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	r.log.Info("recording stopped", "duration_ms", m.DurationMS, "size_bytes", m.SizeBytes, "err", err)
+	return m, err
+}
+
+func hashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", fmt.Errorf("recorder: hash media file: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return n, "", fmt.Errorf("recorder: hash media file: %w", err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,188 @@
+package rtm
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MaxSDPLen bounds an SDP: real browser offers with many m-lines stay well
+// under 64 KiB; the limit keeps a hostile client from making the server parse
+// megabytes.
+const MaxSDPLen = 128 << 10
+
+// MaxCandidateLen bounds one ICE candidate line (RFC 8839 lines are ~100 bytes).
+const MaxCandidateLen = 1024
+
+// SessionDescription mirrors the browser's RTCSessionDescription.
+type SessionDescription struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+}
+
+// Validate checks the description's type and size.
+func (d *SessionDescription) Validate() error {
+	switch d.Type {
+	case "offer", "answer":
+	case "":
+		return Errorf(CodeInvalidMessage, "sdp.type is required")
+	default:
+		return Errorf(CodeInvalidSDP, "sdp.type must be offer or answer, not %q", truncate(d.Type))
+	}
+	if strings.TrimSpace(d.SDP) == "" {
+		return Errorf(CodeInvalidMessage, "sdp.sdp is required")
+	}
+	if len(d.SDP) > MaxSDPLen {
+		return Errorf(CodeInvalidSDP, "sdp is larger than %d bytes", MaxSDPLen)
+	}
+	return nil
+}
+
+// SessionStart is the data of session_start.
+type SessionStart struct {
+	SDP        *SessionDescription `json:"sdp"`
+	WebhookURL string              `json:"webhook_url,omitempty"`
+}
+
+// Validate checks that an offer is present.
+func (s *SessionStart) Validate() error { return requireOffer(s.SDP) }
+
+// SupervisorJoin is the data of supervisor_join_session.
+type SupervisorJoin struct {
+	SDP                *SessionDescription `json:"sdp"`
+	SessionIDToMonitor string              `json:"session_id_to_monitor"`
+	WebhookURL         string              `json:"webhook_url,omitempty"`
+}
+
+// Validate checks the offer and the monitored session id.
+func (s *SupervisorJoin) Validate() error {
+	if err := requireOffer(s.SDP); err != nil {
+		return err
+	}
+	if s.SessionIDToMonitor == "" {
+		return Errorf(CodeInvalidMessage, "session_id_to_monitor is required")
+	}
+	if len(s.SessionIDToMonitor) > MaxIDLen {
+		return Errorf(CodeInvalidMessage, "session_id_to_monitor is limited to %d bytes", MaxIDLen)
+	}
+	return nil
+}
+
+func requireOffer(d *SessionDescription) error {
+	if d == nil {
+		return Errorf(CodeInvalidMessage, "sdp is required")
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Type != "offer" {
+		return Errorf(CodeInvalidSDP, "sdp must be an offer, got %q", d.Type)
+	}
+	return nil
+}
+
+// SDPUpdate is the data of sdp_update, in both directions.
+type SDPUpdate struct {
+	SDP *SessionDescription `json:"sdp"`
+}
+
+// Validate checks that a description is present.
+func (s *SDPUpdate) Validate() error {
+	if s.SDP == nil {
+		return Errorf(CodeInvalidMessage, "sdp is required")
+	}
+	return s.SDP.Validate()
+}
+
+// ICECandidate mirrors the browser's RTCIceCandidate (its JSON form).
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// CandidateData is the data of candidate, in both directions. An empty
+// candidate.candidate means end of candidates.
+type CandidateData struct {
+	Candidate *ICECandidate `json:"candidate"`
+}
+
+// Validate checks presence and size.
+func (c *CandidateData) Validate() error {
+	if c.Candidate == nil {
+		return Errorf(CodeInvalidMessage, "candidate is required")
+	}
+	if len(c.Candidate.Candidate) > MaxCandidateLen {
+		return Errorf(CodeInvalidMessage, "candidate is longer than %d bytes", MaxCandidateLen)
+	}
+	return nil
+}
+
+// MaxURLLen bounds upload and webhook URLs (pre-signed S3 URLs are ~1.5 KiB).
+const MaxURLLen = 8 << 10
+
+// RecordingStart is the data of recording_start.
+type RecordingStart struct {
+	UploadURL  string `json:"upload_url"`
+	WebhookURL string `json:"webhook_url,omitempty"`
+	// Format is an extension: auto (default), ogg, webm, mkv.
+	Format string `json:"format,omitempty"`
+	// PauseMode is an extension: silence (default) keeps paused spans in the
+	// timeline, skip cuts them out.
+	PauseMode string `json:"pause_mode,omitempty"`
+}
+
+// Validate checks the required upload URL and the enumerations.
+func (r *RecordingStart) Validate() error {
+	if r.UploadURL == "" {
+		return Errorf(CodeInvalidMessage, "upload_url is required")
+	}
+	if len(r.UploadURL) > MaxURLLen || len(r.WebhookURL) > MaxURLLen {
+		return Errorf(CodeInvalidURL, "URLs are limited to %d bytes", MaxURLLen)
+	}
+	switch r.Format {
+	case "", "auto", "ogg", "webm", "mkv":
+	default:
+		return Errorf(CodeInvalidMessage, "format must be auto, ogg, webm or mkv")
+	}
+	switch r.PauseMode {
+	case "", "silence", "skip":
+	default:
+		return Errorf(CodeInvalidMessage, "pause_mode must be silence or skip")
+	}
+	return nil
+}
+
+// Empty is the data of messages that carry none (recording_stop,
+// recording_pause, recording_resume, session_stop, ping).
+type Empty struct{}
+
+// Validate accepts anything: unknown fields are ignored by contract.
+func (Empty) Validate() error { return nil }
+
+// SessionState is the data of session_state.
+type SessionState struct {
+	State            State  `json:"state"`
+	TerminationCause Cause  `json:"termination_cause,omitempty"`
+	Reason           string `json:"reason,omitempty"`
+}
+
+// RecordingStateData is the data of recording_state.
+type RecordingStateData struct {
+	RecordingID string         `json:"recording_id"`
+	State       RecordingState `json:"state"`
+	Format      string         `json:"format,omitempty"`
+	DurationMS  *int64         `json:"duration_ms,omitempty"`
+	SizeBytes   *int64         `json:"size_bytes,omitempty"`
+	Reason      string         `json:"reason,omitempty"`
+}
+
+// ErrorData is the data of error.
+type ErrorData struct {
+	Code        Code   `json:"code"`
+	Message     string `json:"message"`
+	RequestType Type   `json:"request_type,omitempty"`
+}
+
+// String gives a compact form for logs.
+func (e ErrorData) String() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

@@ -1,0 +1,218 @@
+package session_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/session"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// harness is a real session server on 127.0.0.1 with recording events and
+// finished recordings captured.
+type harness struct {
+	t      *testing.T
+	srv    *session.Server
+	url    string
+	dir    string
+	events *eventLog
+	done   *deliveries
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []session.Event
+}
+
+func (l *eventLog) Notify(ev session.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+}
+
+func (l *eventLog) list() []session.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]session.Event(nil), l.events...)
+}
+
+// deliveries keeps finished recordings in the data directory and reports
+// them STOPPED, as a local uploader would.
+type deliveries struct {
+	srv   func() *session.Server
+	mu    sync.Mutex
+	files []*recorder.Manifest
+}
+
+func (d *deliveries) Deliver(m *recorder.Manifest, r session.Route) error {
+	d.mu.Lock()
+	d.files = append(d.files, m)
+	d.mu.Unlock()
+	dur, size := m.DurationMS, m.SizeBytes
+	d.srv().RecordingDelivered(r, rtm.RecordingStateData{RecordingID: m.RecordingID, State: rtm.RecordingStopped, Format: string(m.Format), DurationMS: &dur, SizeBytes: &size})
+	return nil
+}
+
+func (d *deliveries) list() []*recorder.Manifest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*recorder.Manifest(nil), d.files...)
+}
+
+func newHarness(t *testing.T, mutate func(*session.Config, *session.Deps)) *harness {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	wrtc, err := session.NewWebRTC(session.ICEConfig{DisconnectedTimeout: time.Second, FailedTimeout: 10 * time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, dir: t.TempDir(), events: &eventLog{}}
+	h.done = &deliveries{srv: func() *session.Server { return h.srv }}
+	cfg := session.Config{DataDir: h.dir, ConnectTimeout: 5 * time.Second, DisconnectTimeout: time.Second}
+	deps := session.Deps{WebRTC: wrtc, Logger: log, Notifier: h.events, Delivery: h.done}
+	if mutate != nil {
+		mutate(&cfg, &deps)
+	}
+	h.srv, err = session.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/rtm", h.srv)
+	hs := httptest.NewServer(mux)
+	h.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/rtm"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := h.srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		hs.Close()
+		_ = wrtc.Close()
+	})
+	return h
+}
+
+func (h *harness) dial() *testclient.Client {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := testclient.Dial(ctx, h.url, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(c.Close)
+	return c
+}
+
+// start opens a session streaming the given sources and waits for CONNECTED.
+func (h *harness) start(c *testclient.Client, id string, sources ...testclient.Source) *testclient.Peer {
+	h.t.Helper()
+	api, err := testclient.NewAPI()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p, err := testclient.NewPeer(api, sources...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx, p, "c-"+id, id, "https://hooks.example.com/rtm?sig=secret"); err != nil {
+		h.t.Fatal(err)
+	}
+	h.wait(c, testclient.IsState(id, rtm.StateConnecting))
+	h.wait(c, testclient.IsState(id, rtm.StateConnected))
+	p.Stream(context.Background())
+	return p
+}
+
+func (h *harness) wait(c *testclient.Client, match func(rtm.Message) bool) rtm.Message {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	m, err := c.Wait(ctx, match)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+// waitPackets waits until every track of the session has received RTP.
+func (h *harness) waitPackets(id string, tracks int, min uint64) []session.TrackStats {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, s := range h.srv.Sessions() {
+			if s.SessionID != id || len(s.Tracks) < tracks {
+				continue
+			}
+			ok := true
+			for _, tr := range s.Tracks {
+				ok = ok && tr.Packets >= min
+			}
+			if ok {
+				return s.Tracks
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("session %s: fewer than %d tracks with %d packets each: %+v", id, tracks, min, h.srv.Sessions())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// terminated waits for the session's TERMINATED and returns its cause.
+func (h *harness) terminated(c *testclient.Client, id string) rtm.Cause {
+	h.t.Helper()
+	m := h.wait(c, testclient.IsState(id, rtm.StateTerminated))
+	return testclient.Data[rtm.SessionState](m).TerminationCause
+}
+
+func (h *harness) gone(id string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		found := false
+		for _, s := range h.srv.Sessions() {
+			found = found || s.SessionID == id
+		}
+		if !found {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("session %s still registered", id)
+}
+
+// webhookStates lists the session_state states sent to the webhook.
+func (h *harness) webhookStates(id string) []string {
+	var out []string
+	for _, ev := range h.events.list() {
+		if ev.Message.SessionID == id && ev.Message.Type == rtm.TypeSessionState {
+			d := testclient.Data[rtm.SessionState](ev.Message)
+			s := string(d.State)
+			if d.TerminationCause != "" {
+				s += "/" + string(d.TerminationCause)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,51 @@
+package session
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the session server's Prometheus metrics.
+type Metrics struct {
+	sessions       *prometheus.GaugeVec
+	messages       *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+	terminations   *prometheus.CounterVec
+	connections    prometheus.Gauge
+	rtpPackets     *prometheus.CounterVec
+	recordings     prometheus.Gauge
+	forwardDropped prometheus.Counter
+}
+
+// NewMetrics registers the session metrics with reg (nil: not exported).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rtmrec_sessions", Help: "Sessions by lifecycle state.",
+		}, []string{"state"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_messages_received_total", Help: "RTM messages received, by type.",
+		}, []string{"type"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_errors_sent_total", Help: "RTM error messages sent, by code.",
+		}, []string{"code"}),
+		terminations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_sessions_terminated_total", Help: "Sessions ended, by termination cause.",
+		}, []string{"cause"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_websocket_connections", Help: "Open /rtm WebSocket connections.",
+		}),
+		rtpPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_rtp_packets_received_total", Help: "RTP packets received from clients, by media kind.",
+		}, []string{"kind"}),
+		recordings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_recordings_active", Help: "Recordings being written.",
+		}),
+		forwardDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rtmrec_supervisor_packets_dropped_total", Help: "RTP packets not forwarded to a supervisor whose queue was full.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped)
+	}
+	return m
+}

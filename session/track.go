@@ -1,0 +1,147 @@
+package session
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/rtmrec/rtmrec/recorder"
+)
+
+// pliInterval rate-limits keyframe requests per track: a keyframe costs the
+// sender bandwidth, and one every half second is enough to recover.
+const pliInterval = 500 * time.Millisecond
+
+// trackSink is one received track and where its packets go. The reader
+// goroutine loads the targets atomically, so attaching a recording or a
+// supervisor never blocks the media path.
+type trackSink struct {
+	info   recorder.TrackInfo
+	remote *webrtc.TrackRemote
+	ssrc   uint32
+	owner  *Session
+	rec    atomic.Pointer[recorder.Track]
+	fwd    atomic.Pointer[[]*forwarder]
+	fan    fanout
+
+	packets atomic.Uint64
+	lastPLI atomic.Int64
+}
+
+// addTrack runs on the session loop when pion reports a new remote track.
+func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	codec, ok := recorder.CodecFromMime(t.Codec().MimeType)
+	if !ok {
+		ss.log.Warn("track with a codec that cannot be recorded", "mime", t.Codec().MimeType)
+		return
+	}
+	kind := recorder.KindAudio
+	if t.Kind() == webrtc.RTPCodecTypeVideo {
+		kind = recorder.KindVideo
+	}
+	id := ss.trackID(t, r)
+	sink := &trackSink{
+		info:   recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
+		remote: t,
+		owner:  ss,
+		ssrc:   uint32(t.SSRC()),
+	}
+	ss.tracks = append(ss.tracks, sink)
+	ss.publishTracks()
+	ss.log.Info("track received", "track", id, "kind", kind, "codec", codec, "ssrc", sink.ssrc)
+	if ss.rec != nil {
+		ss.attachRecording(sink)
+	}
+	ss.setSnapshot()
+	ss.addTrackToSupervisors(sink)
+	ss.goReader(func() { ss.readRTP(sink) })
+	ss.goReader(func() { ss.readRTCP(sink, r) })
+}
+
+// trackID names a track by its m-line (and simulcast layer), which is stable
+// across renegotiations, unlike SSRCs.
+func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) string {
+	id := t.ID()
+	for _, tr := range ss.pc.GetTransceivers() {
+		if tr.Receiver() == r && tr.Mid() != "" {
+			id = "mid" + tr.Mid()
+			break
+		}
+	}
+	if rid := t.RID(); rid != "" {
+		id += "/" + rid
+	}
+	return id
+}
+
+// readRTP is the media hot path: one read buffer per track, no allocation
+// per packet, nothing that can block.
+func (ss *Session) readRTP(sink *trackSink) {
+	buf := make([]byte, 1500)
+	kind := ss.srv.metrics.rtpPackets.WithLabelValues(string(sink.info.Kind))
+	for {
+		n, _, err := sink.remote.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		sink.packets.Add(1)
+		kind.Inc()
+		if r := sink.rec.Load(); r != nil {
+			r.WriteRTP(buf[:n], now)
+		}
+		if f := sink.fwd.Load(); f != nil {
+			sink.distribute(*f, buf[:n])
+		}
+	}
+}
+
+// readRTCP keeps the receiver's RTCP flowing (pion needs it read) and hands
+// Sender Reports to the recording for A/V sync.
+func (ss *Session) readRTCP(sink *trackSink, r *webrtc.RTPReceiver) {
+	for {
+		pkts, _, err := r.ReadRTCP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == sink.ssrc {
+				if rt := sink.rec.Load(); rt != nil {
+					rt.WriteSenderReport(sr.NTPTime, sr.RTPTime, now)
+				}
+			}
+		}
+	}
+}
+
+// requestKeyframe asks the sender for a keyframe (PLI), at most once per
+// pliInterval per track. Safe from any goroutine.
+func (ss *Session) requestKeyframe(sink *trackSink) {
+	if sink.info.Kind != recorder.KindVideo {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := sink.lastPLI.Load()
+	if now-last < int64(pliInterval) || !sink.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	if err := ss.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: sink.ssrc}}); err != nil {
+		ss.log.Debug("send PLI", "err", err)
+	}
+}
+
+// publishTracks makes the loop's track list visible to other goroutines.
+func (ss *Session) publishTracks() {
+	list := append([]*trackSink(nil), ss.tracks...)
+	ss.published.Store(&list)
+}
+
+func (ss *Session) tracksSnapshot() []*trackSink {
+	if p := ss.published.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

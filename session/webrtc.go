@@ -1,0 +1,173 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// ICEConfig is what an operator sets for how clients reach the server's
+// peer connections.
+type ICEConfig struct {
+	// PortMin and PortMax bound the ephemeral UDP ports (0 = any).
+	PortMin, PortMax uint16
+	// UDPPort, when set, makes every session share this one UDP port.
+	UDPPort int
+	// TCPPort, when set, also accepts ICE over TCP (RFC 6544) on this port,
+	// for clients whose networks block UDP.
+	TCPPort int
+	// PublicIPs are advertised instead of the host addresses (a server
+	// behind 1:1 NAT, e.g. a cloud VM).
+	PublicIPs []string
+	// Servers are STUN/TURN servers for the server's own gathering.
+	Servers []webrtc.ICEServer
+	// IncludeLoopback gathers loopback candidates (tests in a namespace
+	// with only loopback).
+	IncludeLoopback bool
+	// DisconnectedTimeout is pion's ICE consent timeout before it reports
+	// disconnected; FailedTimeout before it gives up.
+	DisconnectedTimeout, FailedTimeout time.Duration
+}
+
+// WebRTC is the pion API shared by all sessions, plus the sockets it owns.
+type WebRTC struct {
+	API     *webrtc.API
+	closers []func() error
+}
+
+// Close releases the shared UDP/TCP sockets.
+func (w *WebRTC) Close() error {
+	var errs []error
+	for _, c := range w.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// recordable codecs, in the order the server prefers them: browsers send
+// with the first codec of the answer, and VP8/VP9 keep the file WebM.
+var (
+	videoFeedback = []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	audioCodecs   = []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+	}
+	videoCodecs = []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFeedback}, PayloadType: 98},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=98"}, PayloadType: 99},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFeedback}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"}, PayloadType: 103},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFeedback}, PayloadType: 104},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=104"}, PayloadType: 105},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", RTCPFeedback: videoFeedback}, PayloadType: 106},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=106"}, PayloadType: 107},
+	}
+)
+
+// NewWebRTC builds the pion API every session uses: the codecs rtmrec can
+// record (anything else is answered inactive), NACK, RTCP reports and TWCC,
+// mDNS off, and the operator's ICE settings.
+func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
+	me := &webrtc.MediaEngine{}
+	// Codecs first: the feedback interceptors only negotiate nack/pli/twcc
+	// for codecs already registered.
+	for _, c := range audioCodecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	for _, c := range videoCodecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+
+	w := &WebRTC{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogger{logger}}
+	// A browser's .local candidates cannot be resolved by a server; the
+	// connection forms through peer-reflexive candidates instead.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	// A client's DTLS close must not close the server's side at once: the
+	// contract reports lost connectivity as DISCONNECTED, then
+	// TERM_BY_MEDIA_TIMEOUT, whatever the client did.
+	se.DisableCloseByDTLS(true)
+	if cfg.DisconnectedTimeout > 0 || cfg.FailedTimeout > 0 {
+		se.SetICETimeouts(cfg.DisconnectedTimeout, cfg.FailedTimeout, 2*time.Second)
+	}
+	if cfg.PortMin != 0 || cfg.PortMax != 0 {
+		if err := se.SetEphemeralUDPPortRange(cfg.PortMin, cfg.PortMax); err != nil {
+			return nil, fmt.Errorf("udp port range %d-%d: %w", cfg.PortMin, cfg.PortMax, err)
+		}
+	}
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.UDPPort != 0 {
+		var opts []ice.UDPMuxFromPortOption
+		if cfg.IncludeLoopback {
+			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+		}
+		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("udp port %d: %w", cfg.UDPPort, err)
+		}
+		w.closers = append(w.closers, mux.Close)
+		se.SetICEUDPMux(mux)
+	}
+	if cfg.TCPPort != 0 {
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{Port: cfg.TCPPort})
+		if err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("ice-tcp port %d: %w", cfg.TCPPort, err)
+		}
+		mux := webrtc.NewICETCPMux(pionLogger{logger}.NewLogger("ice-tcp"), ln, 64)
+		w.closers = append(w.closers, mux.Close)
+		se.SetICETCPMux(mux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	if len(cfg.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("public ips: %w", err)
+		}
+	}
+	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return w, nil
+}
+
+// pionLogger routes pion's own warnings and errors into slog; its debug
+// chatter stays off.
+type pionLogger struct{ l *slog.Logger }
+
+func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
+	return pionLeveled{p.l.With("component", "pion", "scope", scope)}
+}
+
+type pionLeveled struct{ l *slog.Logger }
+
+func (p pionLeveled) Trace(string)                 {}
+func (p pionLeveled) Tracef(string, ...any)        {}
+func (p pionLeveled) Debug(string)                 {}
+func (p pionLeveled) Debugf(string, ...any)        {}
+func (p pionLeveled) Info(msg string)              {}
+func (p pionLeveled) Infof(string, ...any)         {}
+func (p pionLeveled) Warn(msg string)              { p.l.Warn(msg) }
+func (p pionLeveled) Warnf(f string, args ...any)  { p.l.Warn(fmt.Sprintf(f, args...)) }
+func (p pionLeveled) Error(msg string)             { p.l.Error(msg) }
+func (p pionLeveled) Errorf(f string, args ...any) { p.l.Error(fmt.Sprintf(f, args...)) }

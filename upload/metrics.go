@@ -1,0 +1,76 @@
+package upload
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the queue's Prometheus collectors. Labels never carry URLs.
+type metrics struct {
+	results  *prometheus.CounterVec // result: success | failure
+	attempts *prometheus.CounterVec // outcome: success | retry | failure
+	bytes    prometheus.Counter
+	inFlight prometheus.Gauge
+	pending  prometheus.Gauge
+	duration *prometheus.HistogramVec // per attempt, by outcome
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_upload_results_total",
+			Help: "Upload jobs decided, by result (success, failure).",
+		}, []string{"result"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_upload_attempts_total",
+			Help: "Upload attempts, by outcome (success, retry, failure).",
+		}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rtmrec_upload_bytes_total",
+			Help: "Bytes sent to upload targets, retries included.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_upload_in_flight",
+			Help: "Upload attempts in progress.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_upload_pending",
+			Help: "Upload jobs waiting for an attempt or a retry.",
+		}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rtmrec_upload_attempt_duration_seconds",
+			Help:    "Duration of upload attempts, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16), // 50 ms .. ~27 min
+		}, []string{"outcome"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs [6]error
+	m.results, errs[0] = register(reg, m.results)
+	m.attempts, errs[1] = register(reg, m.attempts)
+	m.bytes, errs[2] = register(reg, m.bytes)
+	m.inFlight, errs[3] = register(reg, m.inFlight)
+	m.pending, errs[4] = register(reg, m.pending)
+	m.duration, errs[5] = register(reg, m.duration)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("upload: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c or, when an identical collector is already
+// registered (a second Queue on the same registry), returns that one so
+// both queues count into the same series.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}

@@ -1,0 +1,160 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// S3Config configures uploads to s3://bucket/key URLs. Credentials come
+// from the aws-sdk-go-v2 default chain (environment, shared files, web
+// identity, instance role).
+type S3Config struct {
+	// Endpoint overrides the S3 endpoint, e.g. http://minio:9000 for an
+	// S3-compatible store. It is operator configuration and trusted, so it
+	// is not subject to the address guard (the bucket comes from the client,
+	// the endpoint does not).
+	Endpoint string
+	// Region; empty takes the SDK's default chain, then us-east-1.
+	Region string
+	// PathStyle addresses buckets as endpoint/bucket/key instead of
+	// bucket.endpoint/key; most S3-compatible stores need it.
+	PathStyle bool
+	// PartSize is the multipart part size; files larger than it go up in
+	// parts. Default and minimum 5 MiB (the S3 minimum).
+	PartSize int64
+	// Concurrency is the number of parts uploaded at once per file; default 4.
+	Concurrency int
+}
+
+// s3Client builds the SDK client on first use (loading credentials then,
+// not at start-up, so a server without S3 jobs needs no AWS setup) and
+// keeps it for the queue's lifetime.
+type s3Client struct {
+	cfg S3Config
+
+	mu sync.Mutex
+	up *manager.Uploader
+	tr *http.Transport
+}
+
+func (c *s3Client) uploader(ctx context.Context, timeout time.Duration) (*manager.Uploader, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up != nil {
+		return c.up, nil
+	}
+	var opts []func(*config.LoadOptions) error
+	if c.cfg.Region != "" {
+		opts = append(opts, config.WithRegion(c.cfg.Region))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	// The SDK's client carries settings from the environment (e.g. the CA
+	// bundle of AWS_CA_BUNDLE) in its transport; take that transport into a
+	// client of our own so Run can close its idle connections.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if bc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		tr = bc.GetTransport()
+	}
+	awsCfg.HTTPClient = &http.Client{
+		Transport: tr,
+		// Per HTTP request, i.e. per part for multipart uploads.
+		Timeout: timeout,
+		// As the SDK's own client: S3 answers redirects with errors to act on.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if c.cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.cfg.Endpoint)
+		}
+		o.UsePathStyle = c.cfg.PathStyle
+	})
+	c.up = manager.NewUploader(client, func(u *manager.Uploader) {
+		u.PartSize = max(c.cfg.PartSize, manager.MinUploadPartSize)
+		u.Concurrency = c.cfg.Concurrency
+		if u.Concurrency <= 0 {
+			u.Concurrency = 4
+		}
+	})
+	c.tr = tr
+	return c.up, nil
+}
+
+func (c *s3Client) closeIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tr != nil {
+		c.tr.CloseIdleConnections()
+	}
+}
+
+// putS3 uploads the job's file to s3://bucket/key, in parts when it is
+// larger than PartSize. An *os.File is an io.ReaderAt, so the uploader
+// reads parts straight from disk instead of buffering them.
+func (q *Queue) putS3(ctx context.Context, r *record) outcome {
+	u, err := url.Parse(r.Job.URL)
+	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return outcome{reason: "malformed s3 URL, want s3://bucket/key"}
+	}
+	bucket, key := u.Host, strings.TrimPrefix(u.Path, "/")
+	up, err := q.s3.uploader(ctx, q.cfg.RequestTimeout)
+	if err != nil {
+		// Missing configuration may be fixed by the operator; retry.
+		return outcome{retry: true, reason: err.Error()}
+	}
+	f, err := os.Open(r.Job.File)
+	if err != nil {
+		return outcome{reason: fmt.Sprintf("open file: %v", err)}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return outcome{reason: fmt.Sprintf("stat file: %v", err)}
+	}
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(bucket),
+		Key:           aws.String(key),
+		Body:          f,
+		ContentLength: aws.Int64(fi.Size()),
+	}
+	if r.Job.ContentType != "" {
+		in.ContentType = aws.String(r.Job.ContentType)
+	}
+	if _, err := up.Upload(ctx, in); err != nil {
+		return classifyS3(err)
+	}
+	q.m.bytes.Add(float64(fi.Size()))
+	return outcome{ok: true, status: http.StatusOK, size: fi.Size()}
+}
+
+// classifyS3 applies the HTTP rules to an SDK error: 4xx other than 408
+// and 429 is the store refusing (no such bucket, access denied), anything
+// else (5xx, network, credentials not yet available) may pass on retry.
+// The SDK has already retried throttling and 5xx a few times per request.
+func classifyS3(err error) outcome {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		st := re.HTTPStatusCode()
+		retry := st == http.StatusRequestTimeout || st == http.StatusTooManyRequests || st >= 500
+		return outcome{retry: retry, status: st, reason: "s3: " + err.Error()}
+	}
+	return outcome{retry: true, reason: "s3: " + err.Error()}
+}

@@ -1,0 +1,174 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// event is one webhook on disk, a JSON file named by its sequence number
+// so that a directory listing gives the enqueue order, which keeps the
+// per-key order across restarts.
+type event struct {
+	Seq         uint64    `json:"seq"`
+	ID          string    `json:"id"`
+	Key         string    `json:"key"`
+	URL         string    `json:"url"`
+	Body        string    `json:"body"` // exactly the bytes sent (and signed), kept as a string so JSON encoding cannot reformat them
+	Created     time.Time `json:"created"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// buildBody returns payload with "id" and "timestamp" added as its first
+// keys (contract §6). payload must be a JSON object without those keys, so
+// the body never carries a duplicate key.
+func buildBody(id string, ts time.Time, payload json.RawMessage) ([]byte, error) {
+	p := bytes.TrimSpace(payload)
+	if len(p) == 0 {
+		p = []byte("{}")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(p, &fields); err != nil || p[0] != '{' {
+		return nil, errors.New("webhook: payload is not a JSON object")
+	}
+	for _, k := range []string{"id", "timestamp"} {
+		if _, ok := fields[k]; ok {
+			return nil, fmt.Errorf("webhook: payload has its own %q", k)
+		}
+	}
+	idJSON, _ := json.Marshal(id)
+	tsJSON, _ := json.Marshal(ts.UTC().Format(time.RFC3339Nano))
+	var b bytes.Buffer
+	b.Grow(len(p) + len(idJSON) + len(tsJSON) + 24)
+	b.WriteString(`{"id":`)
+	b.Write(idJSON)
+	b.WriteString(`,"timestamp":`)
+	b.Write(tsJSON)
+	rest := bytes.TrimSpace(p[1:])
+	if len(fields) > 0 {
+		b.WriteByte(',')
+	}
+	b.Write(rest) // the remaining members and the closing brace
+	return b.Bytes(), nil
+}
+
+// store keeps pending events in dir and dead letters in dir/dead.
+type store struct{ dir string }
+
+const eventExt = ".evt"
+
+func (s store) name(seq uint64) string { return fmt.Sprintf("%020d%s", seq, eventExt) }
+
+func (s store) save(ev *event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("webhook: encode event %s: %w", ev.ID, err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.dir, s.name(ev.Seq)), data); err != nil {
+		return fmt.Errorf("webhook: save event %s: %w", ev.ID, err)
+	}
+	return nil
+}
+
+func (s store) remove(ev *event) error {
+	if err := os.Remove(filepath.Join(s.dir, s.name(ev.Seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("webhook: remove event %s: %w", ev.ID, err)
+	}
+	return syncDir(s.dir)
+}
+
+// bury moves ev to the dead-letter directory with its last error; the
+// operator can inspect and replay it from there.
+func (s store) bury(ev *event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("webhook: encode event %s: %w", ev.ID, err)
+	}
+	dead := filepath.Join(s.dir, "dead")
+	if err := os.MkdirAll(dead, 0o700); err != nil {
+		return fmt.Errorf("webhook: dead-letter dir: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dead, s.name(ev.Seq)), data); err != nil {
+		return fmt.Errorf("webhook: dead-letter event %s: %w", ev.ID, err)
+	}
+	return s.remove(ev)
+}
+
+// load returns the pending events in enqueue order. Temp files of an
+// interrupted write are removed; unreadable files are renamed aside.
+func (s store) load() (evs []*event, bad []string, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: read event dir: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		full := filepath.Join(s.dir, name)
+		switch {
+		case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp"):
+			os.Remove(full)
+		case strings.HasSuffix(name, eventExt):
+			data, err := os.ReadFile(full)
+			var ev event
+			if err == nil {
+				err = json.Unmarshal(data, &ev)
+			}
+			if err == nil && (ev.ID == "" || ev.Seq == 0) {
+				err = errors.New("no id or sequence")
+			}
+			if err != nil {
+				os.Rename(full, full+".corrupt")
+				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
+				continue
+			}
+			evs = append(evs, &ev)
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+	return evs, bad, nil
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves the old
+// or the new content, never a torn file (temp file, fsync, rename, fsync
+// of the directory).
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err = f.Sync(); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}

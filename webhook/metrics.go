@@ -1,0 +1,63 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the outbox's Prometheus collectors. Labels never carry URLs.
+type metrics struct {
+	deliveries *prometheus.CounterVec // result: delivered | retry | dead
+	dead       prometheus.Counter
+	depth      prometheus.Gauge
+	latency    prometheus.Histogram // enqueue to delivery
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_webhook_deliveries_total",
+			Help: "Webhook delivery attempts, by result (delivered, retry, dead).",
+		}, []string{"result"}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rtmrec_webhook_dead_letters_total",
+			Help: "Webhook events given up after the retry period and kept in the dead-letter directory.",
+		}),
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_webhook_queue_depth",
+			Help: "Webhook events waiting for delivery.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rtmrec_webhook_delivery_latency_seconds",
+			Help:    "Time from enqueue to successful delivery, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 12), // 5 ms .. ~6 h
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs [4]error
+	m.deliveries, errs[0] = register(reg, m.deliveries)
+	m.dead, errs[1] = register(reg, m.dead)
+	m.depth, errs[2] = register(reg, m.depth)
+	m.latency, errs[3] = register(reg, m.latency)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c or, when an identical collector is already
+// registered, returns that one so both outboxes count into the same series.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}

@@ -1,0 +1,477 @@
+package webhook
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/rtmrec/rtmrec/internal/netguard"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// hit is one request as the receiver saw it.
+type hit struct {
+	path   string
+	header http.Header
+	body   []byte
+	status int // what the receiver answered; 0 for a dropped connection
+	at     time.Time
+}
+
+// receiver is a webhook endpoint whose answers follow a policy.
+type receiver struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	policy func(n int, path string) string // n counts requests from 0
+	hits   []hit
+}
+
+func newReceiver(t *testing.T, policy func(n int, path string) string) *receiver {
+	t.Helper()
+	rc := &receiver{policy: policy}
+	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func always(b string) func(int, string) string { return func(int, string) string { return b } }
+
+func script(bs ...string) func(int, string) string {
+	return func(n int, _ string) string { return bs[min(n, len(bs)-1)] }
+}
+
+func (rc *receiver) setPolicy(p func(int, string) string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.policy = p
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	b := rc.policy(len(rc.hits), r.URL.Path)
+	i := len(rc.hits)
+	rc.hits = append(rc.hits, hit{path: r.URL.Path, header: r.Header.Clone(), body: body, at: time.Now()})
+	rc.mu.Unlock()
+	status := 0
+	switch b {
+	case "reset":
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+	case "slow":
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
+	default:
+		fmt.Sscan(b, &status)
+		w.WriteHeader(status)
+	}
+	rc.mu.Lock()
+	rc.hits[i].status = status
+	rc.mu.Unlock()
+}
+
+func (rc *receiver) all() []hit {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]hit(nil), rc.hits...)
+}
+
+// delivered returns the ids answered 2xx, in order, per path.
+func (rc *receiver) delivered() map[string][]string {
+	out := map[string][]string{}
+	for _, h := range rc.all() {
+		if h.status >= 200 && h.status < 300 {
+			out[h.path] = append(out[h.path], h.header.Get(HeaderID))
+		}
+	}
+	return out
+}
+
+func (rc *receiver) waitDelivered(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c := 0
+		for _, ids := range rc.delivered() {
+			c += len(ids)
+		}
+		if c >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d deliveries after 20s", n)
+}
+
+func testConfig(dir string) Config {
+	return Config{
+		Dir:            dir,
+		Guard:          netguard.New(netguard.Config{AllowPrivate: true}),
+		BaseBackoff:    2 * time.Millisecond,
+		MaxBackoff:     20 * time.Millisecond,
+		RequestTimeout: 2 * time.Second,
+		RetryPeriod:    time.Minute,
+	}
+}
+
+// run starts o.Run and returns a stop function that waits for it.
+func run(t *testing.T, o *Outbox) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func newOutbox(t *testing.T, cfg Config) *Outbox {
+	t.Helper()
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestDeliverySignedBody(t *testing.T) {
+	rc := newReceiver(t, always("204"))
+	cfg := testConfig(t.TempDir())
+	oldSecret, newSecret := []byte("old-secret-0123456789"), []byte("new-secret-9876543210")
+	cfg.Secrets = [][]byte{newSecret, oldSecret}
+	fixed := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("X", 3600))
+	cfg.Now = func() time.Time { return fixed }
+	o := newOutbox(t, cfg)
+	run(t, o)
+
+	payload := json.RawMessage(`{"type":"session_state","client_id":"c1","session_id":"s1","data":{"state":"CONNECTED"}}`)
+	id, err := o.Enqueue(rc.srv.URL+"/hook?token=topsecret", "s1", payload)
+	if err != nil || !strings.HasPrefix(id, "evt_") {
+		t.Fatalf("Enqueue = %q, %v", id, err)
+	}
+	rc.waitDelivered(t, 1)
+	h := rc.all()[0]
+	want := `{"id":"` + id + `","timestamp":"2026-03-04T04:06:07Z","type":"session_state","client_id":"c1","session_id":"s1","data":{"state":"CONNECTED"}}`
+	if string(h.body) != want {
+		t.Fatalf("body\n%s\nwant\n%s", h.body, want)
+	}
+	if h.header.Get("Content-Type") != "application/json" || h.header.Get(HeaderID) != id ||
+		h.header.Get(HeaderTimestamp) != fmt.Sprint(fixed.Unix()) {
+		t.Fatalf("headers %v", h.header)
+	}
+	if n := len(strings.Fields(h.header.Get(HeaderSignature))); n != 2 {
+		t.Fatalf("%d signatures, want one per secret", n)
+	}
+	for _, s := range [][]byte{oldSecret, newSecret} {
+		if err := Verify(s, h.header, h.body, fixed, 5*time.Minute); err != nil {
+			t.Errorf("Verify with %q: %v", s, err)
+		}
+	}
+	if err := Verify([]byte("other"), h.header, h.body, fixed, 5*time.Minute); err != ErrBadSignature {
+		t.Errorf("Verify with a wrong secret = %v", err)
+	}
+	if err := Verify(oldSecret, h.header, append(h.body, ' '), fixed, 5*time.Minute); err != ErrBadSignature {
+		t.Errorf("Verify of a changed body = %v", err)
+	}
+	if err := Verify(oldSecret, h.header, h.body, fixed.Add(time.Hour), 5*time.Minute); err == nil {
+		t.Error("Verify accepted a stale timestamp")
+	}
+}
+
+func TestUnsigned(t *testing.T) {
+	rc := newReceiver(t, always("200"))
+	o := newOutbox(t, testConfig(t.TempDir()))
+	run(t, o)
+	if _, err := o.Enqueue(rc.srv.URL, "k", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitDelivered(t, 1)
+	h := rc.all()[0]
+	if h.header.Get(HeaderSignature) != "" {
+		t.Error("signature without secrets")
+	}
+	var body map[string]any
+	if err := json.Unmarshal(h.body, &body); err != nil || len(body) != 2 {
+		t.Errorf("body %s: %v", h.body, err)
+	}
+}
+
+func TestEnqueueValidation(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Guard = netguard.New(netguard.Config{})
+	o := newOutbox(t, cfg)
+	if id, err := o.Enqueue("", "k", json.RawMessage(`{}`)); id != "" || err != nil {
+		t.Errorf("empty url: %q, %v", id, err)
+	}
+	for _, tc := range []struct{ url, payload string }{
+		{"http://127.0.0.1/hook?token=topsecret", `{}`},
+		{"http://[::1]/hook", `{}`},
+		{"ftp://example.com/x", `{}`},
+		{"https://93.184.216.34/x", `[1,2]`},
+		{"https://93.184.216.34/x", `{"id":"mine"}`},
+		{"https://93.184.216.34/x", `{"timestamp":1}`},
+		{"https://93.184.216.34/x", `{broken`},
+	} {
+		_, err := o.Enqueue(tc.url, "k", json.RawMessage(tc.payload))
+		if err == nil {
+			t.Errorf("Enqueue(%s, %s) accepted", tc.url, tc.payload)
+		} else if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("error leaks the query: %v", err)
+		}
+	}
+	if entries, _ := os.ReadDir(cfg.Dir); len(entries) != 0 {
+		t.Errorf("refused events left %d files", len(entries))
+	}
+}
+
+func TestRetriesKeepID(t *testing.T) {
+	rc := newReceiver(t, script("500", "reset", "429", "slow", "503", "200"))
+	cfg := testConfig(t.TempDir())
+	cfg.RequestTimeout = 200 * time.Millisecond
+	cfg.Secrets = [][]byte{[]byte("s")}
+	o := newOutbox(t, cfg)
+	run(t, o)
+	id, err := o.Enqueue(rc.srv.URL+"/h", "k", json.RawMessage(`{"n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.waitDelivered(t, 1)
+	hits := rc.all()
+	if len(hits) != 6 {
+		t.Fatalf("%d attempts, want 6", len(hits))
+	}
+	for i, h := range hits {
+		if h.header.Get(HeaderID) != id || !strings.Contains(string(h.body), `"id":"`+id+`"`) {
+			t.Errorf("attempt %d: id %q", i, h.header.Get(HeaderID))
+		}
+		if string(h.body) != string(hits[0].body) && len(h.body) > 0 {
+			t.Errorf("attempt %d: body changed", i)
+		}
+		if len(h.body) > 0 {
+			if err := Verify([]byte("s"), h.header, h.body, time.Now(), time.Minute); err != nil {
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestOrderUnderFailures: many keys, a receiver that fails often; every
+// key's events arrive in order, each delivered before the next is tried.
+func TestOrderUnderFailures(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			checkOrder(t, seed, 6, 15)
+		})
+	}
+}
+
+// checkOrder enqueues events on keys, against a receiver whose answers
+// come from a deterministic pseudo-random sequence, and checks the order.
+func checkOrder(t *testing.T, seed uint64, keys, perKey int) {
+	x := seed*0x9E3779B97F4A7C15 + 1
+	next := func() uint64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+	answers := []string{"200", "200", "204", "500", "503", "reset", "404"}
+	var mu sync.Mutex
+	rc := newReceiver(t, func(int, string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return answers[next()%uint64(len(answers))]
+	})
+	cfg := testConfig(t.TempDir())
+	cfg.Workers = 4
+	o := newOutbox(t, cfg)
+	run(t, o)
+	want := map[string][]string{}
+	for i := range perKey {
+		for k := range keys {
+			key := fmt.Sprintf("session-%d", k)
+			id, err := o.Enqueue(rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want["/"+key] = append(want["/"+key], id)
+		}
+	}
+	rc.waitDelivered(t, keys*perKey)
+	checkHits(t, rc.all(), want)
+}
+
+// checkHits checks that per path the requests go through the wanted ids
+// in order: an id is only tried after its predecessor was delivered.
+func checkHits(t *testing.T, hits []hit, want map[string][]string) {
+	t.Helper()
+	pos := map[string]int{}
+	for _, h := range hits {
+		ids := want[h.path]
+		p := pos[h.path]
+		if p >= len(ids) {
+			t.Fatalf("%s: extra request for %s after all were delivered", h.path, h.header.Get(HeaderID))
+		}
+		if got := h.header.Get(HeaderID); got != ids[p] {
+			t.Fatalf("%s: request for %s while %s (#%d) was not delivered", h.path, got, ids[p], p)
+		}
+		if h.status >= 200 && h.status < 300 {
+			pos[h.path]++
+		}
+	}
+	for path, ids := range want {
+		if pos[path] != len(ids) {
+			t.Errorf("%s: %d of %d delivered", path, pos[path], len(ids))
+		}
+	}
+}
+
+// TestSlowKey: one receiver hangs; other keys are delivered meanwhile.
+func TestSlowKey(t *testing.T) {
+	rc := newReceiver(t, func(_ int, path string) string {
+		if path == "/slow" {
+			return "slow"
+		}
+		return "200"
+	})
+	cfg := testConfig(t.TempDir())
+	cfg.RequestTimeout = 2 * time.Second
+	o := newOutbox(t, cfg)
+	run(t, o)
+	for range 3 {
+		if _, err := o.Enqueue(rc.srv.URL+"/slow", "slow", json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the slow key is in flight
+	start := time.Now()
+	for i := range 20 {
+		if _, err := o.Enqueue(rc.srv.URL+"/fast", fmt.Sprint("fast-", i), json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(rc.delivered()["/fast"]) < 20 {
+		if time.Since(start) > time.Second {
+			t.Fatalf("fast keys waited for the slow one: %d delivered", len(rc.delivered()["/fast"]))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := len(rc.delivered()["/slow"]); n != 0 {
+		t.Fatalf("slow key delivered %d", n)
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	rc := newReceiver(t, func(_ int, path string) string {
+		if path == "/broken" {
+			return "500"
+		}
+		return "200"
+	})
+	cfg := testConfig(t.TempDir())
+	cfg.RetryPeriod = 150 * time.Millisecond
+	o := newOutbox(t, cfg)
+	run(t, o)
+	deadID, err := o.Enqueue(rc.srv.URL+"/broken", "k", json.RawMessage(`{"n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next event of the key waits for the first to be given up.
+	okID, err := o.Enqueue(rc.srv.URL+"/ok", "k", json.RawMessage(`{"n":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.waitDelivered(t, 1)
+	hits := rc.all()
+	last := hits[len(hits)-1]
+	if last.header.Get(HeaderID) != okID {
+		t.Fatal("second event not delivered last")
+	}
+	first, lastBroken := hits[0], hits[len(hits)-2]
+	if d := lastBroken.at.Sub(first.at); d < 100*time.Millisecond {
+		t.Fatalf("given up after %v, before the retry period", d)
+	}
+	dead, err := os.ReadDir(filepath.Join(cfg.Dir, "dead"))
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters: %v, %v", dead, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(cfg.Dir, "dead", dead[0].Name()))
+	var ev event
+	if err := json.Unmarshal(data, &ev); err != nil || ev.ID != deadID || !strings.Contains(ev.LastError, "500") {
+		t.Fatalf("dead letter %s: %v", data, err)
+	}
+	if v := testutilCounter(o.m.dead); v != 1 {
+		t.Fatalf("dead letter counter = %v", v)
+	}
+}
+
+// TestRestartKeepsOrder: events left by a stopped outbox are delivered by
+// the next one, in order, with their ids.
+func TestRestartKeepsOrder(t *testing.T) {
+	rc := newReceiver(t, always("503"))
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	o := newOutbox(t, cfg)
+	stop := run(t, o)
+	want := map[string][]string{}
+	for i := range 10 {
+		for _, key := range []string{"a", "b"} {
+			id, err := o.Enqueue(rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want["/"+key] = append(want["/"+key], id)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	o.Drain(ctx)
+	cancel()
+	stop()
+	failed := len(rc.all())
+	if failed == 0 {
+		t.Fatal("no attempt before the restart")
+	}
+
+	rc.setPolicy(always("200"))
+	o2 := newOutbox(t, cfg)
+	run(t, o2)
+	rc.waitDelivered(t, 20)
+	checkHits(t, rc.all()[failed:], want)
+	time.Sleep(20 * time.Millisecond)
+	if left, _ := filepath.Glob(filepath.Join(dir, "*"+eventExt)); len(left) != 0 {
+		t.Fatalf("%d event files left after delivery", len(left))
+	}
+}
+
+// TestSignVector is the example of the Standard Webhooks specification.
+func TestSignVector(t *testing.T) {
+	secret, _ := base64.StdEncoding.DecodeString("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	got := Sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("Sign = %s, want %s", got, want)
+	}
+}
+
+func FuzzOutboxOrder(f *testing.F) {
+	f.Add(uint64(7), uint8(3), uint8(5))
+	f.Add(uint64(42), uint8(1), uint8(12))
+	f.Fuzz(func(t *testing.T, seed uint64, keys, perKey uint8) {
+		checkOrder(t, seed, int(keys%5)+1, int(perKey%10)+1)
+	})
+}
