@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
@@ -32,7 +33,7 @@ type conn struct {
 	// sessions are the sessions started on this connection; only the reader
 	// goroutine touches the map.
 	sessions map[string]*Session
-	limiter  tokenBucket
+	limiter  *limits.TokenBucket
 }
 
 func newConn(s *Server, ws *websocket.Conn, p Principal) *conn {
@@ -44,7 +45,7 @@ func newConn(s *Server, ws *websocket.Conn, p Principal) *conn {
 		out:       make(chan []byte, outboxSize),
 		closing:   make(chan struct{}),
 		sessions:  map[string]*Session{},
-		limiter:   newTokenBucket(s.cfg.MessageRate, s.cfg.MessageBurst, time.Now),
+		limiter:   limits.NewTokenBucket(s.cfg.MessageRate, s.cfg.MessageBurst, time.Now),
 	}
 }
 
@@ -174,7 +175,7 @@ func (c *conn) readLoop() {
 			return
 		default:
 		}
-		if !c.limiter.allow() {
+		if !c.limiter.Allow() {
 			c.sendError(rtm.Message{}, rtm.Errorf(rtm.CodeServerBusy, "too many messages: at most %.0f per second", c.srv.cfg.MessageRate))
 			continue
 		}
@@ -223,7 +224,7 @@ func (c *conn) dispatch(m rtm.Message) error {
 	return ss.handle(m)
 }
 
-// forget drops an ended session from the connection's routing table; the
+// pruneEnded drops ended sessions from the connection's routing table; the
 // reader calls it lazily when the next session starts.
 func (c *conn) pruneEnded() {
 	for id, ss := range c.sessions {

@@ -1,9 +1,11 @@
 package session
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -67,7 +69,7 @@ func (ss *Session) startRecording(d rtm.RecordingStart) error {
 				}
 			}
 		},
-		Logger:  ss.log.With("recording_id", id),
+		Logger:  ss.log,
 		Metrics: ss.srv.deps.RecorderMetrics,
 	})
 	if err != nil {
@@ -79,12 +81,15 @@ func (ss *Session) startRecording(d rtm.RecordingStart) error {
 	ss.srv.waiting[id] = ss.conn
 	ss.srv.mu.Unlock()
 	ss.srv.metrics.recordings.Inc()
+	// The file lists the tracks already received in the offer's m-line
+	// order, whatever order their first packets came in; tracks whose first
+	// packet comes later are appended as they arrive.
+	slices.SortFunc(ss.tracks, func(a, b *trackSink) int { return cmp.Compare(a.mline, b.mline) })
 	for _, t := range ss.tracks {
 		ss.attachRecording(t)
 	}
 	ss.auditPresent()
 	ss.setSnapshot()
-	ss.log.Info("recording started", "recording_id", id, "format", rec.Format())
 	ss.emit(rtm.TypeRecordingState, rtm.RecordingStateData{RecordingID: id, State: rtm.RecordingStarted, Format: string(rec.Format())}, webhook)
 	return nil
 }

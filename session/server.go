@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -191,7 +192,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-func sessionKey(tenant, id string) string { return tenant + "\x00" + id }
+// sessionKey scopes a session id to its tenant; the length prefix keeps
+// "a/b" + "c" apart from "a" + "b/c".
+func sessionKey(tenant, id string) string { return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + id }
 
 // register reserves a session id within the tenant.
 func (s *Server) register(ss *Session) error {

@@ -22,9 +22,11 @@ type trackSink struct {
 	remote *webrtc.TrackRemote
 	ssrc   uint32
 	owner  *Session
-	rec    atomic.Pointer[recorder.Track]
-	fwd    atomic.Pointer[[]*forwarder]
-	fan    fanout
+	// mline is the track's m-line index in the offer, for a stable order.
+	mline int
+	rec   atomic.Pointer[recorder.Track]
+	fwd   atomic.Pointer[[]*forwarder]
+	fan   fanout
 
 	packets atomic.Uint64
 	lastPLI atomic.Int64
@@ -41,8 +43,9 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	if t.Kind() == webrtc.RTPCodecTypeVideo {
 		kind = recorder.KindVideo
 	}
-	id := ss.trackID(t, r)
+	id, mline := ss.trackID(t, r)
 	sink := &trackSink{
+		mline:  mline,
 		info:   recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
 		remote: t,
 		owner:  ss,
@@ -62,18 +65,18 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 
 // trackID names a track by its m-line (and simulcast layer), which is stable
 // across renegotiations, unlike SSRCs.
-func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) string {
-	id := t.ID()
-	for _, tr := range ss.pc.GetTransceivers() {
+func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) (id string, mline int) {
+	id = t.ID()
+	for i, tr := range ss.pc.GetTransceivers() {
 		if tr.Receiver() == r && tr.Mid() != "" {
-			id = "mid" + tr.Mid()
+			id, mline = "mid"+tr.Mid(), i
 			break
 		}
 	}
 	if rid := t.RID(); rid != "" {
 		id += "/" + rid
 	}
-	return id
+	return id, mline
 }
 
 // readRTP is the media hot path: one read buffer per track, no allocation

@@ -30,6 +30,7 @@ type Client struct {
 	inbox    []rtm.Message
 	closed   bool
 	peers    map[string]*webrtc.PeerConnection
+	trickle  map[string]*trickler
 	readDone chan struct{}
 }
 
@@ -39,7 +40,7 @@ func Dial(ctx context.Context, url string, header http.Header) (*Client, *http.R
 	if err != nil {
 		return nil, resp, fmt.Errorf("dial %s: %w", url, err)
 	}
-	c := &Client{ws: ws, peers: map[string]*webrtc.PeerConnection{}, readDone: make(chan struct{})}
+	c := &Client{ws: ws, peers: map[string]*webrtc.PeerConnection{}, trickle: map[string]*trickler{}, readDone: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	go c.readLoop()
 	return c, resp, nil

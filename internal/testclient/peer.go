@@ -248,7 +248,12 @@ func (c *Client) Renegotiate(ctx context.Context, p *Peer, clientID, sessionID s
 
 func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessionID string, send func(*rtm.SessionDescription) error) error {
 	c.mu.Lock()
-	if _, ok := c.peers[sessionID]; !ok {
+	tr := c.trickle[sessionID]
+	if tr == nil {
+		// Candidates wait for the offer: sent before it, they would name a
+		// session the server does not know yet.
+		tr = &trickler{}
+		c.trickle[sessionID] = tr
 		c.peers[sessionID] = pc
 		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 			d := rtm.CandidateData{Candidate: &rtm.ICECandidate{}}
@@ -256,7 +261,7 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 				init := cand.ToJSON()
 				d.Candidate = &rtm.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex}
 			}
-			_ = c.Send(rtm.TypeCandidate, "", sessionID, d)
+			tr.send(func() { _ = c.Send(rtm.TypeCandidate, "", sessionID, d) })
 		})
 	}
 	c.mu.Unlock()
@@ -267,7 +272,9 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return err
 	}
-	if err := send(&rtm.SessionDescription{Type: "offer", SDP: offer.SDP}); err != nil {
+	err = send(&rtm.SessionDescription{Type: "offer", SDP: offer.SDP})
+	tr.open()
+	if err != nil {
 		return err
 	}
 	m, err := c.Wait(ctx, func(m rtm.Message) bool {
@@ -275,7 +282,7 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 			return false
 		}
 		if m.Type == rtm.TypeError {
-			return true
+			return Data[rtm.ErrorData](m).RequestType != rtm.TypeCandidate
 		}
 		if m.Type != rtm.TypeSDPUpdate {
 			return false
@@ -290,4 +297,31 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 		return fmt.Errorf("server refused: %s", string(m.Data))
 	}
 	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: Data[rtm.SDPUpdate](m).SDP.SDP})
+}
+
+// trickler holds a session's candidates until its offer has been sent.
+type trickler struct {
+	mu      sync.Mutex
+	ready   bool
+	pending []func()
+}
+
+func (t *trickler) send(f func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.ready {
+		t.pending = append(t.pending, f)
+		return
+	}
+	f()
+}
+
+func (t *trickler) open() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ready = true
+	for _, f := range t.pending {
+		f()
+	}
+	t.pending = nil
 }

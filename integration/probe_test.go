@@ -1,0 +1,95 @@
+package integration
+
+import (
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// probe is what ffprobe reports about a file.
+type probe struct {
+	Format struct {
+		FormatName string `json:"format_name"`
+		Duration   string `json:"duration"`
+	} `json:"format"`
+	Streams []struct {
+		CodecType string `json:"codec_type"`
+		CodecName string `json:"codec_name"`
+		Width     int    `json:"width"`
+		Height    int    `json:"height"`
+		StartTime string `json:"start_time"`
+		Packets   string `json:"nb_read_packets"`
+	} `json:"streams"`
+}
+
+func (p probe) duration() float64 {
+	d, _ := strconv.ParseFloat(p.Format.Duration, 64)
+	return d
+}
+
+// codecs lists the streams' codecs, sorted: a track that sends its first
+// packet after recording_start is numbered in arrival order.
+func (p probe) codecs() string {
+	var c []string
+	for _, s := range p.Streams {
+		c = append(c, s.CodecType+"/"+s.CodecName)
+	}
+	slices.Sort(c)
+	return strings.Join(c, ",")
+}
+
+// ffprobe reads a file's format and streams, and fails the test if ffmpeg
+// cannot decode every frame of it.
+func ffprobe(t *testing.T, file string) probe {
+	t.Helper()
+	bin := requireTool(t, "ffprobe", "checks that recordings play")
+	out, err := exec.Command(bin, "-v", "error", "-show_format", "-show_streams", "-count_packets", "-of", "json", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", file, err)
+	}
+	var p probe
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	ffmpeg := requireTool(t, "ffmpeg", "decodes recordings")
+	dec, err := exec.Command(ffmpeg, "-v", "error", "-xerror", "-i", file, "-enc_time_base", "-1", "-f", "null", "-").CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(dec))) > 0 {
+		t.Fatalf("ffmpeg decode of %s: %v\n%s", file, err, dec)
+	}
+	return p
+}
+
+// firstPackets reports, per stream index, the first packet's pts and
+// whether it is a keyframe, and whether timestamps ever went backwards.
+func firstPackets(t *testing.T, file string) (first map[string]float64, firstKey map[string]bool, monotonic bool) {
+	t.Helper()
+	bin := requireTool(t, "ffprobe", "reads packet timestamps")
+	out, err := exec.Command(bin, "-v", "error", "-show_entries", "packet=stream_index,pts_time,flags", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe packets: %v", err)
+	}
+	first, firstKey, monotonic = map[string]float64{}, map[string]bool{}, true
+	last := map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		idx := f[0]
+		pts, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		if _, ok := first[idx]; !ok {
+			first[idx] = pts
+			firstKey[idx] = strings.Contains(f[2], "K")
+		} else if pts < last[idx] {
+			monotonic = false
+		}
+		last[idx] = pts
+	}
+	return first, firstKey, monotonic
+}

@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/rtm"
+)
+
+// call is one pion client session against a running rtmrec.
+type call struct {
+	t  *testing.T
+	c  *testclient.Client
+	p  *testclient.Peer
+	id string
+}
+
+func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, _, err := testclient.Dial(ctx, wsURL, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	api, err := testclient.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := testclient.NewPeer(api, sources...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	if err := c.Start(ctx, p, "agent-7", id, webhookURL); err != nil {
+		t.Fatal(err)
+	}
+	cl := &call{t: t, c: c, p: p, id: id}
+	cl.wait(testclient.IsState(id, rtm.StateConnected))
+	p.Stream(context.Background())
+	return cl
+}
+
+func (c *call) wait(match func(rtm.Message) bool) rtm.Message {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	m, err := c.c.Wait(ctx, match)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m
+}
+
+func (c *call) send(t rtm.Type, data any) {
+	c.t.Helper()
+	if err := c.c.Send(t, "agent-7", c.id, data); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *call) record(uploadURL, format string) rtm.RecordingStateData {
+	c.t.Helper()
+	c.send(rtm.TypeRecordingStart, rtm.RecordingStart{UploadURL: uploadURL, Format: format})
+	return testclient.Data[rtm.RecordingStateData](c.wait(testclient.IsRecording(c.id, rtm.RecordingStarted)))
+}
+
+func TestRecordingIsUploadedAndPlays(t *testing.T) {
+	tests := []struct {
+		name        string
+		sources     []testclient.Source
+		format      string
+		contentType string
+		codecs      string
+	}{
+		{"audio and video", []testclient.Source{testclient.Tone, testclient.Camera}, "webm", "video/webm", "audio/opus,video/vp8"},
+		{"audio only", []testclient.Source{testclient.Tone}, "ogg", "audio/ogg", "audio/opus"},
+		{"camera and screen", []testclient.Source{testclient.Tone, testclient.Camera, testclient.Screen}, "webm", "video/webm", "audio/opus,video/vp8,video/vp8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := newUploadTarget(t)
+			hooks := newHookReceiver(t, "whsec-integration-test-secret")
+			srv := runRTMRec(t, t.TempDir(), "-allow-private-urls", "-webhook-secret", "whsec-integration-test-secret")
+			c := startCall(t, srv.wsURL(), "call-1", hooks.url(), nil, tt.sources...)
+			time.Sleep(500 * time.Millisecond)
+
+			started := c.record(target.url("/rec/call-1."+tt.format), "")
+			if started.Format != tt.format {
+				t.Fatalf("format = %s, want %s", started.Format, tt.format)
+			}
+			begin := time.Now()
+			time.Sleep(4 * time.Second)
+			c.send(rtm.TypeRecordingStop, nil)
+			stopSent := time.Now()
+			stopped := testclient.Data[rtm.RecordingStateData](c.wait(testclient.IsRecording(c.id, rtm.RecordingStopped)))
+			wall := stopSent.Sub(begin).Seconds()
+			t.Logf("recording_stop → STOPPED: %v", time.Since(stopSent))
+
+			up := target.wait("/rec/call-1." + tt.format)
+			if up.ContentType != tt.contentType || up.ContentLength != *stopped.SizeBytes {
+				t.Fatalf("upload = %+v, want %s of %d bytes", up, tt.contentType, *stopped.SizeBytes)
+			}
+			p := ffprobe(t, up.File)
+			if got := p.codecs(); got != tt.codecs {
+				t.Fatalf("codecs = %s, want %s", got, tt.codecs)
+			}
+			if d := p.duration(); math.Abs(d-wall) > 0.3 {
+				t.Fatalf("duration %.3f s, recorded for %.3f s", d, wall)
+			}
+			first, key, monotonic := firstPackets(t, up.File)
+			if !monotonic {
+				t.Fatal("timestamps go backwards")
+			}
+			for i, s := range p.Streams {
+				idx := string(rune('0' + i))
+				if s.CodecType == "video" && !key[idx] {
+					t.Errorf("video stream %d does not start on a keyframe", i)
+				}
+			}
+			if len(p.Streams) > 1 {
+				var lo, hi = math.Inf(1), math.Inf(-1)
+				for _, v := range first {
+					lo, hi = math.Min(lo, v), math.Max(hi, v)
+				}
+				// Video starts at its first keyframe, which was requested at
+				// recording_start; audio from the first packet.
+				t.Logf("stream start offsets: %v", first)
+			}
+
+			// The manifest stays with the ids; the media file was deleted after the 200.
+			m, err := recorder.ReadManifest(filepath.Join(srv.dataDir, "recordings", stopped.RecordingID+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.SessionID != "call-1" || m.SHA256 != up.SHA256 {
+				t.Fatalf("manifest %+v does not match the upload (sha %s)", m, up.SHA256)
+			}
+
+			c.send(rtm.TypeSessionStop, nil)
+			events := hooks.waitFor("call-1", func(e hookEvent) bool { return e.state() == "TERMINATED/TERM_BY_CLIENT" })
+			want := []string{"session_state:CONNECTING", "session_state:CONNECTED", "recording_state:STARTED", "recording_state:STOPPED", "session_state:TERMINATED/TERM_BY_CLIENT"}
+			if got := states(events); !slices.Equal(got, want) {
+				t.Fatalf("webhooks = %v, want %v", got, want)
+			}
+			ids := map[string]bool{}
+			for _, e := range events {
+				if e.ClientID != "agent-7" || ids[e.ID] || e.Timestamp == "" {
+					t.Fatalf("webhook %+v: wrong client id, duplicate id or no timestamp", e)
+				}
+				ids[e.ID] = true
+			}
+			if logs := srv.log(); strings.Contains(logs, "topsecret") || strings.Contains(logs, "hook-secret-token") {
+				t.Fatal("a URL's query string appears in the server log")
+			}
+		})
+	}
+}
+
+func TestFailedUploadIsKeptAndReported(t *testing.T) {
+	target := newUploadTarget(t)
+	target.setStatus(http.StatusForbidden)
+	hooks := newHookReceiver(t, "")
+	srv := runRTMRec(t, t.TempDir(), "-allow-private-urls")
+	c := startCall(t, srv.wsURL(), "call-2", hooks.url(), nil, testclient.Tone)
+	started := c.record(target.url("/rec/denied.ogg"), "")
+	time.Sleep(2 * time.Second)
+	c.send(rtm.TypeRecordingStop, nil)
+	failed := testclient.Data[rtm.RecordingStateData](c.wait(testclient.IsRecording(c.id, rtm.RecordingFailed)))
+	if failed.RecordingID != started.RecordingID || !strings.Contains(failed.Reason, "403") || strings.Contains(failed.Reason, "topsecret") {
+		t.Fatalf("FAILED = %+v, want the 403 in the reason and no query string", failed)
+	}
+	if n := target.count(); n != 1 {
+		t.Fatalf("%d upload attempts, want 1: a 403 is not retried", n)
+	}
+	file := filepath.Join(srv.dataDir, "recordings", started.RecordingID+".ogg")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("failed recording was not kept: %v", err)
+	}
+	ffprobe(t, file)
+}
+
+func TestRecordingSurvivesAKill(t *testing.T) {
+	target := newUploadTarget(t)
+	hooks := newHookReceiver(t, "")
+	dir := t.TempDir()
+	srv := runRTMRec(t, dir, "-allow-private-urls")
+	c := startCall(t, srv.wsURL(), "call-3", hooks.url(), nil, testclient.Tone, testclient.Camera)
+	started := c.record(target.url("/rec/crash.webm"), "")
+	time.Sleep(4 * time.Second)
+	srv.kill() // kill -9 mid-recording
+
+	again := runRTMRec(t, dir, "-allow-private-urls")
+	_ = again
+	up := target.wait("/rec/crash.webm")
+	p := ffprobe(t, up.File)
+	if p.codecs() != "audio/opus,video/vp8" || p.duration() < 2.5 {
+		t.Fatalf("repaired file: %s, %.2f s", p.codecs(), p.duration())
+	}
+	events := hooks.waitFor("call-3", func(e hookEvent) bool { return e.Type == "recording_state" && e.state() == "STOPPED" })
+	var got string
+	for _, e := range events {
+		if e.Type == "recording_state" && e.state() == "STOPPED" {
+			got = testclient.Data[rtm.RecordingStateData](rtm.Message{Data: e.Data}).RecordingID
+			if e.ClientID != "agent-7" {
+				t.Fatalf("STOPPED after restart lost the client id: %+v", e)
+			}
+		}
+	}
+	if got != started.RecordingID {
+		t.Fatalf("STOPPED for %q, want the original recording id %q", got, started.RecordingID)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	target := newUploadTarget(t)
+	hooks := newHookReceiver(t, "")
+	srv := runRTMRec(t, t.TempDir(), "-allow-private-urls")
+	c := startCall(t, srv.wsURL(), "call-4", hooks.url(), nil, testclient.Tone)
+	c.record(target.url("/rec/drain.ogg"), "")
+	time.Sleep(2 * time.Second)
+	if code, _ := srv.get("/readyz"); code != 200 {
+		t.Fatalf("readyz = %d before shutdown", code)
+	}
+	if code := srv.terminate(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	m := c.wait(testclient.IsState(c.id, rtm.StateTerminated))
+	if cause := testclient.Data[rtm.SessionState](m).TerminationCause; cause != rtm.CauseServerShutdown {
+		t.Fatalf("cause = %s", cause)
+	}
+	// The drain finished the recording and uploaded it before exiting.
+	up := target.wait("/rec/drain.ogg")
+	ffprobe(t, up.File)
+	hooks.waitFor("call-4", func(e hookEvent) bool { return e.Type == "recording_state" && e.state() == "STOPPED" })
+}

@@ -1,0 +1,125 @@
+package session_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/rtm"
+)
+
+func TestRecordingLifecycle(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial()
+	h.start(c, "s", testclient.Tone, testclient.Camera)
+	h.waitPackets("s", 2, 10)
+
+	upload := rtm.RecordingStart{UploadURL: "https://uploads.example.com/rec.webm?X-Amz-Signature=secret"}
+	if err := c.Send(rtm.TypeRecordingStart, "c", "s", upload); err != nil {
+		t.Fatal(err)
+	}
+	started := testclient.Data[rtm.RecordingStateData](h.wait(c, testclient.IsRecording("s", rtm.RecordingStarted)))
+	if started.RecordingID == "" || started.Format != "webm" {
+		t.Fatalf("STARTED = %+v, want an id and webm for audio+video", started)
+	}
+	_ = c.Send(rtm.TypeRecordingStart, "c", "s", upload)
+	h.wait(c, testclient.IsError(rtm.CodeRecordingActive))
+
+	// A supervisor's visit is audited in the manifest.
+	boss := h.dial()
+	h.watcher(boss, "sup", "s", 1, 1)
+	time.Sleep(1500 * time.Millisecond)
+	_ = boss.Send(rtm.TypeSessionStop, "", "sup", nil)
+	h.terminated(boss, "sup")
+
+	_ = c.Send(rtm.TypeRecordingPause, "c", "s", nil)
+	h.wait(c, testclient.IsRecording("s", rtm.RecordingPaused))
+	_ = c.Send(rtm.TypeRecordingPause, "c", "s", nil) // no change: answers the current state
+	h.wait(c, testclient.IsRecording("s", rtm.RecordingPaused))
+	time.Sleep(time.Second)
+	_ = c.Send(rtm.TypeRecordingResume, "c", "s", nil)
+	h.wait(c, testclient.IsRecording("s", rtm.RecordingResumed))
+	time.Sleep(1500 * time.Millisecond)
+
+	_ = c.Send(rtm.TypeRecordingStop, "c", "s", nil)
+	stopped := testclient.Data[rtm.RecordingStateData](h.wait(c, testclient.IsRecording("s", rtm.RecordingStopped)))
+	if stopped.RecordingID != started.RecordingID || stopped.DurationMS == nil || *stopped.DurationMS < 3500 || stopped.SizeBytes == nil || *stopped.SizeBytes < 10000 {
+		t.Fatalf("STOPPED = %+v, want the same id, ≥3.5 s and a real size", stopped)
+	}
+	files := h.done.list()
+	if len(files) != 1 {
+		t.Fatalf("%d recordings delivered", len(files))
+	}
+	m, err := recorder.ReadManifest(files[0].ManifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.State != recorder.StateFinished || len(m.Tracks) != 2 || len(m.Pauses) != 1 {
+		t.Fatalf("manifest state=%s tracks=%d pauses=%d", m.State, len(m.Tracks), len(m.Pauses))
+	}
+	var kinds []string
+	for _, a := range m.Audit {
+		if a.SessionID == "sup" {
+			kinds = append(kinds, a.Kind)
+		}
+	}
+	if !slices.Equal(kinds, []string{"supervisor_joined", "supervisor_left"}) {
+		t.Fatalf("audit = %+v", m.Audit)
+	}
+	for _, tr := range m.Tracks {
+		if tr.PacketsReceived == 0 || tr.FramesWritten == 0 {
+			t.Fatalf("track %+v recorded nothing", tr)
+		}
+	}
+	// The webhook saw STARTED, PAUSED, RESUMED, STOPPED in order.
+	var states []string
+	for _, ev := range h.events.list() {
+		if ev.Message.Type == rtm.TypeRecordingState {
+			states = append(states, string(testclient.Data[rtm.RecordingStateData](ev.Message).State))
+		}
+	}
+	if want := []string{"STARTED", "PAUSED", "RESUMED", "STOPPED"}; !slices.Equal(states, want) {
+		t.Fatalf("webhook recording states = %v, want %v", states, want)
+	}
+	// A new recording gets a new id.
+	_ = c.Send(rtm.TypeRecordingStart, "c", "s", upload)
+	again := testclient.Data[rtm.RecordingStateData](h.wait(c, testclient.IsRecording("s", rtm.RecordingStarted)))
+	if again.RecordingID == started.RecordingID {
+		t.Fatal("second recording reused the id")
+	}
+}
+
+func TestSessionEndingWhileRecordingFinishesTheFile(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial()
+	h.start(c, "s", testclient.Tone)
+	h.waitPackets("s", 1, 10)
+	_ = c.Send(rtm.TypeRecordingStart, "c", "s", rtm.RecordingStart{UploadURL: "https://uploads.example.com/a.ogg"})
+	started := testclient.Data[rtm.RecordingStateData](h.wait(c, testclient.IsRecording("s", rtm.RecordingStarted)))
+	if started.Format != "ogg" {
+		t.Fatalf("format = %s, want ogg for audio only", started.Format)
+	}
+	time.Sleep(2 * time.Second)
+	_ = c.Send(rtm.TypeSessionStop, "c", "s", nil)
+	// TERMINATED comes first, the recording's STOPPED follows its delivery.
+	msgs := []rtm.Message{h.wait(c, func(m rtm.Message) bool {
+		return m.Type == rtm.TypeRecordingState || (m.Type == rtm.TypeSessionState && testclient.Data[rtm.SessionState](m).State == rtm.StateTerminated)
+	})}
+	msgs = append(msgs, h.wait(c, testclient.IsRecording("s", rtm.RecordingStopped)))
+	if msgs[0].Type != rtm.TypeSessionState {
+		t.Fatalf("first = %s, want session_state TERMINATED before recording_state", msgs[0].Type)
+	}
+	if d := testclient.Data[rtm.RecordingStateData](msgs[1]); *d.DurationMS < 1500 {
+		t.Fatalf("duration = %d ms", *d.DurationMS)
+	}
+}
+
+func TestSupervisorCannotRecordAndFormatsAreChecked(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial()
+	h.start(c, "s", testclient.Camera)
+	_ = c.Send(rtm.TypeRecordingStart, "c", "s", rtm.RecordingStart{UploadURL: "https://u.example.com/x", Format: "ogg"})
+	h.wait(c, testclient.IsError(rtm.CodeNotSupported))
+}
