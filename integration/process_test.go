@@ -57,6 +57,7 @@ type rtmrecProcess struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	addr    string
+	admin   string
 	dataDir string
 	mu      sync.Mutex
 	logs    strings.Builder
@@ -92,7 +93,7 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -102,11 +103,12 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()
 			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
+				Msg   string `json:"msg"`
+				Addr  string `json:"addr"`
+				Admin string `json:"admin_addr"`
 			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "rtmrec listening" {
-				ready <- rec.Addr
+				ready <- [2]string{rec.Addr, rec.Admin}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -122,7 +124,8 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 		}
 	})
 	select {
-	case p.addr = <-ready:
+	case a := <-ready:
+		p.addr, p.admin = a[0], a[1]
 		return p, nil
 	case <-p.exited:
 		return p, fmt.Errorf("rtmrec exited before listening (%v):\n%s", p.waitErr, p.log())
@@ -173,10 +176,14 @@ func (p *rtmrecProcess) terminate(timeout time.Duration) int {
 }
 
 func (p *rtmrecProcess) get(path string) (int, string) {
+	return p.getFrom(p.httpURL(), path)
+}
+
+func (p *rtmrecProcess) getFrom(base, path string) (int, string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.httpURL()+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

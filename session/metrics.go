@@ -2,6 +2,8 @@ package session
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rtmrec/rtmrec/rtm"
 )
 
 // Metrics are the session server's Prometheus metrics.
@@ -43,6 +45,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		forwardDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rtmrec_supervisor_packets_dropped_total", Help: "RTP packets not forwarded to a supervisor whose queue was full.",
 		}),
+	}
+	// Every state is exported from the start, so dashboards show zeros
+	// rather than missing series.
+	for _, st := range []rtm.State{rtm.StateConnecting, rtm.StateConnected, rtm.StateDisconnected} {
+		m.sessions.WithLabelValues(string(st))
 	}
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped)

@@ -201,7 +201,11 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 			return err
 		}
 	}
-	log.Info("rtmrec listening", "addr", addr.String(), "data_dir", cfg.DataDir, "dev", cfg.Dev, "auth", authn.enabled())
+	logArgs := []any{"addr", addr.String(), "data_dir", cfg.DataDir, "dev", cfg.Dev, "auth", authn.enabled()}
+	if adminAddr != nil {
+		logArgs = append(logArgs, "admin_addr", adminAddr.String())
+	}
+	log.Info("rtmrec listening", logArgs...)
 	if ready != nil {
 		ready <- listening{Addr: addr, AdminAddr: adminAddr, Server: srv}
 	}

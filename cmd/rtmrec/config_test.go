@@ -1,0 +1,93 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFlagsAndEnvironment(t *testing.T) {
+	env := map[string]string{
+		"RTMREC_DATA_DIR":           "/from/env",
+		"RTMREC_LISTEN":             "127.0.0.1:9999",
+		"RTMREC_CONNECT_TIMEOUT":    "3s",
+		"RTMREC_WEBHOOK_SECRET":     "a,b",
+		"RTMREC_ALLOW_PRIVATE_URLS": "true",
+	}
+	getenv := func(k string) string { return env[k] }
+	c, err := parseConfig([]string{"-listen", "127.0.0.1:7000", "-webhook-secret", "flag"}, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:7000" {
+		t.Errorf("listen = %s: the flag must win over the environment", c.Listen)
+	}
+	if c.DataDir != "/from/env" || c.ConnectTimeout != 3*time.Second || !c.AllowPrivateURLs {
+		t.Errorf("environment not applied: %+v", c)
+	}
+	if strings.Join(c.WebhookSecrets, ",") != "flag" {
+		t.Errorf("webhook secrets = %v: a repeatable flag replaces the environment's list", c.WebhookSecrets)
+	}
+	d, err := parseConfig(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Listen != "127.0.0.1:8080" || d.DataDir != "./data" || d.AllowPrivateURLs {
+		t.Errorf("defaults = %+v", d)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // part of the error; empty: valid
+	}{
+		{"loopback without auth", []string{"-listen", "127.0.0.1:1"}, ""},
+		{"localhost without auth", []string{"-listen", "localhost:1"}, ""},
+		{"ipv6 loopback without auth", []string{"-listen", "[::1]:1"}, ""},
+		{"all interfaces without auth", []string{"-listen", ":8080"}, "authentication is required"},
+		{"public address without auth", []string{"-listen", "0.0.0.0:8080"}, "-insecure-no-auth"},
+		{"explicitly insecure", []string{"-listen", "0.0.0.0:8080", "-insecure-no-auth"}, ""},
+		{"with a secret", []string{"-listen", "0.0.0.0:8080", "-auth-hs256-secret", "x"}, ""},
+		{"cert without key", []string{"-tls-cert", "c.pem"}, "go together"},
+		{"bad port range", []string{"-ice-port-min", "6000", "-ice-port-max", "5000"}, "range"},
+		{"bad log level", []string{"-log-level", "loud"}, "log-level"},
+		{"three webhook secrets", []string{"-webhook-secret", "a", "-webhook-secret", "b", "-webhook-secret", "c"}, "at most two"},
+		{"stray argument", []string{"serve"}, "unexpected"},
+		{"dev implies private urls", []string{"-dev"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, func(string) string { return "" })
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if tt.name == "dev implies private urls" && !c.AllowPrivateURLs {
+					t.Fatal("-dev did not allow private URLs")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseICEServers(t *testing.T) {
+	got, err := parseICEServers([]string{"stun:stun.example.com:3478", "turn:user:p@ss@turn.example.com:3478?transport=tcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].URLs[0] != "stun:stun.example.com:3478" || got[0].Username != "" {
+		t.Errorf("stun = %+v", got[0])
+	}
+	if got[1].URLs[0] != "turn:turn.example.com:3478?transport=tcp" || got[1].Username != "user" || got[1].Credential != "p@ss" {
+		t.Errorf("turn = %+v", got[1])
+	}
+	if _, err := parseICEServers([]string{"http://x"}); err == nil {
+		t.Error("accepted an http URL as ICE server")
+	}
+}

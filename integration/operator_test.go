@@ -1,0 +1,51 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/rtmrec/rtmrec/internal/testclient"
+)
+
+func TestOperatorEndpoints(t *testing.T) {
+	srv := runRTMRec(t, t.TempDir())
+	if code, _ := srv.get("/healthz"); code != 200 {
+		t.Fatalf("healthz = %d", code)
+	}
+	c := startCall(t, srv.wsURL(), "m1", "", nil, testclient.Tone)
+	_ = c.c.SendRaw(websocket.TextMessage, []byte(`{"type":"nonsense"}`))
+	_, body := srv.get("/metrics")
+	for _, want := range []string{
+		`rtmrec_sessions{state="CONNECTED"} 1`,
+		`rtmrec_messages_received_total{type="session_start"} 1`,
+		`rtmrec_websocket_connections 1`,
+		`rtmrec_rtp_packets_received_total{kind="audio"}`,
+		"go_goroutines", "process_cpu_seconds_total",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	c.wait(testclient.IsError("unknown_type"))
+	if _, body = srv.get("/metrics"); !strings.Contains(body, `rtmrec_errors_sent_total{code="unknown_type"} 1`) {
+		t.Error("errors by code not counted")
+	}
+}
+
+func TestAdminListenKeepsMetricsOffThePublicPort(t *testing.T) {
+	srv := runRTMRec(t, t.TempDir(), "-admin-listen", "127.0.0.1:0")
+	if srv.admin == "" {
+		t.Fatal("no admin address logged")
+	}
+	if code, _ := srv.get("/metrics"); code != 404 {
+		t.Fatalf("/metrics on the public port = %d, want 404", code)
+	}
+	if code, body := srv.getFrom("http://"+srv.admin, "/metrics"); code != 200 || !strings.Contains(body, "rtmrec_sessions") {
+		t.Fatalf("/metrics on the admin port = %d", code)
+	}
+	if code, _ := srv.getFrom("http://"+srv.admin, "/readyz"); code != 200 {
+		t.Fatalf("/readyz on the admin port = %d", code)
+	}
+}
