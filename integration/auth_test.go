@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,6 +226,31 @@ func TestTLS(t *testing.T) {
 		ws.Close()
 		t.Fatal("plain ws accepted on the TLS listener")
 	}
+
+	// A renewed certificate is served after SIGHUP, without a restart.
+	newCert, newKey, newPool := selfSigned(t, t.TempDir())
+	for _, f := range [][2]string{{newCert, certFile}, {newKey, keyFile}} {
+		b, _ := os.ReadFile(f[0])
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	d.TLSClientConfig.RootCAs = newPool
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ws, _, err := d.DialContext(ctx, "wss://"+srv.addr+"/rtm", nil)
+		if err == nil {
+			ws.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("renewed certificate not served after SIGHUP: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -300,5 +326,37 @@ func TestLimits(t *testing.T) {
 	}
 	if code, body := srv.get("/metrics"); code != 200 || !strings.Contains(body, `rtmrec_limits_refused_total{limit="sessions"} 1`) {
 		t.Fatalf("refusal not counted in metrics (%d)", code)
+	}
+}
+
+// TestConnectionFloodIsBounded floods one IP with connection attempts and
+// checks that the rate limit holds: accepted ≤ burst + rate × elapsed.
+func TestConnectionFloodIsBounded(t *testing.T) {
+	const rate, attempts = 20, 300
+	srv := runRTMRec(t, t.TempDir(), "-conn-rate-per-ip", "20", "-max-conns-per-ip", "1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	accepted, refused := 0, 0
+	for range attempts {
+		ws, resp, err := websocket.DefaultDialer.DialContext(ctx, srv.wsURL(), nil)
+		switch {
+		case err == nil:
+			accepted++
+			ws.Close()
+		case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("attempt failed otherwise: %v", err)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	limit := 2*rate + int(rate*elapsed) + 1 // burst is twice the rate
+	t.Logf("connection flood: %d attempted in %.2f s, %d accepted, %d refused with 429 (allowed at most %d)", attempts, elapsed, accepted, refused, limit)
+	if accepted > limit || accepted+refused != attempts {
+		t.Fatalf("%d accepted, at most %d allowed", accepted, limit)
+	}
+	if code, body := srv.get("/metrics"); code != 200 || !strings.Contains(body, `rtmrec_limits_refused_total{limit="conn_rate"}`) {
+		t.Fatal("refusals not in metrics")
 	}
 }
