@@ -2,11 +2,12 @@ package recorder
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
 // Manifest states.
@@ -98,44 +99,15 @@ func ReadManifest(path string) (*Manifest, error) {
 	return &m, nil
 }
 
-// writeManifest replaces path atomically: temp file, fsync, rename, fsync of the directory,
-// so a crash leaves either the old or the new manifest, never a torn one.
-func writeManifest(path string, m *Manifest) (err error) {
+// writeManifest replaces the manifest atomically, so a crash leaves either
+// the old or the new manifest, never a torn one.
+func writeManifest(path string, m *Manifest) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("recorder: encode manifest: %w", err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".manifest-*.tmp")
-	if err != nil {
-		return fmt.Errorf("recorder: manifest temp file: %w", err)
+	if err := durable.WriteFile(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("recorder: write manifest: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(append(b, '\n')); err != nil {
-		return errors.Join(fmt.Errorf("recorder: write manifest: %w", err), f.Close())
-	}
-	if err = f.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("recorder: sync manifest: %w", err), f.Close())
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("recorder: close manifest: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("recorder: rename manifest: %w", err)
-	}
-	syncDir(dir)
 	return nil
-}
-
-// syncDir makes a rename durable; failure only weakens durability, so it is ignored.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }

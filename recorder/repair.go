@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/at-wat/ebml-go"
+	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
 // Repair finds the manifests in dir still in state "recording" (left by a crash), rebuilds
@@ -88,7 +89,8 @@ func repairOne(m *Manifest) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("replace media file: %w", err)
 	}
-	syncDir(filepath.Dir(m.Path))
+	// A failed directory sync only weakens durability; the repair stands.
+	_ = durable.SyncDir(filepath.Dir(m.Path))
 	size, sum, err := hashFile(m.Path)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rtmrec/rtmrec/internal/backoff"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
@@ -104,7 +105,7 @@ func classify(resp *http.Response, size, sent int64, any2xx bool) outcome {
 		return outcome{retry: true, status: st,
 			reason: fmt.Sprintf("answered %d after %d of %d bytes", st, sent, size)}
 	case st == http.StatusRequestTimeout || st == http.StatusTooManyRequests || st >= 500:
-		return outcome{retry: true, status: st, reason: reason, retryAfter: retryAfter(resp.Header, time.Now())}
+		return outcome{retry: true, status: st, reason: reason, retryAfter: backoff.RetryAfter(resp.Header, time.Now())}
 	case st >= 300 && st < 400:
 		return outcome{status: st, reason: reason + " (redirect not followed)"}
 	default:

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
 // Job is one file to upload.
@@ -93,7 +95,7 @@ func (s store) save(r *record) error {
 	if err != nil {
 		return fmt.Errorf("upload: encode job %s: %w", r.Job.ID, err)
 	}
-	if err := writeFileAtomic(s.path(r.Job.ID), data); err != nil {
+	if err := durable.WriteFile(s.path(r.Job.ID), data); err != nil {
 		return fmt.Errorf("upload: save job %s: %w", r.Job.ID, err)
 	}
 	return nil
@@ -103,7 +105,7 @@ func (s store) remove(id string) error {
 	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("upload: remove job %s: %w", id, err)
 	}
-	return syncDir(s.dir)
+	return durable.SyncDir(s.dir)
 }
 
 // load reads every record in the directory. Leftover temp files of an
@@ -138,42 +140,4 @@ func (s store) load() (recs []*record, bad []string, err error) {
 		}
 	}
 	return recs, bad, nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either
-// the old or the new content, never a torn file: write a temp file in the
-// same directory, fsync it, rename it over path, fsync the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err = f.Sync(); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtmrec/rtmrec/internal/backoff"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
@@ -457,7 +458,7 @@ func (q *Queue) attempt(ctx context.Context, r *record, log *slog.Logger) error 
 		outcome = "failure"
 		r.State, r.Reason, r.Decided = stateFailed, out.reason, now
 	default:
-		delay := max(backoff(r.Attempts, q.cfg.BaseBackoff, q.cfg.MaxBackoff, nil), out.retryAfter)
+		delay := max(backoff.Delay(r.Attempts, q.cfg.BaseBackoff, q.cfg.MaxBackoff, nil), out.retryAfter)
 		switch {
 		case r.Attempts >= q.cfg.MaxAttempts:
 			outcome = "failure"

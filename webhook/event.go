@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
 // event is one webhook on disk, a JSON file named by its sequence number
@@ -72,7 +74,7 @@ func (s store) save(ev *event) error {
 	if err != nil {
 		return fmt.Errorf("webhook: encode event %s: %w", ev.ID, err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, s.name(ev.Seq)), data); err != nil {
+	if err := durable.WriteFile(filepath.Join(s.dir, s.name(ev.Seq)), data); err != nil {
 		return fmt.Errorf("webhook: save event %s: %w", ev.ID, err)
 	}
 	return nil
@@ -82,7 +84,7 @@ func (s store) remove(ev *event) error {
 	if err := os.Remove(filepath.Join(s.dir, s.name(ev.Seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("webhook: remove event %s: %w", ev.ID, err)
 	}
-	return syncDir(s.dir)
+	return durable.SyncDir(s.dir)
 }
 
 // bury moves ev to the dead-letter directory with its last error; the
@@ -96,7 +98,7 @@ func (s store) bury(ev *event) error {
 	if err := os.MkdirAll(dead, 0o700); err != nil {
 		return fmt.Errorf("webhook: dead-letter dir: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dead, s.name(ev.Seq)), data); err != nil {
+	if err := durable.WriteFile(filepath.Join(dead, s.name(ev.Seq)), data); err != nil {
 		return fmt.Errorf("webhook: dead-letter event %s: %w", ev.ID, err)
 	}
 	return s.remove(ev)
@@ -134,41 +136,4 @@ func (s store) load() (evs []*event, bad []string, err error) {
 	}
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
 	return evs, bad, nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves the old
-// or the new content, never a torn file (temp file, fsync, rename, fsync
-// of the directory).
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err = f.Sync(); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

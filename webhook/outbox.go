@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtmrec/rtmrec/internal/backoff"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
@@ -383,7 +384,7 @@ func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 			break
 		}
 		// The last retry lands on the deadline itself rather than past it.
-		next := now.Add(backoff(ev.Attempts, o.cfg.BaseBackoff, o.cfg.MaxBackoff, nil))
+		next := now.Add(backoff.Delay(ev.Attempts, o.cfg.BaseBackoff, o.cfg.MaxBackoff, nil))
 		ev.NextAttempt = minTime(next, deadline)
 		serr = o.store.save(ev)
 		o.m.deliveries.WithLabelValues("retry").Inc()

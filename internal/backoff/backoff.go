@@ -1,4 +1,6 @@
-package upload
+// Package backoff computes retry delays for the durable queues (uploads and
+// webhooks): exponential with full jitter, and Retry-After headers.
+package backoff
 
 import (
 	"math/rand/v2"
@@ -8,13 +10,13 @@ import (
 	"time"
 )
 
-// backoff returns the wait before retry number attempt (1 for the first
+// Delay returns the wait before retry number attempt (1 for the first
 // retry) with "full jitter": a uniform draw from [0, min(max, base·2^(attempt-1))].
 // Full jitter spreads the retries of many jobs that failed together (one
 // target outage) instead of sending them back in waves. rnd draws from
 // [0, n); nil means math/rand/v2.
-func backoff(attempt int, base, max time.Duration, rnd func(n int64) int64) time.Duration {
-	ceil := backoffCeiling(attempt, base, max)
+func Delay(attempt int, base, max time.Duration, rnd func(n int64) int64) time.Duration {
+	ceil := Ceiling(attempt, base, max)
 	if ceil <= 0 {
 		return 0
 	}
@@ -24,8 +26,8 @@ func backoff(attempt int, base, max time.Duration, rnd func(n int64) int64) time
 	return time.Duration(rnd(int64(ceil) + 1))
 }
 
-// backoffCeiling is min(max, base·2^(attempt-1)) without overflow.
-func backoffCeiling(attempt int, base, max time.Duration) time.Duration {
+// Ceiling is min(max, base·2^(attempt-1)) without overflow.
+func Ceiling(attempt int, base, max time.Duration) time.Duration {
 	if base <= 0 || max <= 0 {
 		return 0
 	}
@@ -42,9 +44,9 @@ func backoffCeiling(attempt int, base, max time.Duration) time.Duration {
 	return min(ceil, max)
 }
 
-// retryAfter parses a Retry-After header (RFC 9110 §10.2.3): either
+// RetryAfter parses a Retry-After header (RFC 9110 §10.2.3): either
 // delay-seconds or an HTTP date. It returns 0 when absent or invalid.
-func retryAfter(h http.Header, now time.Time) time.Duration {
+func RetryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0

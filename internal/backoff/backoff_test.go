@@ -1,4 +1,4 @@
-package webhook
+package backoff
 
 import (
 	"net/http"
@@ -18,18 +18,18 @@ func FuzzBackoff(f *testing.F) {
 		}
 		b, m := time.Duration(base), time.Duration(maxB)
 		top := func(n int64) int64 { return n - 1 } // worst case draw
-		d := backoff(attempt, b, m, top)
+		d := Delay(attempt, b, m, top)
 		if d < 0 || (m > 0 && d > m) || (m <= 0 && d != 0) {
-			t.Fatalf("backoff(%d, %v, %v) = %v out of [0, max]", attempt, b, m, d)
+			t.Fatalf("Delay(%d, %v, %v) = %v out of [0, max]", attempt, b, m, d)
 		}
-		low := backoff(attempt, b, m, func(int64) int64 { return 0 })
+		low := Delay(attempt, b, m, func(int64) int64 { return 0 })
 		if low != 0 {
 			t.Fatalf("lowest draw gave %v", low)
 		}
-		if c1, c2 := backoffCeiling(attempt, b, m), backoffCeiling(attempt+1, b, m); c2 < c1 {
+		if c1, c2 := Ceiling(attempt, b, m), Ceiling(attempt+1, b, m); c2 < c1 {
 			t.Fatalf("ceiling shrank: attempt %d %v, next %v", attempt, c1, c2)
 		}
-		if r := backoff(attempt, b, m, nil); r < 0 || (m > 0 && r > m) {
+		if r := Delay(attempt, b, m, nil); r < 0 || (m > 0 && r > m) {
 			t.Fatalf("random draw %v out of range", r)
 		}
 	})
@@ -39,14 +39,14 @@ func TestBackoffGrows(t *testing.T) {
 	base, maxB := 10*time.Millisecond, time.Second
 	want := []time.Duration{10, 20, 40, 80, 160, 320, 640, 1000, 1000}
 	for i, w := range want {
-		if got := backoffCeiling(i+1, base, maxB); got != w*time.Millisecond {
+		if got := Ceiling(i+1, base, maxB); got != w*time.Millisecond {
 			t.Errorf("ceiling(%d) = %v, want %v", i+1, got, w*time.Millisecond)
 		}
 	}
 	// The mean of many draws tracks half the ceiling (full jitter).
 	var sum time.Duration
 	for range 10000 {
-		sum += backoff(3, base, maxB, nil)
+		sum += Delay(3, base, maxB, nil)
 	}
 	if mean := sum / 10000; mean < 17*time.Millisecond || mean > 23*time.Millisecond {
 		t.Errorf("mean of attempt-3 delays = %v, want ~20ms", mean)
@@ -68,8 +68,8 @@ func TestRetryAfter(t *testing.T) {
 		if v != "" {
 			h.Set("Retry-After", v)
 		}
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("retryAfter(%q) = %v, want %v", v, got, want)
+		if got := RetryAfter(h, now); got != want {
+			t.Errorf("RetryAfter(%q) = %v, want %v", v, got, want)
 		}
 	}
 }
