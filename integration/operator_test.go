@@ -3,6 +3,7 @@ package integration
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -16,7 +17,14 @@ func TestOperatorEndpoints(t *testing.T) {
 	}
 	c := startCall(t, srv.wsURL(), "m1", "", nil, testclient.Tone)
 	_ = c.c.SendRaw(websocket.TextMessage, []byte(`{"type":"nonsense"}`))
-	_, body := srv.get("/metrics")
+	// Wait until audio has arrived, so the counters have moved.
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body = srv.get("/metrics")
+		if !strings.Contains(body, `rtmrec_rtp_packets_received_total{kind="audio"} 0`) {
+			break
+		}
+	}
 	for _, want := range []string{
 		`rtmrec_sessions{state="CONNECTED"} 1`,
 		`rtmrec_messages_received_total{type="session_start"} 1`,

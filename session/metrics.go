@@ -51,6 +51,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, st := range []rtm.State{rtm.StateConnecting, rtm.StateConnected, rtm.StateDisconnected} {
 		m.sessions.WithLabelValues(string(st))
 	}
+	m.rtpPackets.WithLabelValues("audio")
+	m.rtpPackets.WithLabelValues("video")
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped)
 	}

@@ -86,6 +86,9 @@ func (c *s3Client) uploader(ctx context.Context, timeout time.Duration) (*manage
 			o.BaseEndpoint = aws.String(c.cfg.Endpoint)
 		}
 		o.UsePathStyle = c.cfg.PathStyle
+		// The SDK prints this notice straight to stderr, outside our
+		// structured log; it says nothing an operator can act on.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	c.up = manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = max(c.cfg.PartSize, manager.MinUploadPartSize)
