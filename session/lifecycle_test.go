@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
@@ -168,4 +170,32 @@ func TestServerGeneratesSessionID(t *testing.T) {
 		t.Fatalf("answer ids = %q/%q, want a generated session id and the client's id", m.ClientID, m.SessionID)
 	}
 	h.wait(c, testclient.IsState(m.SessionID, rtm.StateConnecting))
+}
+
+func TestSilentClientIsCutOffByPings(t *testing.T) {
+	h := newHarness(t, func(c *session.Config, _ *session.Deps) {
+		c.PingInterval, c.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	})
+	// A raw connection that sends an offer and then never reads, so it
+	// never answers the server's pings either.
+	ws, _, err := websocket.DefaultDialer.Dial(h.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	b, _ := rtm.Encode(rtm.TypeSessionStart, "c", "silent", rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: offerSDP(t)}})
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	want := "TERMINATED/" + string(rtm.CauseDisconnect)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		states := h.webhookStates("silent")
+		if len(states) > 0 && states[len(states)-1] == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook states = %v, want the session ended by the dead connection (%s)", states, want)
+		}
+	}
+	h.gone("silent")
 }
