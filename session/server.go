@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -319,7 +320,11 @@ func (s *Server) checkURL(p Principal, raw string, upload bool) error {
 	if s.deps.URLs == nil {
 		return nil
 	}
-	if _, err := s.deps.URLs.CheckURL(context.Background(), raw, schemes...); err != nil {
+	// The check resolves the host on the connection's reader goroutine:
+	// bound it, so a slow resolver cannot stall the connection.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.deps.URLs.CheckURL(ctx, raw, schemes...); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidURL, "%s: %v", what, err)
 	}
 	return nil

@@ -33,11 +33,13 @@ type Session struct {
 
 	pc *webrtc.PeerConnection
 
-	cmds      chan func()
-	stopCh    chan rtm.Cause
-	peerState chan webrtc.PeerConnectionState
-	ended     chan struct{} // closed when the session is fully torn down
-	isOver    atomic.Bool
+	cmds   chan func()
+	stopCh chan rtm.Cause
+	// peerChanged signals that pion's connection state changed; the loop
+	// then reads the current state.
+	peerChanged chan struct{}
+	ended       chan struct{} // closed when the session is fully torn down
+	isOver      atomic.Bool
 
 	// Owned by the loop goroutine.
 	life       lifecycle
@@ -98,7 +100,7 @@ func (c *conn) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		monitored:   monitored,
 		cmds:        make(chan func(), commandQueue),
 		stopCh:      make(chan rtm.Cause, 1),
-		peerState:   make(chan webrtc.PeerConnectionState, 16),
+		peerChanged: make(chan struct{}, 1),
 		ended:       make(chan struct{}),
 		inAnswer:    map[string]bool{},
 		supervisors: map[*Session]struct{}{},
@@ -116,35 +118,29 @@ func (c *conn) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		release()
 		return err
 	}
-	if _, dup := c.sessions[id]; dup {
-		// Unreachable while the registry is consistent, but never route two
-		// sessions by one id.
-		c.srv.unregister(ss)
-		release()
-		return rtm.Errorf(rtm.CodeSessionExists, "session %q already exists", id)
-	}
-	pc, err := c.srv.deps.WebRTC.API.NewPeerConnection(webrtc.Configuration{ICEServers: nil})
-	if err != nil {
-		c.srv.unregister(ss)
-		release()
-		return fmt.Errorf("new peer connection: %w", err)
-	}
-	ss.pc = pc
-	if monitored != nil {
-		if err := ss.attachToMonitored(); err != nil {
-			_ = pc.Close()
+	started := false
+	defer func() {
+		if !started {
+			if ss.pc != nil {
+				_ = ss.pc.Close()
+			}
 			c.srv.unregister(ss)
 			release()
+		}
+	}()
+	if ss.pc, err = c.srv.deps.WebRTC.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("new peer connection: %w", err)
+	}
+	if monitored != nil {
+		if err := ss.attachToMonitored(); err != nil {
 			return err
 		}
 	}
 	if err := ss.applyOffer(offer); err != nil {
 		ss.endSupervision()
-		_ = pc.Close()
-		c.srv.unregister(ss)
-		release()
 		return err
 	}
+	started = true
 	ss.life.state = rtm.StateConnecting
 	c.sessions[id] = ss
 	ss.setSnapshot()
@@ -172,14 +168,14 @@ func (ss *Session) applyOffer(offer *rtm.SessionDescription) error {
 	return nil
 }
 
-// hookPeer forwards pion's callbacks to the loop. They never block pion:
-// state changes are few and the channel is buffered; a full channel would
-// only lose intermediate states, and the last one is what counts.
+// hookPeer forwards pion's callbacks to the loop. pion runs each state
+// callback in a goroutine of its own, so they may arrive out of order: the
+// callback only signals, and the loop reads the current state.
 func (ss *Session) hookPeer() {
-	ss.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+	ss.pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
 		select {
-		case ss.peerState <- st:
-		default:
+		case ss.peerChanged <- struct{}{}:
+		default: // a signal is already pending
 		}
 	})
 	ss.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
@@ -300,8 +296,8 @@ func (ss *Session) run() {
 		select {
 		case f := <-ss.cmds:
 			f()
-		case st := <-ss.peerState:
-			tr := ss.life.onPeerState(st)
+		case <-ss.peerChanged:
+			tr := ss.life.onPeerState(ss.pc.ConnectionState())
 			switch tr.to {
 			case rtm.StateConnected:
 				timeout.Stop()
