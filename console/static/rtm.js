@@ -1,0 +1,356 @@
+// rtm.js: a small browser client for rtmrec's Realtime Messaging protocol.
+//
+// It is the reference client: copy it. One RTMClient is one WebSocket to
+// /rtm; each RTMSession on it is one RTCPeerConnection with its own
+// session_id. What the contract asks of a client, and where it is done here:
+//
+//   - one JSON envelope {type, client_id, session_id, data} per frame ... RTMClient.send
+//   - session_start / supervisor_join_session with an SDP offer ........ startSession, join
+//   - trickle ICE both ways, {candidate: ""} meaning end of candidates .. RTMSession.#onLocalCandidate, #onRemoteCandidate
+//   - renegotiation with an sdp_update offer (screen share mid-call) .... RTMSession.addTrack
+//   - answering the server's sdp_update offers (supervisors) ............ RTMSession.#onSdpUpdate
+//   - recording_start/stop/pause/resume, session_stop, ping ............. RTMSession methods, RTMClient.ping
+//
+// Messages of one session are handled strictly in order (a promise chain),
+// so a candidate that arrives right after the answer is only added once the
+// answer is applied.
+
+/** A random id for client_id / session_id (works outside secure contexts too). */
+export function randomId(prefix = '') {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  return prefix + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** Tiny event emitter: on(type, fn) returns a function that unsubscribes. */
+class Emitter {
+  #handlers = new Map();
+
+  on(type, fn) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
+    this.#handlers.get(type).add(fn);
+    return () => this.#handlers.get(type)?.delete(fn);
+  }
+
+  emit(type, ...args) {
+    for (const key of [type, '*']) {
+      for (const fn of this.#handlers.get(key) ?? []) {
+        try {
+          fn(...args);
+        } catch (err) {
+          console.error(`rtm: ${type} handler failed`, err);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * One WebSocket to /rtm. Events (on):
+ *   'message' (msg)       every message received, before routing
+ *   'sent' (msg)          every message sent
+ *   <type> (msg)          messages not routed to a session (e.g. pong, errors without a known session)
+ *   'close' (CloseEvent)  the WebSocket closed; every session on it has ended (TERM_BY_DISCONNECT)
+ */
+export class RTMClient extends Emitter {
+  /**
+   * @param {string} url  ws:// or wss:// URL of /rtm; a token goes in ?access_token=
+   * @param {object} [opts]
+   * @param {string} [opts.clientId]  the client's own label, echoed by the server
+   * @param {RTCConfiguration} [opts.rtcConfig]  ICE servers etc. for every peer connection
+   */
+  constructor(url, { clientId = randomId('console-'), rtcConfig = {} } = {}) {
+    super();
+    this.url = url;
+    this.clientId = clientId;
+    this.rtcConfig = rtcConfig;
+    /** @type {Map<string, RTMSession>} */
+    this.sessions = new Map();
+    this.ws = null;
+  }
+
+  /** Opens the WebSocket; resolves once it is open. */
+  connect() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      ws.onopen = () => resolve(this);
+      ws.onerror = () => reject(new Error(`cannot connect to ${this.url.split('?')[0]} (wrong token, server down or busy?)`));
+      ws.onclose = (ev) => {
+        for (const s of this.sessions.values()) s._closed(ev);
+        this.sessions.clear();
+        this.emit('close', ev);
+      };
+      ws.onmessage = (ev) => {
+        let msg;
+        try {
+          msg = JSON.parse(ev.data);
+        } catch {
+          console.warn('rtm: ignoring a frame that is not JSON', ev.data);
+          return;
+        }
+        this.emit('message', msg);
+        const s = this.sessions.get(msg.session_id);
+        if (s) s._receive(msg);
+        else this.emit(msg.type, msg);
+      };
+    });
+  }
+
+  get connected() {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Sends one message in the protocol's envelope. */
+  send(type, sessionId, data = {}) {
+    if (!this.connected) throw new Error(`cannot send ${type}: the WebSocket is not open`);
+    const msg = { type, client_id: this.clientId, session_id: sessionId, data };
+    this.ws.send(JSON.stringify(msg));
+    this.emit('sent', msg);
+    return msg;
+  }
+
+  /** Application-level ping; resolves with the round trip in ms. */
+  ping() {
+    const t0 = performance.now();
+    return new Promise((resolve) => {
+      const off = this.on('pong', () => {
+        off();
+        resolve(performance.now() - t0);
+      });
+      this.send('ping', '', {});
+    });
+  }
+
+  /**
+   * Starts a recording client session sending the given tracks.
+   * @param {MediaStream} stream  microphone, camera and/or screen
+   * @param {object} [opts]
+   * @param {string} [opts.sessionId]  chosen by the client (the server makes one if empty)
+   * @param {string} [opts.webhookUrl]  receives every session_state and recording_state
+   */
+  async startSession(stream, { sessionId = randomId('s-'), webhookUrl } = {}) {
+    const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
+    for (const track of stream.getTracks()) s.senders.set(track, s.pc.addTrack(track, stream));
+    await s._offer('session_start', webhookUrl ? { webhook_url: webhookUrl } : {});
+    return s;
+  }
+
+  /**
+   * Joins a session as supervisor, receiving its audio and video. The server
+   * sends an sdp_update offer for tracks beyond those asked for here, or added
+   * later (a screen share).
+   * @param {string} sessionIdToMonitor
+   * @param {object} [opts]
+   * @param {number} [opts.audio]  recvonly audio transceivers to offer
+   * @param {number} [opts.video]  recvonly video transceivers to offer
+   */
+  async join(sessionIdToMonitor, { sessionId = randomId('sup-'), audio = 1, video = 1, webhookUrl } = {}) {
+    const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
+    for (let i = 0; i < audio; i++) s.pc.addTransceiver('audio', { direction: 'recvonly' });
+    for (let i = 0; i < video; i++) s.pc.addTransceiver('video', { direction: 'recvonly' });
+    const data = { session_id_to_monitor: sessionIdToMonitor };
+    if (webhookUrl) data.webhook_url = webhookUrl;
+    await s._offer('supervisor_join_session', data);
+    return s;
+  }
+
+  close() {
+    this.ws?.close(1000, 'bye');
+  }
+}
+
+/**
+ * One session: its peer connection and its messages. Events (on):
+ *   'session_state' (data)    CONNECTING, CONNECTED, DISCONNECTED, TERMINATED (+ termination_cause)
+ *   'recording_state' (data)  STARTED, PAUSED, RESUMED, STOPPED, FAILED (+ recording_id, reason...)
+ *   'error' (data)            {code, message, request_type} from the server, or a local failure
+ *   'track' (RTCTrackEvent)   remote media (supervisors)
+ *   'ended' (info)            the session is over: {cause} or {cause: 'WEBSOCKET_CLOSED'}
+ */
+export class RTMSession extends Emitter {
+  #client;
+  #queue = Promise.resolve(); // serialises incoming messages
+  #signalled = false; // our offer went out: candidates may follow it
+  #pendingCandidates = [];
+  #sentEndOfCandidates = false;
+  #negotiated = false; // the first answer was applied: renegotiation may start
+
+  constructor(client, id, pc) {
+    super();
+    this.#client = client;
+    this.id = id;
+    this.pc = pc;
+    this.state = 'NEW';
+    this.recording = null; // last recording_state data
+    this.ended = false;
+    /** @type {Map<MediaStreamTrack, RTCRtpSender>} */
+    this.senders = new Map();
+    client.sessions.set(id, this);
+
+    pc.onicecandidate = (ev) => this.#onLocalCandidate(ev.candidate);
+    pc.ontrack = (ev) => this.emit('track', ev);
+    pc.onnegotiationneeded = () => this.#renegotiate();
+  }
+
+  send(type, data = {}) {
+    return this.#client.send(type, this.id, data);
+  }
+
+  // Sends the first offer in session_start / supervisor_join_session.
+  async _offer(type, data) {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    this.send(type, { ...data, sdp: this.pc.localDescription.toJSON() });
+    this.#signalled = true;
+    for (const c of this.#pendingCandidates.splice(0)) this.send('candidate', { candidate: c });
+  }
+
+  // Trickles our candidates; candidates gathered before the offer was sent
+  // wait for it (the server must know the session first). A null candidate
+  // means gathering is complete: it goes out as the empty candidate.
+  #onLocalCandidate(candidate) {
+    let c;
+    if (!candidate || candidate.candidate === '') {
+      if (this.#sentEndOfCandidates) return;
+      this.#sentEndOfCandidates = true;
+      c = { candidate: '' };
+    } else {
+      c = candidate.toJSON();
+    }
+    if (!this.#signalled) this.#pendingCandidates.push(c);
+    else if (this.#client.connected && !this.ended) this.send('candidate', { candidate: c });
+  }
+
+  // Our side changed (a track added or removed): offer again with sdp_update.
+  async #renegotiate() {
+    if (!this.#negotiated || this.ended || this.pc.signalingState !== 'stable') return;
+    try {
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      this.send('sdp_update', { sdp: this.pc.localDescription.toJSON() });
+    } catch (err) {
+      this.emit('error', { code: 'client', message: `renegotiation failed: ${err.message}` });
+    }
+  }
+
+  _receive(msg) {
+    this.#queue = this.#queue
+      .then(() => this.#handle(msg))
+      .catch((err) => this.emit('error', { code: 'client', message: `${msg.type}: ${err.message}`, request_type: msg.type }));
+  }
+
+  async #handle(msg) {
+    const data = msg.data ?? {};
+    if (this.ended && (msg.type === 'sdp_update' || msg.type === 'candidate')) return;
+    switch (msg.type) {
+      case 'sdp_update':
+        return this.#onSdpUpdate(data.sdp);
+      case 'candidate':
+        return this.#onRemoteCandidate(data.candidate);
+      case 'session_state':
+        this.state = data.state;
+        this.emit('session_state', data);
+        if (data.state === 'TERMINATED') this.#end({ cause: data.termination_cause, reason: data.reason });
+        return;
+      case 'recording_state':
+        this.recording = data;
+        this.emit('recording_state', data);
+        return;
+      case 'error':
+        this.emit('error', data);
+        return;
+      default:
+        this.emit(msg.type, data);
+    }
+  }
+
+  async #onSdpUpdate(sdp) {
+    if (!sdp) return;
+    if (sdp.type === 'answer') {
+      if (this.pc.signalingState !== 'have-local-offer') return; // stale: nothing of ours to answer
+      await this.pc.setRemoteDescription(sdp);
+      // Changes made while our offer was out fire negotiationneeded again
+      // now that the state is stable.
+      this.#negotiated = true;
+      return;
+    }
+    // The server offers (a supervisor gets the monitored session's new
+    // track). Were we offering at the same moment, setRemoteDescription
+    // rolls our offer back: the server's wins, ours follows once stable.
+    await this.pc.setRemoteDescription(sdp);
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    this.send('sdp_update', { sdp: this.pc.localDescription.toJSON() });
+    this.#negotiated = true;
+  }
+
+  async #onRemoteCandidate(c) {
+    if (!c) return;
+    if (c.candidate === '') {
+      // End of candidates. The server sends no sdpMid; the browser accepts
+      // that for the end-of-candidates indication.
+      await this.pc.addIceCandidate({ candidate: '' }).catch(() => {});
+      return;
+    }
+    await this.pc.addIceCandidate(c);
+  }
+
+  /** Adds a track mid-call (e.g. a screen share); renegotiates with sdp_update. */
+  addTrack(track, stream) {
+    const sender = this.pc.addTrack(track, stream);
+    this.senders.set(track, sender);
+    return sender; // negotiationneeded fires and #renegotiate sends the offer
+  }
+
+  /** Removes a track mid-call; renegotiates (its m-line becomes inactive). */
+  removeTrack(track) {
+    const sender = this.senders.get(track);
+    if (!sender || this.ended) return;
+    this.senders.delete(track);
+    this.pc.removeTrack(sender);
+  }
+
+  /**
+   * @param {object} opts
+   * @param {string} opts.uploadUrl  the finished file is PUT there; only a 200 counts
+   * @param {string} [opts.webhookUrl]  this recording's events go there instead of the session's
+   * @param {'auto'|'ogg'|'webm'|'mkv'} [opts.format]
+   * @param {'silence'|'skip'} [opts.pauseMode]  what a pause leaves in the file
+   */
+  startRecording({ uploadUrl, webhookUrl, format, pauseMode }) {
+    const data = { upload_url: uploadUrl };
+    if (webhookUrl) data.webhook_url = webhookUrl;
+    if (format) data.format = format;
+    if (pauseMode) data.pause_mode = pauseMode;
+    this.send('recording_start', data);
+  }
+
+  stopRecording() {
+    this.send('recording_stop');
+  }
+
+  pauseRecording() {
+    this.send('recording_pause');
+  }
+
+  resumeRecording() {
+    this.send('recording_resume');
+  }
+
+  /** Ends the session (TERM_BY_CLIENT); a running recording is finished and uploaded. */
+  stop() {
+    if (!this.ended && this.#client.connected) this.send('session_stop');
+  }
+
+  // The WebSocket closed under the session.
+  _closed(ev) {
+    this.#end({ cause: 'WEBSOCKET_CLOSED', reason: ev.reason || `code ${ev.code}` });
+  }
+
+  #end(info) {
+    if (this.ended) return;
+    this.ended = true;
+    this.pc.close();
+    // The session stays routable: the STOPPED or FAILED of a recording that
+    // was running comes after TERMINATED, once its upload is decided.
+    this.emit('ended', info);
+  }
+}

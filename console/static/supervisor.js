@@ -1,0 +1,174 @@
+// supervisor.js: the supervisor page. Lists the active sessions, joins one
+// with supervisor_join_session (recvonly transceivers), plays what it
+// receives and answers the server's sdp_update offers (rtm.js does that
+// part) when the monitored session gains a track.
+
+import { $, el, setBadge, connectRTM, errorBox, messageLog, followWebhooks, levelMeter } from './ui.js';
+
+// For the DevTools console and the end-to-end tests.
+const state = {
+  monitoredId: '',
+  sessionState: '',
+  terminationCause: '',
+  connectMs: null,
+  errors: [],
+  stats: null,
+};
+window.consoleState = state;
+
+const errors = errorBox($('#errors'));
+const log = messageLog($('#log'));
+
+let client = null;
+let session = null;
+let stopMeter = () => {};
+let statsTimer = 0;
+
+// Sessions ---------------------------------------------------------------
+
+async function refreshSessions() {
+  let list;
+  try {
+    const res = await fetch('/dev/sessions');
+    list = await res.json();
+  } catch {
+    return; // the server is restarting; try again on the next tick
+  }
+  const rows = list
+    .filter((s) => !s.supervisor && s.state !== 'TERMINATED')
+    .map((s) => {
+      const tracks = (s.tracks ?? []).map((t) => `${t.kind}/${t.codec} (${t.packets} pkts)`).join(', ') || '—';
+      const joined = session && !session.ended && state.monitoredId === s.session_id;
+      return el('tr', { 'data-session': s.session_id },
+        el('td', {}, el('code', {}, s.session_id)),
+        el('td', {}, s.client_id ?? ''),
+        el('td', {}, el('span', { class: 'badge', 'data-state': s.state }, s.state)),
+        el('td', { class: 'tracks' }, tracks),
+        el('td', {}, s.recording_id ? el('code', {}, s.recording_id) : '—'),
+        el('td', {}, el('button', {
+          class: 'join primary small', disabled: joined || !!(session && !session.ended),
+          onclick: () => join(s),
+        }, joined ? 'Joined' : 'Join')));
+    });
+  $('#sessions').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No sessions.'))]));
+}
+
+// Joining ----------------------------------------------------------------
+
+async function join(info) {
+  errors.clear();
+  const t0 = performance.now();
+  state.connectMs = null;
+  state.terminationCause = '';
+  $('#termination-cause').textContent = '';
+  $('#remote').replaceChildren();
+  try {
+    if (!client?.connected) {
+      client = await connectRTM('supervisor');
+      client.on('message', (m) => log('in', m));
+      client.on('sent', (m) => log('out', m));
+      client.on('error', (m) => errors.show(`${m.data.code}: ${m.data.message}`));
+    }
+    // One recvonly transceiver per track the session has now; tracks it
+    // gains later come with a server offer.
+    const count = (kind) => Math.max(kind === 'audio' ? 1 : 0, (info.tracks ?? []).filter((t) => t.kind === kind).length);
+    session = await client.join(info.session_id, {
+      audio: count('audio'),
+      video: count('video'),
+      webhookUrl: `${location.origin}/dev/webhooks`,
+    });
+    state.monitoredId = info.session_id;
+    $('#monitored-id').textContent = info.session_id;
+    $('#supervisor-id').textContent = session.id;
+    watch(session, t0);
+  } catch (err) {
+    errors.show(err.message);
+  }
+  refreshSessions();
+}
+
+function watch(s, t0) {
+  const audioStream = new MediaStream();
+  s.on('track', (ev) => {
+    const track = ev.track;
+    if (track.kind === 'audio') {
+      audioStream.addTrack(track);
+      const audio = el('audio', { autoplay: true });
+      audio.srcObject = new MediaStream([track]);
+      $('#remote').append(audio);
+      stopMeter();
+      stopMeter = levelMeter(audioStream, $('#audio-level'));
+      return;
+    }
+    const video = el('video', { autoplay: true, playsinline: true, muted: true });
+    video.srcObject = new MediaStream([track]);
+    const fig = el('figure', {}, video, el('figcaption', {}, `video ${document.querySelectorAll('#remote figure').length + 1}`));
+    $('#remote').append(fig);
+    track.addEventListener('ended', () => fig.remove());
+    // A transceiver the server stops using mutes its track.
+    track.addEventListener('mute', () => fig.classList.add('muted'));
+    track.addEventListener('unmute', () => fig.classList.remove('muted'));
+  });
+  s.on('session_state', (d) => {
+    state.sessionState = d.state;
+    setBadge($('#session-state'), d.state);
+    if (d.state === 'CONNECTED' && state.connectMs == null) {
+      state.connectMs = Math.round(performance.now() - t0);
+      $('#connect-ms').textContent = `${state.connectMs} ms`;
+    }
+    if (d.termination_cause) {
+      state.terminationCause = d.termination_cause;
+      $('#termination-cause').textContent = d.termination_cause;
+      if (d.termination_cause === 'TERM_BY_MONITORED_SESSION_END') errors.show('the monitored session ended');
+    }
+    refreshButtons();
+  });
+  s.on('error', (d) => errors.show(`${d.code}: ${d.message}${d.request_type ? ` (in reply to ${d.request_type})` : ''}`));
+  s.on('ended', (info) => {
+    if (info.cause === 'WEBSOCKET_CLOSED') {
+      setBadge($('#session-state'), 'TERMINATED');
+      $('#termination-cause').textContent = 'WebSocket closed';
+    }
+    stopMeter();
+    clearInterval(statsTimer);
+    refreshButtons();
+    refreshSessions();
+  });
+  clearInterval(statsTimer);
+  statsTimer = setInterval(() => updateStats(s), 1000);
+  refreshButtons();
+}
+
+// What arrives, from WebRTC's own statistics (the tests read state.stats).
+async function updateStats(s) {
+  if (s.ended) return;
+  const report = await s.pc.getStats();
+  const out = { audio: null, video: [] };
+  report.forEach((r) => {
+    if (r.type !== 'inbound-rtp') return;
+    if (r.kind === 'audio') {
+      out.audio = { packetsReceived: r.packetsReceived, audioLevel: r.audioLevel ?? 0, totalAudioEnergy: r.totalAudioEnergy ?? 0 };
+    } else {
+      out.video.push({ packetsReceived: r.packetsReceived, framesDecoded: r.framesDecoded ?? 0, frameWidth: r.frameWidth, frameHeight: r.frameHeight });
+    }
+  });
+  state.stats = out;
+  const a = out.audio ? `audio ${out.audio.packetsReceived} pkts, level ${out.audio.audioLevel.toFixed(3)}` : 'no audio';
+  const v = out.video.map((x) => `video ${x.packetsReceived} pkts, ${x.framesDecoded} frames${x.frameWidth ? ` ${x.frameWidth}×${x.frameHeight}` : ''}`);
+  $('#stats').textContent = [a, ...v].join(' · ');
+}
+
+function refreshButtons() {
+  $('#leave').disabled = !session || session.ended;
+}
+
+// Leaving ends only the supervisor session (TERM_BY_CLIENT); the monitored
+// session and its recording go on.
+$('#leave').addEventListener('click', () => {
+  session?.stop();
+});
+
+followWebhooks($('#webhooks'));
+refreshSessions();
+setInterval(refreshSessions, 2000);
+refreshButtons();

@@ -1,0 +1,689 @@
+package integration
+
+// End-to-end tests with a real browser: the real rtmrec binary in -dev mode,
+// headless Chromium (the Debian package) driven through playwright-core by
+// browser/scenario.mjs, clicking through the dev console. The recordings
+// land in the console's upload sink and are checked with ffprobe/ffmpeg.
+//
+// Needs chromium, node with integration/browser/node_modules, ffmpeg and
+// ffprobe: scripts/install-browser.sh installs them. Without them the test
+// is skipped, unless RTMREC_REQUIRE_TOOLS=1 (CI), where it fails.
+//
+// RTMREC_UPDATE_DOCS_SCREENSHOT=1 also writes docs/screenshot-console.png.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// browserChromium is where Debian's chromium package puts the browser;
+// RTMREC_CHROMIUM overrides it.
+const browserChromium = "/usr/bin/chromium"
+
+// browserEnv is one server and one Chromium shared by the scenarios.
+type browserEnv struct {
+	root    string // repository root
+	dataDir string
+	base    string // http://127.0.0.1:PORT
+	cdp     string // Chromium's DevTools WebSocket
+	shots   string // integration/screenshots
+	node    string
+}
+
+func TestBrowserConsole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end tests take about a minute; not in -short mode")
+	}
+	start := time.Now()
+	env := newBrowserEnv(t)
+	t.Run("RecordAudioVideoWithSupervisor", env.testRecord)
+	t.Run("PauseKeepsTimeline", env.testPause)
+	t.Run("ScreenShareMidCall", env.testScreenShare)
+	t.Run("TabClosedMidRecording", env.testTabClose)
+	t.Logf("browser suite: %.1f s wall time (setup included)", time.Since(start).Seconds())
+}
+
+// browserTools finds what the suite needs, or skips (fails with
+// RTMREC_REQUIRE_TOOLS=1) saying how to install it.
+func browserTools(t *testing.T, root string) (chromium, node string) {
+	t.Helper()
+	missing := func(why string) {
+		t.Helper()
+		if os.Getenv("RTMREC_REQUIRE_TOOLS") == "1" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+	chromium = os.Getenv("RTMREC_CHROMIUM")
+	if chromium == "" {
+		chromium = browserChromium
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		missing("chromium not installed: run scripts/install-browser.sh")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node not installed: install Node.js >= 20, then run scripts/install-browser.sh")
+	}
+	if _, err := os.Stat(filepath.Join(root, "integration/browser/node_modules/playwright-core/package.json")); err != nil {
+		missing("playwright-core not installed in integration/browser/node_modules: run scripts/install-browser.sh")
+	}
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(tool + " not installed: run scripts/install-browser.sh")
+		}
+	}
+	return chromium, node
+}
+
+func newBrowserEnv(t *testing.T) *browserEnv {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chromium, node := browserTools(t, root)
+	tmp := t.TempDir()
+	env := &browserEnv{root: root, dataDir: filepath.Join(tmp, "data"), shots: filepath.Join(root, "integration", "screenshots"), node: node}
+	if err := os.MkdirAll(env.shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// The microphone plays a 1 kHz tone, so the recording's pitch can be
+	// measured; 30 s outlasts every scenario.
+	tone := filepath.Join(tmp, "tone.wav")
+	browserRun(t, root, "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=1000:duration=30", "-ar", "48000", tone)
+
+	bin := filepath.Join(tmp, "rtmrec")
+	t0 := time.Now()
+	browserRun(t, root, "go", "build", "-o", bin, "./cmd/rtmrec")
+	t.Logf("built rtmrec in %.1f s", time.Since(t0).Seconds())
+
+	env.base = "http://" + startBrowserServer(t, bin, env.dataDir)
+	env.cdp = browserStartChromium(t, chromium, filepath.Join(tmp, "chromium-profile"), tone)
+	return env
+}
+
+// browserRun runs a command to completion, failing the test with its output.
+func browserRun(t *testing.T, dir, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// startBrowserServer runs the real binary in dev mode, in its own process
+// group, and returns its address from the "rtmrec listening" log line.
+func startBrowserServer(t *testing.T, bin, dataDir string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start rtmrec: %v", err)
+	}
+	var logMu sync.Mutex
+	var logBuf bytes.Buffer
+	addrCh := make(chan string, 1)
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			logMu.Lock()
+			logBuf.Write(line)
+			logBuf.WriteByte('\n')
+			logMu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "rtmrec listening" {
+				select {
+				case addrCh <- rec.Addr:
+				default:
+				}
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() {
+		<-logDone // Wait must come after the last read of the pipe
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		// A graceful stop first: it is how the server is meant to end.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("rtmrec exited after SIGTERM: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			t.Errorf("rtmrec did not stop within 20 s of SIGTERM")
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("rtmrec log:\n%s", browserTail(logBuf.String(), 120))
+			logMu.Unlock()
+		}
+	})
+	select {
+	case addr := <-addrCh:
+		return addr
+	case err := <-exited:
+		t.Fatalf("rtmrec exited before listening: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("rtmrec did not log its listen address within 20 s")
+	}
+	return ""
+}
+
+var browserDevtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
+
+// browserStartChromium runs headless Chromium in its own process group, with fake
+// camera and screen and the tone file as microphone, and returns its
+// DevTools WebSocket URL. The group is killed on every exit path: t.Cleanup
+// for the test's own ends, Pdeathsig if the test binary dies.
+func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
+	t.Helper()
+	cmd := exec.Command(chromium,
+		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+profile,
+		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+		"--use-file-for-fake-audio-capture="+tone,
+		"--autoplay-policy=no-user-gesture-required",
+		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+		"about:blank",
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	var logMu sync.Mutex
+	var logBuf bytes.Buffer
+	wsCh := make(chan string, 1)
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logBuf.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if m := browserDevtoolsLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case wsCh <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	exited := make(chan struct{})
+	go func() {
+		<-logDone
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("chromium (pgid %d) did not exit after SIGKILL", cmd.Process.Pid)
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("chromium log:\n%s", browserTail(logBuf.String(), 40))
+			logMu.Unlock()
+		}
+	})
+	select {
+	case ws := <-wsCh:
+		return ws
+	case <-exited:
+		t.Fatalf("chromium exited at start:\n%s", logBuf.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("chromium did not print its DevTools address within 30 s")
+	}
+	return ""
+}
+
+func browserTail(s string, lines int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// browserScenarioResult is what browser/scenario.mjs prints.
+type browserScenarioResult struct {
+	OK        bool              `json:"ok"`
+	Error     string            `json:"error"`
+	Console   []string          `json:"console"`
+	Errors    []string          `json:"errors"`
+	SessionID string            `json:"session_id"`
+	ConnectMS float64           `json:"connect_ms"`
+	Timings   map[string]any    `json:"timings"`
+	Recording browserRecording  `json:"recording"`
+	Playback  float64           `json:"playback_duration_s"`
+	AgentEnd  string            `json:"agent_cause"`
+	Super     *browserSupervise `json:"supervisor"`
+	Signal    browserSignalling `json:"signalling"`
+}
+
+// browserSignalling counts RTM messages in a page's message log.
+type browserSignalling struct {
+	CandidatesSent           int `json:"candidates_sent"`
+	EndOfCandidatesSent      int `json:"end_of_candidates_sent"`
+	CandidatesReceived       int `json:"candidates_received"`
+	EndOfCandidatesReceived  int `json:"end_of_candidates_received"`
+	SDPUpdateOffersSent      int `json:"sdp_update_offers_sent"`
+	SDPUpdateAnswersReceived int `json:"sdp_update_answers_received"`
+	SDPUpdateOffersReceived  int `json:"sdp_update_offers_received"`
+	SDPUpdateAnswersSent     int `json:"sdp_update_answers_sent"`
+}
+
+type browserRecording struct {
+	RecordingID     string  `json:"recording_id"`
+	UploadName      string  `json:"upload_name"`
+	State           string  `json:"state"`
+	Reason          string  `json:"reason"`
+	RecordMS        float64 `json:"record_ms"`
+	StopToDecidedMS float64 `json:"stop_to_decided_ms"`
+	Pauses          []struct {
+		PauseMS float64 `json:"pause_ms"`
+	} `json:"pauses"`
+}
+
+type browserSupervise struct {
+	ConnectMS float64 `json:"connect_ms"`
+	Cause     string  `json:"cause"`
+	Stats     struct {
+		Audio struct {
+			PacketsReceived int     `json:"packetsReceived"`
+			AudioLevel      float64 `json:"audioLevel"`
+		} `json:"audio"`
+		Video []struct {
+			PacketsReceived int `json:"packetsReceived"`
+			FramesDecoded   int `json:"framesDecoded"`
+		} `json:"video"`
+	} `json:"stats"`
+	Errors []string          `json:"errors"`
+	Signal browserSignalling `json:"signalling"`
+}
+
+// scenario runs one scenario of browser/scenario.mjs.
+func (e *browserEnv) scenario(t *testing.T, name string) browserScenarioResult {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{"cdp": e.cdp, "base": e.base, "shots": e.shots, "seconds": 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.node, "scenario.mjs", name, string(cfg))
+	cmd.Dir = filepath.Join(e.root, "integration", "browser")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	stdout, err := cmd.Output()
+	t.Logf("scenario %s: %.1f s", name, time.Since(t0).Seconds())
+	var res browserScenarioResult
+	if jerr := json.Unmarshal(browserLastLine(stdout), &res); jerr != nil {
+		t.Fatalf("scenario %s: %v; no result (%v)\nstdout: %s\nstderr: %s", name, err, jerr, stdout, stderr.String())
+	}
+	for _, c := range res.Console {
+		t.Logf("browser console: %s", c)
+	}
+	if !res.OK {
+		t.Fatalf("scenario %s failed: %s\nstderr: %s", name, res.Error, stderr.String())
+	}
+	if len(res.Errors) > 0 {
+		t.Errorf("the page showed errors: %q", res.Errors)
+	}
+	return res
+}
+
+func browserLastLine(b []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	return lines[len(lines)-1]
+}
+
+func (e *browserEnv) testRecord(t *testing.T) {
+	res := e.scenario(t, "record")
+	rec := res.Recording
+	if rec.State != "STOPPED" {
+		t.Fatalf("recording ended %s (%s), want STOPPED", rec.State, rec.Reason)
+	}
+	t.Logf("MEASURED click → CONNECTED: %.0f ms (page timing %v); supervisor join → CONNECTED: %.0f ms",
+		res.ConnectMS, res.Timings, res.Super.ConnectMS)
+	t.Logf("MEASURED recording_stop → STOPPED (file uploaded, playable): %.0f ms", rec.StopToDecidedMS)
+
+	if len(res.Super.Errors) > 0 {
+		t.Errorf("the supervisor page showed errors: %q", res.Super.Errors)
+	}
+	// The supervisor really received both media.
+	st := res.Super.Stats
+	if st.Audio.PacketsReceived == 0 || st.Audio.AudioLevel <= 0 {
+		t.Errorf("supervisor audio: %d packets, level %.3f; want both > 0", st.Audio.PacketsReceived, st.Audio.AudioLevel)
+	}
+	if len(st.Video) == 0 || st.Video[0].PacketsReceived == 0 || st.Video[0].FramesDecoded == 0 {
+		t.Errorf("supervisor video: %+v; want packets and decoded frames", st.Video)
+	}
+	// Trickle ICE both ways, each side ending with the empty candidate. The
+	// server trickles only what it gathered after its answer (the rest is in
+	// the answer SDP), which on one machine is usually nothing.
+	if sg := res.Signal; sg.CandidatesSent == 0 || sg.EndOfCandidatesSent != 1 || sg.EndOfCandidatesReceived != 1 || sg.SDPUpdateAnswersReceived != 1 {
+		t.Errorf("signalling: %+v; want trickled candidates, one end-of-candidates each way, one answer", sg)
+	}
+	t.Logf("signalling: %+v", res.Signal)
+	// The supervisor left mid-recording (which must not disturb it: the
+	// file checks below cover the whole 10 s).
+	if res.AgentEnd != "TERM_BY_CLIENT" || res.Super.Cause != "TERM_BY_CLIENT" {
+		t.Errorf("termination: agent %s, supervisor %s; want TERM_BY_CLIENT for both", res.AgentEnd, res.Super.Cause)
+	}
+
+	file := e.upload(t, rec.UploadName, "video/webm")
+	p := browserProbe(t, file)
+	p.wantCodecs(t, map[string]int{"opus": 1, "vp8": 1})
+	p.wantDuration(t, 10, 0.3)
+	p.wantDuration(t, rec.RecordMS/1000, 0.3)
+	t.Logf("file: %.3f s for %.3f s between the Record and Stop clicks", p.duration, rec.RecordMS/1000)
+	if math.Abs(res.Playback-p.duration) > 0.5 {
+		t.Errorf("the page's <video> says %.2f s, ffprobe %.2f s", res.Playback, p.duration)
+	}
+	browserDecodesCleanly(t, file)
+	if hz := browserToneHz(t, file); math.Abs(hz-1000) > 20 {
+		t.Errorf("recorded tone: %.1f Hz, want 1000 ±20", hz)
+	} else {
+		t.Logf("recorded tone: %.1f Hz", hz)
+	}
+	e.updateDocsScreenshot(t)
+}
+
+func (e *browserEnv) testPause(t *testing.T) {
+	res := e.scenario(t, "pause")
+	rec := res.Recording
+	if rec.State != "STOPPED" {
+		t.Fatalf("recording ended %s (%s), want STOPPED", rec.State, rec.Reason)
+	}
+	file := e.upload(t, rec.UploadName, "video/webm")
+	p := browserProbe(t, file)
+	p.wantCodecs(t, map[string]int{"opus": 1, "vp8": 1})
+	// pause_mode silence: the file's clock is the call's, pause included.
+	p.wantDuration(t, rec.RecordMS/1000, 0.3)
+	browserDecodesCleanly(t, file)
+
+	var m struct {
+		PauseMode string `json:"pause_mode"`
+		Pauses    []struct {
+			StartMS int64 `json:"start_ms"`
+			EndMS   int64 `json:"end_ms"`
+		} `json:"pauses"`
+	}
+	browserReadJSON(t, filepath.Join(e.dataDir, "recordings", rec.RecordingID+".json"), &m)
+	if m.PauseMode != "silence" || len(m.Pauses) != 1 {
+		t.Fatalf("manifest: pause_mode %q, pauses %+v; want silence and one pause", m.PauseMode, m.Pauses)
+	}
+	span := float64(m.Pauses[0].EndMS-m.Pauses[0].StartMS) / 1000
+	clicked := rec.Pauses[0].PauseMS / 1000
+	if math.Abs(span-clicked) > 0.3 || math.Abs(span-3) > 0.5 {
+		t.Errorf("manifest pause lasts %.2f s; the page paused for %.2f s (want ~3)", span, clicked)
+	}
+	t.Logf("pause: manifest %.2f s at %d ms, page %.2f s; file %.2f s for %.2f s of wall clock",
+		span, m.Pauses[0].StartMS, clicked, p.duration, rec.RecordMS/1000)
+}
+
+func (e *browserEnv) testScreenShare(t *testing.T) {
+	res := e.scenario(t, "screen")
+	rec := res.Recording
+	if rec.State != "STOPPED" {
+		t.Fatalf("recording ended %s (%s), want STOPPED", rec.State, rec.Reason)
+	}
+	file := e.upload(t, rec.UploadName, "video/webm")
+	p := browserProbe(t, file)
+	p.wantCodecs(t, map[string]int{"opus": 1, "vp8": 2})
+	browserDecodesCleanly(t, file)
+
+	// The agent renegotiated with an sdp_update offer; the supervisor got the
+	// screen through a server offer that its page answered, and decodes it.
+	// (The first answer is session_start's.)
+	if sg := res.Signal; sg.SDPUpdateOffersSent < 1 || sg.SDPUpdateAnswersReceived != sg.SDPUpdateOffersSent+1 {
+		t.Errorf("agent renegotiation: %+v; want sdp_update offers answered", sg)
+	}
+	if sg := res.Super.Signal; sg.SDPUpdateOffersReceived < 1 || sg.SDPUpdateAnswersSent != sg.SDPUpdateOffersReceived {
+		t.Errorf("supervisor renegotiation: %+v; want server offers answered", sg)
+	}
+	decoded := 0
+	for _, v := range res.Super.Stats.Video {
+		if v.FramesDecoded > 0 {
+			decoded++
+		}
+	}
+	if decoded < 2 {
+		t.Errorf("supervisor decodes %d videos, want camera and screen: %+v", decoded, res.Super.Stats.Video)
+	}
+	if res.Super.Cause != "TERM_BY_MONITORED_SESSION_END" {
+		t.Errorf("supervisor ended %s, want TERM_BY_MONITORED_SESSION_END", res.Super.Cause)
+	}
+	t.Logf("signalling: agent %+v; supervisor %+v", res.Signal, res.Super.Signal)
+}
+
+func (e *browserEnv) testTabClose(t *testing.T) {
+	res := e.scenario(t, "tabclose")
+	rid := res.Recording.RecordingID
+	if rid == "" {
+		t.Fatal("no recording id before the tab closed")
+	}
+	// The session ends TERM_BY_DISCONNECT, the recording is still uploaded.
+	var terminated, stopped bool
+	deadline := time.Now().Add(30 * time.Second)
+	for !(terminated && stopped) && time.Now().Before(deadline) {
+		var hooks []struct {
+			Body struct {
+				Type      string `json:"type"`
+				SessionID string `json:"session_id"`
+				Data      struct {
+					State       string `json:"state"`
+					Cause       string `json:"termination_cause"`
+					RecordingID string `json:"recording_id"`
+				} `json:"data"`
+			} `json:"body"`
+		}
+		browserGetJSON(t, e.base+"/dev/webhooks", &hooks)
+		for _, h := range hooks {
+			b := h.Body
+			if b.SessionID != res.SessionID {
+				continue
+			}
+			if b.Type == "session_state" && b.Data.State == "TERMINATED" {
+				if b.Data.Cause != "TERM_BY_DISCONNECT" {
+					t.Fatalf("session ended %s, want TERM_BY_DISCONNECT", b.Data.Cause)
+				}
+				terminated = true
+			}
+			if b.Type == "recording_state" && b.Data.RecordingID == rid && b.Data.State == "STOPPED" {
+				stopped = true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !terminated || !stopped {
+		t.Fatalf("webhooks after the tab closed: TERMINATED/TERM_BY_DISCONNECT %v, recording STOPPED %v; want both", terminated, stopped)
+	}
+	file := e.upload(t, res.Recording.UploadName, "video/webm")
+	p := browserProbe(t, file)
+	p.wantCodecs(t, map[string]int{"opus": 1, "vp8": 1})
+	if p.duration < 2.5 {
+		t.Errorf("recording of a tab closed after 3 s lasts %.2f s", p.duration)
+	}
+	browserDecodesCleanly(t, file)
+}
+
+// upload checks the dev sink serves the file with the right type and
+// returns its path on disk.
+func (e *browserEnv) upload(t *testing.T, name, wantType string) string {
+	t.Helper()
+	resp, err := http.Get(e.base + "/dev/uploads/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantType {
+		t.Errorf("GET /dev/uploads/%s: %d %s, want 200 %s", name, resp.StatusCode, resp.Header.Get("Content-Type"), wantType)
+	}
+	return filepath.Join(e.dataDir, "dev-uploads", name)
+}
+
+// updateDocsScreenshot shrinks the agent screenshot into the docs when asked:
+// a 128-colour palette keeps it well under 200 KB.
+func (e *browserEnv) updateDocsScreenshot(t *testing.T) {
+	if os.Getenv("RTMREC_UPDATE_DOCS_SCREENSHOT") != "1" {
+		return
+	}
+	dst := filepath.Join(e.root, "docs", "screenshot-console.png")
+	browserRun(t, e.root, "ffmpeg", "-v", "error", "-y", "-i", filepath.Join(e.shots, "agent-recording.png"),
+		"-vf", "split[a][b];[a]palettegen=max_colors=128:stats_mode=full[p];[b][p]paletteuse=dither=none", dst)
+	if st, err := os.Stat(dst); err == nil {
+		t.Logf("wrote %s (%d KB)", dst, st.Size()>>10)
+	}
+}
+
+// browserProbed is what ffprobe says about a recording.
+type browserProbed struct {
+	codecs   map[string]int // codec_name → streams
+	duration float64
+}
+
+func browserProbe(t *testing.T, file string) browserProbed {
+	t.Helper()
+	out := browserRun(t, ".", "ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", file)
+	var pr struct {
+		Streams []struct {
+			CodecName string `json:"codec_name"`
+			CodecType string `json:"codec_type"`
+		} `json:"streams"`
+		Format struct {
+			Duration string `json:"duration"`
+		} `json:"format"`
+	}
+	if err := json.Unmarshal(out, &pr); err != nil {
+		t.Fatalf("ffprobe %s: %v", file, err)
+	}
+	p := browserProbed{codecs: map[string]int{}}
+	for _, s := range pr.Streams {
+		p.codecs[s.CodecName]++
+	}
+	d, err := strconv.ParseFloat(pr.Format.Duration, 64)
+	if err != nil {
+		t.Fatalf("ffprobe %s: no duration (%q)", file, pr.Format.Duration)
+	}
+	p.duration = d
+	return p
+}
+
+func (p browserProbed) wantCodecs(t *testing.T, want map[string]int) {
+	t.Helper()
+	if fmt.Sprint(p.codecs) != fmt.Sprint(want) {
+		t.Errorf("streams by codec: %v, want %v", p.codecs, want)
+	}
+}
+
+func (p browserProbed) wantDuration(t *testing.T, want, tolerance float64) {
+	t.Helper()
+	if math.Abs(p.duration-want) > tolerance {
+		t.Errorf("duration %.3f s, want %.3f ±%.1f", p.duration, want, tolerance)
+	}
+}
+
+// browserDecodesCleanly decodes every stream; ffmpeg prints nothing for a clean
+// file (-enc_time_base -1 avoids false "non monotonically increasing dts").
+func browserDecodesCleanly(t *testing.T, file string) {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", file, "-enc_time_base", "-1", "-f", "null", "-")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("decoding %s: %v\n%s", filepath.Base(file), err, out)
+	}
+}
+
+var browserZeroCrossings = regexp.MustCompile(`Zero crossings rate: ([0-9.]+)`)
+
+// browserToneHz measures the pitch of the recorded tone: a pure tone's frequency
+// is its zero-crossing rate × sample rate / 2.
+func browserToneHz(t *testing.T, file string) float64 {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-nostdin", "-ss", "0.5", "-i", file, "-map", "0:a:0",
+		"-af", "aformat=sample_rates=48000:channel_layouts=mono,astats=measure_perchannel=Zero_crossings_rate:measure_overall=none",
+		"-f", "null", "-")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg astats: %v\n%s", err, out)
+	}
+	m := browserZeroCrossings.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("ffmpeg astats printed no zero-crossing rate:\n%s", out)
+	}
+	rate, _ := strconv.ParseFloat(string(m[1]), 64)
+	return rate * 24000
+}
+
+func browserGetJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+func browserReadJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
