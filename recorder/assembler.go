@@ -16,7 +16,7 @@ type assembler struct {
 }
 
 func newAssembler(c Codec) *assembler {
-	a := &assembler{codec: c, buf: make([]byte, 0, 64<<10)}
+	a := &assembler{codec: c, buf: make([]byte, 0, 8<<10)}
 	a.h264.reset()
 	return a
 }

@@ -15,8 +15,12 @@ type fileWriter struct {
 	bytes func(n int)
 }
 
+// writeBuffer batches small Opus pages and blocks into fewer writes; the
+// periodic fsync bounds what a crash can lose, not this buffer.
+const writeBuffer = 32 << 10
+
 func newFileWriter(f *os.File, bytes func(int)) *fileWriter {
-	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, 64<<10), bytes: bytes}
+	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, writeBuffer), bytes: bytes}
 }
 
 // Write appends p. It never keeps p.

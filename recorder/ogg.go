@@ -39,11 +39,11 @@ const (
 
 // oggCRC is the lookup table of the Ogg CRC; built per writer/reader because the package keeps
 // no global state.
-type oggCRC [256]uint32
+type oggCRC [8][256]uint32
 
 func newOggCRC() *oggCRC {
 	var t oggCRC
-	for i := range t {
+	for i := range t[0] {
 		r := uint32(i) << 24
 		for range 8 {
 			if r&0x80000000 != 0 {
@@ -52,14 +52,29 @@ func newOggCRC() *oggCRC {
 				r <<= 1
 			}
 		}
-		t[i] = r
+		t[0][i] = r
+	}
+	// Slicing-by-8: t[k][i] is the CRC of byte i followed by k zero bytes,
+	// so eight bytes are folded per step instead of one (the CRC was a
+	// third of the Ogg writer's time).
+	for k := 1; k < 8; k++ {
+		for i := range t[k] {
+			prev := t[k-1][i]
+			t[k][i] = prev<<8 ^ t[0][prev>>24]
+		}
 	}
 	return &t
 }
 
 func (t *oggCRC) update(crc uint32, p []byte) uint32 {
+	for len(p) >= 8 {
+		hi := crc ^ (uint32(p[0])<<24 | uint32(p[1])<<16 | uint32(p[2])<<8 | uint32(p[3]))
+		crc = t[7][hi>>24] ^ t[6][byte(hi>>16)] ^ t[5][byte(hi>>8)] ^ t[4][byte(hi)] ^
+			t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]]
+		p = p[8:]
+	}
 	for _, b := range p {
-		crc = crc<<8 ^ t[byte(crc>>24)^b]
+		crc = crc<<8 ^ t[0][byte(crc>>24)^b]
 	}
 	return crc
 }

@@ -21,6 +21,9 @@ import (
 const (
 	DefaultSyncInterval = time.Second
 	DefaultQueueSize    = 1024
+	// audioQueueSize is the default for Ogg (audio only): 5 s of one 20 ms
+	// Opus track, a quarter of the memory of the video default.
+	audioQueueSize = 256
 	keyframeRetryNS     = 500e6 // while waiting for a keyframe, ask again at most this often
 	packetBufSize       = 1536
 )
@@ -37,7 +40,7 @@ type Config struct {
 	// it must not block. May be nil.
 	RequestKeyframe func(trackID string)
 	SyncInterval    time.Duration // fsync period, default 1 s
-	QueueSize       int           // packets, default 1024
+	QueueSize       int           // packets, default 1024 (256 for Ogg)
 	Logger          *slog.Logger
 	Metrics         *Metrics // may be nil
 	Now             func() time.Time
@@ -167,6 +170,9 @@ func Start(cfg Config) (*Recording, error) {
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
+		if f == FormatOgg {
+			cfg.QueueSize = audioQueueSize
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

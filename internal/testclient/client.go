@@ -112,7 +112,7 @@ func (c *Client) readLoop() {
 // peer connection, as a browser client would.
 func (c *Client) handleSignal(m rtm.Message) {
 	c.mu.Lock()
-	pc := c.peers[m.SessionID]
+	pc, tr := c.peers[m.SessionID], c.trickle[m.SessionID]
 	c.mu.Unlock()
 	if pc == nil {
 		return
@@ -130,6 +130,8 @@ func (c *Client) handleSignal(m rtm.Message) {
 		}
 		// Answer server offers off the reader, which must keep reading.
 		go func() {
+			tr.negotiating.Lock()
+			defer tr.negotiating.Unlock()
 			if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: d.SDP.SDP}); err != nil {
 				return
 			}

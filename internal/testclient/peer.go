@@ -265,6 +265,11 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 		})
 	}
 	c.mu.Unlock()
+	// Hold the session's negotiation until the answer is applied, so a
+	// server offer arriving meanwhile waits instead of meeting a
+	// have-local-offer state (handleSignal takes the same lock).
+	tr.negotiating.Lock()
+	defer tr.negotiating.Unlock()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return err
@@ -299,8 +304,11 @@ func (c *Client) negotiate(ctx context.Context, pc *webrtc.PeerConnection, sessi
 	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: Data[rtm.SDPUpdate](m).SDP.SDP})
 }
 
-// trickler holds a session's candidates until its offer has been sent.
+// trickler holds a session's candidates until its offer has been sent, and
+// serialises its offer/answer exchanges.
 type trickler struct {
+	negotiating sync.Mutex
+
 	mu      sync.Mutex
 	ready   bool
 	pending []func()
