@@ -23,9 +23,9 @@ const (
 	DefaultQueueSize    = 1024
 	// audioQueueSize is the default for Ogg (audio only): 5 s of one 20 ms
 	// Opus track, a quarter of the memory of the video default.
-	audioQueueSize = 256
-	keyframeRetryNS     = 500e6 // while waiting for a keyframe, ask again at most this often
-	packetBufSize       = 1536
+	audioQueueSize  = 256
+	keyframeRetryNS = 500e6 // while waiting for a keyframe, ask again at most this often
+	packetBufSize   = 1536
 )
 
 // Config configures a recording.

@@ -1,0 +1,122 @@
+// Command rtmload is a load generator and verifier for rtmrec. It opens
+// sessions with real pion peers streaming the committed Opus/VP8 clips,
+// optionally records them and attaches supervisors, holds them for a while,
+// stops them, and prints what it measured: setup latencies, setup rate,
+// errors by code, recordings finished, supervisor forwarding latency and
+// loss, and (given -metrics-url or -server-pid) the server's heap,
+// goroutines and CPU.
+//
+// It is a separate process so that the server's own numbers are not mixed
+// with the clients'. Every phase is bounded in time; the exit status is 1
+// if any session failed.
+//
+//	go run ./cmd/rtmload -url ws://127.0.0.1:8080/rtm -sessions 50 -media audio -duration 10s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "rtmload:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	sum, err := run(ctx, cfg, log)
+	if sum != nil {
+		printHuman(os.Stderr, sum)
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(sum)
+	}
+	if err != nil {
+		log.Error("rtmload", "err", err)
+		os.Exit(1)
+	}
+	if sum.Failed > 0 {
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	c := config{}
+	fs := flag.NewFlagSet("rtmload", flag.ContinueOnError)
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/rtm", "the server's /rtm WebSocket URL")
+	fs.IntVar(&c.Sessions, "sessions", 10, "sessions to open")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "session setups (start → CONNECTED) in flight at once")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to hold the sessions once all are set up")
+	fs.StringVar(&c.Media, "media", "audio", "audio (Opus) or av (Opus + VP8)")
+	fs.BoolVar(&c.Record, "record", false, "record every session (recording_start) and wait for STOPPED at the end")
+	fs.StringVar(&c.UploadURL, "upload-url", "", "upload_url for -record; a trailing / gets the session id appended (default: a sink served by rtmload on 127.0.0.1, which needs a server with -allow-private-urls or -dev)")
+	fs.IntVar(&c.Supervisors, "supervisors", 0, "supervisors joining each session")
+	fs.StringVar(&c.Token, "token", "", "bearer token for the WebSocket (Authorization header)")
+	fs.IntVar(&c.PerConn, "sessions-per-conn", 8, "sessions multiplexed on one WebSocket (the server allows 16; its message rate limit is per connection)")
+	fs.DurationVar(&c.SetupTimeout, "setup-timeout", 20*time.Second, "bound on one session's start → CONNECTED")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", 60*time.Second, "bound on the stop phase (recordings' STOPPED, TERMINATED)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's /metrics, to report its heap, goroutines and supervisor drops (optional)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time during the hold (Linux; optional)")
+	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(os.Stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.PrintDefaults()
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, c.validate()
+}
+
+// printHuman writes the summary as a few lines for a person.
+func printHuman(w io.Writer, s *summary) {
+	fmt.Fprintf(w, "sessions: %d ok, %d failed of %d (%s)\n", s.OK, s.Failed, s.Sessions, s.Media)
+	for code, n := range s.Errors {
+		fmt.Fprintf(w, "  error %s: %d\n", code, n)
+	}
+	fmt.Fprintf(w, "session_start → answer: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.AnswerMS.P50, s.AnswerMS.P90, s.AnswerMS.P99, s.AnswerMS.Max)
+	fmt.Fprintf(w, "session_start → CONNECTED: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.ConnectedMS.P50, s.ConnectedMS.P99, s.ConnectedMS.Max)
+	fmt.Fprintf(w, "setup: %d sessions in %.2f s = %.1f sessions/s (concurrency %d)\n", s.OK, s.SetupSeconds, s.SetupRate, s.Concurrency)
+	if r := s.Recording; r != nil {
+		fmt.Fprintf(w, "recordings: %d started, %d STOPPED, %d FAILED, %d uploads received (%d bytes)\n", r.Started, r.Stopped, r.Failed, r.UploadsReceived, r.UploadBytes)
+	}
+	if sv := s.Supervisors; sv != nil {
+		fmt.Fprintf(w, "supervisors: %d joined, %d failed (%d per session); join p50 %.1f ms\n", sv.Joined, sv.Failed, sv.PerSession, sv.JoinMS.P50)
+		fmt.Fprintf(w, "forwarding latency (client send → supervisor receive): p50 %.2f ms, p99 %.2f ms (%d packets)\n", sv.LatencyMS.P50, sv.LatencyMS.P99, sv.LatencyMS.N)
+		fmt.Fprintf(w, "forwarding loss over %.1f s: %d of %d supervisors lossless, worst %.2f%%\n", sv.WindowSeconds, sv.Lossless, sv.Joined, sv.WorstLossPct)
+	}
+	if sv := s.Server; sv != nil {
+		if sv.CPUSeconds > 0 {
+			fmt.Fprintf(w, "server CPU during hold: %.2f s over %.1f s = %.1f%% of a core\n", sv.CPUSeconds, sv.WindowSeconds, 100*sv.CPUSeconds/sv.WindowSeconds)
+		}
+		if sv.HeapAfter > 0 {
+			fmt.Fprintf(w, "server heap: %.1f → %.1f MiB = %.0f KiB/session; goroutines %.0f → %.0f = %.1f/session; supervisor drops %+.0f\n",
+				sv.HeapBefore/(1<<20), sv.HeapAfter/(1<<20), sv.HeapPerSessionKiB, sv.GoroutinesBefore, sv.GoroutinesAfter, sv.GoroutinesPerSession, sv.DroppedDelta)
+			// The heap is read from outside, without forcing a GC: an idle
+			// server keeps the garbage of an earlier run, and a hold
+			// without a GC measures garbage too.
+			if sv.HeapAfter < sv.HeapBefore || sv.GCs == 0 {
+				fmt.Fprintf(w, "  (heap per session is not meaningful here: %.0f GCs during the hold; use a freshly started server and a longer -duration)\n", sv.GCs)
+			}
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/session"
+)
+
+// instantDelivery reports every finished recording STOPPED at once, as a
+// local uploader would after its 200.
+type instantDelivery struct{ srv func() *session.Server }
+
+func (d instantDelivery) Deliver(m *recorder.Manifest, r session.Route) error {
+	dur, size := m.DurationMS, m.SizeBytes
+	d.srv().RecordingDelivered(r, rtm.RecordingStateData{RecordingID: m.RecordingID, State: rtm.RecordingStopped, Format: string(m.Format), DurationMS: &dur, SizeBytes: &size})
+	return nil
+}
+
+// startServer runs a real session server on 127.0.0.1 (the pattern of
+// session/harness_test.go) and returns its /rtm and /metrics URLs.
+func startServer(t *testing.T) (rtmURL, metricsURL string) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	wrtc, err := session.NewWebRTC(session.ICEConfig{DisconnectedTimeout: time.Second, FailedTimeout: 10 * time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	var srv *session.Server
+	srv, err = session.New(session.Config{DataDir: t.TempDir(), ConnectTimeout: 5 * time.Second, DisconnectTimeout: time.Second},
+		session.Deps{WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg), Delivery: instantDelivery{func() *session.Server { return srv }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/rtm", srv)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		hs.Close()
+		_ = wrtc.Close()
+	})
+	base := strings.TrimPrefix(hs.URL, "http")
+	return "ws" + base + "/rtm", hs.URL + "/metrics"
+}
+
+func TestRunAgainstARealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams media for several seconds")
+	}
+	rtmURL, metricsURL := startServer(t)
+	tests := []struct {
+		name string
+		cfg  config
+	}{
+		{"audio recorded", config{Sessions: 3, Media: "audio", Record: true}},
+		{"av supervised", config{Sessions: 1, Media: "av", Supervisors: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.URL, cfg.MetricsURL = rtmURL, metricsURL
+			cfg.Concurrency, cfg.PerConn, cfg.Duration = 3, 8, 2*time.Second
+			cfg.SetupTimeout, cfg.StopTimeout = 15*time.Second, 20*time.Second
+			if err := cfg.validate(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			sum, err := run(ctx, cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			printHuman(&b, sum)
+			t.Log("\n" + b.String())
+			if sum.OK != cfg.Sessions || sum.Failed != 0 {
+				t.Fatalf("ok=%d failed=%d errors=%v", sum.OK, sum.Failed, sum.Errors)
+			}
+			if sum.AnswerMS.N != cfg.Sessions || sum.AnswerMS.P50 <= 0 || sum.ConnectedMS.P50 < sum.AnswerMS.P50 {
+				t.Fatalf("answer %+v, connected %+v", sum.AnswerMS, sum.ConnectedMS)
+			}
+			if cfg.Record && (sum.Recording == nil || sum.Recording.Started != cfg.Sessions || sum.Recording.Stopped != cfg.Sessions) {
+				t.Fatalf("recording %+v, want %d started and STOPPED", sum.Recording, cfg.Sessions)
+			}
+			if cfg.Supervisors > 0 {
+				sv := sum.Supervisors
+				if sv == nil || sv.Joined != cfg.Supervisors || sv.LatencyMS.N == 0 || len(sv.Each) != cfg.Supervisors {
+					t.Fatalf("supervisors %+v", sv)
+				}
+				for _, e := range sv.Each {
+					if e.Sent == 0 || e.Received == 0 {
+						t.Fatalf("supervisor %+v saw nothing", e)
+					}
+				}
+			}
+			if sum.Server == nil || sum.Server.GoroutinesBefore == 0 || sum.Server.RTPReceivedDelta == 0 {
+				t.Fatalf("server probe %+v", sum.Server)
+			}
+		})
+	}
+}
+
+func TestRefusedSessionsAreCountedByCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a server")
+	}
+	rtmURL, _ := startServer(t)
+	// Two runs with the same ids: the second one's sessions already exist
+	// while the first holds them.
+	cfg := config{URL: rtmURL, Sessions: 2, Media: "audio", Concurrency: 2, PerConn: 8, Duration: 3 * time.Second,
+		SetupTimeout: 10 * time.Second, StopTimeout: 10 * time.Second, RunID: "dup"}
+	first := make(chan *summary, 1)
+	go func() {
+		s, _ := run(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		first <- s
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	second := cfg
+	second.Duration = 0
+	sum, err := run(context.Background(), second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.Errors[string(rtm.CodeSessionExists)]; got != 2 || sum.OK != 0 {
+		t.Fatalf("second run: ok=%d errors=%v, want 2 × %s", sum.OK, sum.Errors, rtm.CodeSessionExists)
+	}
+	if s := <-first; s == nil || s.OK != 2 {
+		t.Fatalf("first run: %+v", s)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("server refused: %s", `{"code":"server_busy","message":"full"}`), "server_busy"},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout_answer"},
+		{testclient.ErrClosed, "ws_closed_answer"},
+		{terminatedError(rtm.CauseConnectTimeout), "terminated:" + string(rtm.CauseConnectTimeout)},
+		{fmt.Errorf("%w: %w", &httpError{401}, errors.New("bad handshake")), "http_401"},
+		{errors.New("other"), "error_answer"},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err, "answer"); got != tt.want {
+			t.Errorf("classify(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestNewDist(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	tests := []struct {
+		in   []time.Duration
+		want dist
+	}{
+		{nil, dist{}},
+		{ms(5), dist{N: 1, P50: 5, P90: 5, P99: 5, Max: 5}},
+		{ms(10, 1, 9, 2, 8, 3, 7, 4, 6, 5), dist{N: 10, P50: 5, P90: 9, P99: 10, Max: 10}},
+	}
+	for _, tt := range tests {
+		if got := newDist(tt.in); got != tt.want {
+			t.Errorf("newDist(%v) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	in := `# HELP go_goroutines x
+# TYPE go_goroutines gauge
+go_goroutines 42
+rtmrec_rtp_packets_received_total{kind="audio"} 10
+rtmrec_rtp_packets_received_total{kind="video",x="a b}"} 5
+go_gc_duration_seconds_count 3 1700000000
+`
+	m, err := parseMetrics(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"go_goroutines": 42, "rtmrec_rtp_packets_received_total": 15, "go_gc_duration_seconds_count": 3} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-sessions", "3", "-media", "av", "-duration", "2s"}, true},
+		{[]string{"-media", "video"}, false},
+		{[]string{"-sessions", "0"}, false},
+		{[]string{"-url", "http://x/rtm"}, false},
+		{[]string{"-supervisors", "1000"}, false},
+		{[]string{"extra"}, false},
+	}
+	for _, tt := range tests {
+		_, err := parseFlags(tt.args)
+		if (err == nil) != tt.ok {
+			t.Errorf("parseFlags(%v): %v", tt.args, err)
+		}
+	}
+}

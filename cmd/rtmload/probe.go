@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// serverSummary is what the server itself reported during the run.
+type serverSummary struct {
+	WindowSeconds float64 `json:"window_seconds"`
+	// CPUSeconds is the server's user+system CPU time during the hold.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// HeapBefore/HeapAfter are the lowest go_memstats_heap_alloc_bytes seen
+	// before the run and during the hold: the low points follow a GC, so
+	// they approximate the live heap rather than live heap plus garbage.
+	HeapBefore        float64 `json:"heap_before_bytes,omitempty"`
+	HeapAfter         float64 `json:"heap_after_bytes,omitempty"`
+	HeapPerSessionKiB float64 `json:"heap_per_session_kib,omitempty"`
+	GCs               float64 `json:"gcs_during_hold,omitempty"`
+	GoroutinesBefore  float64 `json:"goroutines_before,omitempty"`
+	GoroutinesAfter   float64 `json:"goroutines_after,omitempty"`
+	// GoroutinesPerSession counts supervisor sessions as sessions.
+	GoroutinesPerSession float64 `json:"goroutines_per_session,omitempty"`
+	DroppedDelta         float64 `json:"supervisor_packets_dropped,omitempty"`
+	RTPReceivedDelta     float64 `json:"rtp_packets_received,omitempty"`
+}
+
+// serverProbe reads the server's /metrics and /proc/<pid>/stat; with
+// neither configured it does nothing.
+type serverProbe struct {
+	url string
+	pid int
+
+	heapBefore, heapMin float64
+	gorBefore, gorAfter float64
+	gcStart, gcEnd      float64
+	dropStart, dropEnd  float64
+	rtpStart, rtpEnd    float64
+	cpuStart, cpuEnd    float64
+	windowStart         time.Time
+	window              time.Duration
+	samples             int
+}
+
+func newServerProbe(url string, pid int) *serverProbe { return &serverProbe{url: url, pid: pid} }
+
+func (p *serverProbe) enabled() bool { return p.url != "" || p.pid != 0 }
+
+// before samples the idle server for a second.
+func (p *serverProbe) before(ctx context.Context) error {
+	if p.url == "" {
+		return nil
+	}
+	p.heapBefore = -1
+	for range 5 {
+		m, err := scrape(ctx, p.url)
+		if err != nil {
+			return err
+		}
+		if h := m["go_memstats_heap_alloc_bytes"]; p.heapBefore < 0 || h < p.heapBefore {
+			p.heapBefore = h
+		}
+		p.gorBefore = m["go_goroutines"]
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+func (p *serverProbe) startWindow(ctx context.Context) {
+	p.windowStart = time.Now()
+	p.heapMin = -1
+	if p.pid != 0 {
+		p.cpuStart, _ = procCPU(p.pid)
+	}
+	if m, err := scrape(ctx, p.url); err == nil && p.url != "" {
+		p.gcStart, p.dropStart, p.rtpStart = m["go_gc_duration_seconds_count"], m["rtmrec_supervisor_packets_dropped_total"], m["rtmrec_rtp_packets_received_total"]
+	}
+}
+
+// sample notes the heap's low point and the goroutines during the hold.
+func (p *serverProbe) sample(ctx context.Context) {
+	if p.url == "" {
+		return
+	}
+	m, err := scrape(ctx, p.url)
+	if err != nil {
+		return
+	}
+	if h := m["go_memstats_heap_alloc_bytes"]; p.heapMin < 0 || h < p.heapMin {
+		p.heapMin = h
+	}
+	p.gorAfter = max(p.gorAfter, m["go_goroutines"])
+	p.samples++
+}
+
+func (p *serverProbe) endWindow(ctx context.Context) {
+	p.window = time.Since(p.windowStart)
+	if p.pid != 0 {
+		p.cpuEnd, _ = procCPU(p.pid)
+	}
+	if p.url == "" {
+		return
+	}
+	p.sample(ctx)
+	if m, err := scrape(ctx, p.url); err == nil {
+		p.gcEnd, p.dropEnd, p.rtpEnd = m["go_gc_duration_seconds_count"], m["rtmrec_supervisor_packets_dropped_total"], m["rtmrec_rtp_packets_received_total"]
+	}
+}
+
+func (p *serverProbe) summary(sessions int) *serverSummary {
+	if !p.enabled() {
+		return nil
+	}
+	s := &serverSummary{WindowSeconds: p.window.Seconds(), CPUSeconds: p.cpuEnd - p.cpuStart}
+	if p.url != "" && p.samples > 0 {
+		s.HeapBefore, s.HeapAfter = p.heapBefore, p.heapMin
+		s.GoroutinesBefore, s.GoroutinesAfter = p.gorBefore, p.gorAfter
+		s.GCs = p.gcEnd - p.gcStart
+		s.DroppedDelta, s.RTPReceivedDelta = p.dropEnd-p.dropStart, p.rtpEnd-p.rtpStart
+		if sessions > 0 {
+			s.HeapPerSessionKiB = (s.HeapAfter - s.HeapBefore) / 1024 / float64(sessions)
+			s.GoroutinesPerSession = (s.GoroutinesAfter - s.GoroutinesBefore) / float64(sessions)
+		}
+	}
+	return s
+}
+
+// scrape reads a Prometheus text exposition and sums every series of a
+// metric name over its labels (histograms appear as name_count, _sum).
+func scrape(ctx context.Context, url string) (map[string]float64, error) {
+	if url == "" {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+func parseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest := line, ""
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			name, rest = line[:i], line[i:]
+		}
+		if strings.HasPrefix(rest, "{") {
+			j := strings.LastIndex(rest, "}")
+			if j < 0 {
+				continue
+			}
+			rest = rest[j+1:]
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		out[name] += v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return out, nil
+}
+
+// procCPU is a process's user+system CPU time in seconds (Linux).
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("cpu of %d: %w", pid, err)
+	}
+	// The command name may hold spaces and parentheses; fields are counted
+	// after its closing parenthesis (field 3 is the state).
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cpu of %d: unexpected stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("cpu of %d: unexpected stat", pid)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("cpu of %d: unexpected stat", pid)
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return (utime + stime) / 100, nil
+}
+
+// uploadSink is a local upload target answering 200 to every PUT, so that
+// -record can run without an object store.
+type uploadSink struct {
+	url string
+	srv *http.Server
+
+	mu    sync.Mutex
+	n     int
+	bytes int64
+}
+
+func startSink() (*uploadSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s := &uploadSink{url: "http://" + ln.Addr().String()}
+	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "short body", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.n++
+		s.bytes += n
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *uploadSink) stats() (int, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.bytes
+}
+
+func (s *uploadSink) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+}
