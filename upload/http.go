@@ -39,10 +39,16 @@ func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
 	errIdle := fmt.Errorf("no progress for %s", q.cfg.RequestTimeout)
 	idle := time.AfterFunc(q.cfg.RequestTimeout, func() { cancel(errIdle) })
 	defer idle.Stop()
-	var sent atomic.Int64
-	defer func() { q.m.bytes.Add(float64(sent.Load())) }()
+	// Each body counts its own bytes: after a 307/308 the transport may
+	// still be writing the first body while the second one starts, and only
+	// the body the final answer is about decides whether all was sent.
+	var total atomic.Int64
+	var last atomic.Pointer[atomic.Int64]
+	defer func() { q.m.bytes.Add(float64(total.Load())) }()
 	wrap := func(f *os.File) io.ReadCloser {
-		return &progressReader{f: f, idle: idle, timeout: q.cfg.RequestTimeout, n: &sent}
+		n := new(atomic.Int64)
+		last.Store(n)
+		return &progressReader{f: f, idle: idle, timeout: q.cfg.RequestTimeout, n: n, total: &total}
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.Job.URL, nil)
@@ -58,7 +64,6 @@ func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
 			if err != nil {
 				return nil, err
 			}
-			sent.Store(0)
 			return wrap(f), nil
 		}
 	} else {
@@ -82,7 +87,11 @@ func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
 	idle.Reset(q.cfg.RequestTimeout)
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 	resp.Body.Close()
-	return classify(resp, size, sent.Load(), q.cfg.AcceptAny2xx)
+	var sent int64
+	if n := last.Load(); n != nil {
+		sent = n.Load()
+	}
+	return classify(resp, size, sent, q.cfg.AcceptAny2xx)
 }
 
 func isSuccess(status int, any2xx bool) bool {
@@ -119,7 +128,8 @@ type progressReader struct {
 	f       *os.File
 	idle    *time.Timer
 	timeout time.Duration
-	n       *atomic.Int64
+	n       *atomic.Int64 // this body's bytes
+	total   *atomic.Int64 // every body's bytes, for the metric
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
@@ -127,6 +137,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	if n > 0 {
 		p.idle.Reset(p.timeout)
 		p.n.Add(int64(n))
+		p.total.Add(int64(n))
 	}
 	return n, err
 }
