@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"math"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -92,4 +93,29 @@ func firstPackets(t *testing.T, file string) (first map[string]float64, firstKey
 		last[idx] = pts
 	}
 	return first, firstKey, monotonic
+}
+
+func (p probe) wantCodecs(t *testing.T, want string) {
+	t.Helper()
+	if got := p.codecs(); got != want {
+		t.Errorf("streams: %s, want %s", got, want)
+	}
+}
+
+func (p probe) wantDuration(t *testing.T, want, tolerance float64) {
+	t.Helper()
+	if d := p.duration(); math.Abs(d-want) > tolerance {
+		t.Errorf("duration %.3f s, want %.3f ±%.1f", d, want, tolerance)
+	}
+}
+
+// streamIndex is the index (as ffprobe prints it) of the first stream of a
+// kind.
+func (p probe) streamIndex(kind string) string {
+	for i, s := range p.Streams {
+		if s.CodecType == kind {
+			return strconv.Itoa(i)
+		}
+	}
+	return "-1"
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,25 +119,19 @@ func TestRecordingIsUploadedAndPlays(t *testing.T) {
 			if d := p.duration(); math.Abs(d-wall) > 0.3 {
 				t.Fatalf("duration %.3f s, recorded for %.3f s", d, wall)
 			}
+			// The pion clients ignore keyframe requests (they replay a
+			// clip with a keyframe a second), so video may start up to a
+			// second after audio here; the browser test measures the offset.
 			first, key, monotonic := firstPackets(t, up.File)
 			if !monotonic {
 				t.Fatal("timestamps go backwards")
 			}
 			for i, s := range p.Streams {
-				idx := string(rune('0' + i))
-				if s.CodecType == "video" && !key[idx] {
+				if s.CodecType == "video" && !key[strconv.Itoa(i)] {
 					t.Errorf("video stream %d does not start on a keyframe", i)
 				}
 			}
-			if len(p.Streams) > 1 {
-				var lo, hi = math.Inf(1), math.Inf(-1)
-				for _, v := range first {
-					lo, hi = math.Min(lo, v), math.Max(hi, v)
-				}
-				// Video starts at its first keyframe, which was requested at
-				// recording_start; audio from the first packet.
-				t.Logf("stream start offsets: %v", first)
-			}
+			t.Logf("stream start times: %v", first)
 
 			// The manifest stays with the ids; the media file was deleted after the 200.
 			m, err := recorder.ReadManifest(filepath.Join(srv.dataDir, "recordings", stopped.RecordingID+".json"))

@@ -76,4 +76,3 @@ func TestRecordingToS3(t *testing.T) {
 		t.Fatal("the pre-signed URL's signature appears in the server log")
 	}
 }
-
