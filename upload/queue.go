@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/internal/backoff"
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/workpool"
 )
 
 // Config configures a Queue. Zero durations and counts take the defaults
@@ -110,15 +111,12 @@ type Queue struct {
 	http  *http.Client
 	s3    s3Client
 
-	mu      sync.Mutex
-	jobs    map[string]*entry // every known job, by ID
-	due     entryHeap         // jobs with a next action, earliest first; busy jobs are not in it
-	running bool
-	done    chan struct{} // closed when the current Run returns
-	wake    chan struct{} // tells the dispatcher the heap changed
+	mu   sync.Mutex
+	jobs map[string]*entry // every known job, by ID
+	due  entryHeap         // jobs with a next action, earliest first; busy jobs are not in it
+	wake chan struct{}     // tells the dispatcher the heap changed
 
-	drainOnce sync.Once
-	drain     chan struct{} // closed by Drain
+	life *workpool.Lifecycle
 }
 
 // entry is a job in memory. While a worker holds it (not in the heap) only
@@ -155,7 +153,7 @@ func New(cfg Config) (*Queue, error) {
 		s3:    s3Client{cfg: cfg.S3},
 		jobs:  map[string]*entry{},
 		wake:  make(chan struct{}, 1),
-		drain: make(chan struct{}),
+		life:  workpool.New(),
 	}
 	recs, bad, err := q.store.load()
 	if err != nil {
@@ -239,57 +237,18 @@ func (q *Queue) known(id string) bool {
 // It returns after every worker has exited; an attempt cut off by ctx is
 // not counted and stays queued.
 func (q *Queue) Run(ctx context.Context) error {
-	q.mu.Lock()
-	if q.running {
-		q.mu.Unlock()
-		return errors.New("upload: Run called twice")
-	}
-	q.running = true
-	done := make(chan struct{})
-	q.done = done
-	q.mu.Unlock()
-	defer func() {
+	return workpool.Run(ctx, q.life, q.cfg.Workers, q.dispatch, q.step, func() {
 		// Idle keep-alive connections own goroutines; close them so nothing
 		// outlives Run.
 		q.http.CloseIdleConnections()
 		q.s3.closeIdle()
-		q.mu.Lock()
-		q.running = false
-		q.mu.Unlock()
-		close(done)
-	}()
-
-	work := make(chan *entry)
-	var wg sync.WaitGroup
-	for range q.cfg.Workers {
-		wg.Go(func() {
-			for e := range work {
-				q.step(ctx, e)
-			}
-		})
-	}
-	q.dispatch(ctx, work)
-	close(work)
-	wg.Wait()
-	return nil
+	})
 }
 
 // Drain stops new attempts and waits, up to ctx, for the attempts in
 // flight to finish (and their results to be reported). Jobs not started
 // stay on disk for the next process. After Drain, Run returns.
-func (q *Queue) Drain(ctx context.Context) {
-	q.drainOnce.Do(func() { close(q.drain) })
-	q.mu.Lock()
-	running, done := q.running, q.done
-	q.mu.Unlock()
-	if !running {
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
+func (q *Queue) Drain(ctx context.Context) { q.life.Drain(ctx) }
 
 // dispatch hands due jobs to the workers, one at a time, until ctx is done
 // or the queue drains. It is the only reader of the heap's head.
@@ -297,7 +256,7 @@ func (q *Queue) dispatch(ctx context.Context, work chan<- *entry) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if ctx.Err() != nil || q.draining() {
+		if ctx.Err() != nil || q.life.IsDraining() {
 			return
 		}
 		q.mu.Lock()
@@ -314,7 +273,7 @@ func (q *Queue) dispatch(ctx context.Context, work chan<- *entry) {
 			case work <- e:
 				continue
 			case <-ctx.Done():
-			case <-q.drain:
+			case <-q.life.Draining():
 			}
 			q.mu.Lock()
 			q.schedule(e, time.Now())
@@ -328,20 +287,11 @@ func (q *Queue) dispatch(ctx context.Context, work chan<- *entry) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-q.drain:
+		case <-q.life.Draining():
 		case <-q.wake:
 		case <-tick:
 		}
 		timer.Stop()
-	}
-}
-
-func (q *Queue) draining() bool {
-	select {
-	case <-q.drain:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -390,7 +340,7 @@ func (q *Queue) step(ctx context.Context, e *entry) {
 		if !ok || at.After(now) {
 			break
 		}
-		if r.State == statePending && (attempted || q.draining()) {
+		if r.State == statePending && (attempted || q.life.IsDraining()) {
 			break
 		}
 		var err error

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/internal/backoff"
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/workpool"
 )
 
 // Config configures an Outbox. Zero values take the documented defaults.
@@ -101,16 +102,13 @@ type Outbox struct {
 	m      *metrics
 	client *http.Client
 
-	mu      sync.Mutex
-	seq     uint64               // last sequence number given out
-	keys    map[string]*keyQueue // keys with pending events
-	ready   keyHeap              // keys not in flight, by their head event's due time
-	running bool
-	done    chan struct{} // closed when the current Run returns
-	wake    chan struct{}
+	mu    sync.Mutex
+	seq   uint64               // last sequence number given out
+	keys  map[string]*keyQueue // keys with pending events
+	ready keyHeap              // keys not in flight, by their head event's due time
+	wake  chan struct{}
 
-	drainOnce sync.Once
-	drain     chan struct{}
+	life *workpool.Lifecycle
 }
 
 // keyQueue holds one key's pending events in order. Only its head is ever
@@ -157,7 +155,7 @@ func New(cfg Config) (*Outbox, error) {
 		client: cfg.Guard.HTTPClient(cfg.RequestTimeout),
 		keys:   map[string]*keyQueue{},
 		wake:   make(chan struct{}, 1),
-		drain:  make(chan struct{}),
+		life:   workpool.New(),
 	}
 	evs, bad, err := o.store.load()
 	if err != nil {
@@ -241,69 +239,19 @@ func (o *Outbox) ready1(kq *keyQueue) {
 // returns after every worker has exited. A delivery cut off by ctx is
 // retried by the next Run (at-least-once; the id stays the same).
 func (o *Outbox) Run(ctx context.Context) error {
-	o.mu.Lock()
-	if o.running {
-		o.mu.Unlock()
-		return errors.New("webhook: Run called twice")
-	}
-	o.running = true
-	done := make(chan struct{})
-	o.done = done
-	o.mu.Unlock()
-	defer func() {
-		o.client.CloseIdleConnections()
-		o.mu.Lock()
-		o.running = false
-		o.mu.Unlock()
-		close(done)
-	}()
-
-	work := make(chan *keyQueue)
-	var wg sync.WaitGroup
-	for range o.cfg.Workers {
-		wg.Go(func() {
-			for kq := range work {
-				o.deliverHead(ctx, kq)
-			}
-		})
-	}
-	o.dispatch(ctx, work)
-	close(work)
-	wg.Wait()
-	return nil
+	return workpool.Run(ctx, o.life, o.cfg.Workers, o.dispatch, o.deliverHead, o.client.CloseIdleConnections)
 }
 
 // Drain stops starting deliveries and waits, up to ctx, for those in
 // flight. Undelivered events stay on disk for the next process.
-func (o *Outbox) Drain(ctx context.Context) {
-	o.drainOnce.Do(func() { close(o.drain) })
-	o.mu.Lock()
-	running, done := o.running, o.done
-	o.mu.Unlock()
-	if !running {
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
-
-func (o *Outbox) draining() bool {
-	select {
-	case <-o.drain:
-		return true
-	default:
-		return false
-	}
-}
+func (o *Outbox) Drain(ctx context.Context) { o.life.Drain(ctx) }
 
 // dispatch hands keys whose head event is due to the workers.
 func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if ctx.Err() != nil || o.draining() {
+		if ctx.Err() != nil || o.life.IsDraining() {
 			return
 		}
 		o.mu.Lock()
@@ -321,7 +269,7 @@ func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
 			case work <- kq:
 				continue
 			case <-ctx.Done():
-			case <-o.drain:
+			case <-o.life.Draining():
 			}
 			o.mu.Lock()
 			kq.busy = false
@@ -336,7 +284,7 @@ func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-o.drain:
+		case <-o.life.Draining():
 		case <-o.wake:
 		case <-tick:
 		}
