@@ -1,9 +1,8 @@
 package recorder
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rtmrec/rtmrec/internal/promreg"
 )
 
 // Metrics are the recorder's Prometheus instruments, shared by all recordings of a process.
@@ -38,21 +37,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.PacketsWritten = register(reg, m.PacketsWritten)
-	m.PacketsDropped = register(reg, m.PacketsDropped)
-	m.BytesWritten = register(reg, m.BytesWritten)
-	m.Active = register(reg, m.Active)
+	// A collector that cannot be registered still counts, just unexported.
+	m.PacketsWritten, _ = promreg.Register(reg, m.PacketsWritten)
+	m.PacketsDropped, _ = promreg.Register(reg, m.PacketsDropped)
+	m.BytesWritten, _ = promreg.Register(reg, m.BytesWritten)
+	m.Active, _ = promreg.Register(reg, m.Active)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

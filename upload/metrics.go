@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rtmrec/rtmrec/internal/promreg"
 )
 
 // metrics are the queue's Prometheus collectors. Labels never carry URLs.
@@ -49,28 +50,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs [6]error
-	m.results, errs[0] = register(reg, m.results)
-	m.attempts, errs[1] = register(reg, m.attempts)
-	m.bytes, errs[2] = register(reg, m.bytes)
-	m.inFlight, errs[3] = register(reg, m.inFlight)
-	m.pending, errs[4] = register(reg, m.pending)
-	m.duration, errs[5] = register(reg, m.duration)
+	m.results, errs[0] = promreg.Register(reg, m.results)
+	m.attempts, errs[1] = promreg.Register(reg, m.attempts)
+	m.bytes, errs[2] = promreg.Register(reg, m.bytes)
+	m.inFlight, errs[3] = promreg.Register(reg, m.inFlight)
+	m.pending, errs[4] = promreg.Register(reg, m.pending)
+	m.duration, errs[5] = promreg.Register(reg, m.duration)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("upload: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c or, when an identical collector is already
-// registered (a second Queue on the same registry), returns that one so
-// both queues count into the same series.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rtmrec/rtmrec/internal/promreg"
 )
 
 // metrics are the outbox's Prometheus collectors. Labels never carry URLs.
@@ -39,25 +40,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs [4]error
-	m.deliveries, errs[0] = register(reg, m.deliveries)
-	m.dead, errs[1] = register(reg, m.dead)
-	m.depth, errs[2] = register(reg, m.depth)
-	m.latency, errs[3] = register(reg, m.latency)
+	m.deliveries, errs[0] = promreg.Register(reg, m.deliveries)
+	m.dead, errs[1] = promreg.Register(reg, m.dead)
+	m.depth, errs[2] = promreg.Register(reg, m.depth)
+	m.latency, errs[3] = promreg.Register(reg, m.latency)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c or, when an identical collector is already
-// registered, returns that one so both outboxes count into the same series.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing, nil
-		}
-	}
-	return c, err
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rtmrec/rtmrec/internal/promreg"
 )
 
 // The names of the limits, as found in RefusedError.Limit and in the
@@ -141,18 +142,9 @@ func refusalCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		Help:      "Admissions refused, by the limit that refused them.",
 	}, []string{"limit"})
 	if reg != nil {
-		if err := reg.Register(cv); err != nil {
-			// Two limiters on one registry (tests, a restart in-process)
-			// share the counter rather than fail.
-			var are prometheus.AlreadyRegisteredError
-			existing, ok := cv, false
-			if errors.As(err, &are) {
-				existing, ok = are.ExistingCollector.(*prometheus.CounterVec)
-			}
-			if !ok {
-				return nil, fmt.Errorf("limits: register metrics: %w", err)
-			}
-			cv = existing
+		var err error
+		if cv, err = promreg.Register(reg, cv); err != nil {
+			return nil, fmt.Errorf("limits: register metrics: %w", err)
 		}
 	}
 	// Export every limit from the start so a dashboard sees zeros, not gaps.
