@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rtmrec/rtmrec/internal/durable"
@@ -112,32 +111,14 @@ func (s store) remove(id string) error {
 // interrupted write are removed; unreadable records are renamed aside
 // (never deleted) and reported in bad.
 func (s store) load() (recs []*record, bad []string, err error) {
-	entries, err := os.ReadDir(s.dir)
+	recs, bad, err = durable.LoadJSON(s.dir, recordExt, func(r *record) error {
+		if r.Job.ID == "" {
+			return errors.New("no job id")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("upload: read job dir: %w", err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		full := filepath.Join(s.dir, name)
-		switch {
-		case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp"):
-			os.Remove(full)
-		case strings.HasSuffix(name, recordExt):
-			data, err := os.ReadFile(full)
-			var r record
-			if err == nil {
-				err = json.Unmarshal(data, &r)
-			}
-			if err == nil && r.Job.ID == "" {
-				err = errors.New("no job id")
-			}
-			if err != nil {
-				os.Rename(full, full+".corrupt")
-				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-				continue
-			}
-			recs = append(recs, &r)
-		}
 	}
 	return recs, bad, nil
 }

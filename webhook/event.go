@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/rtmrec/rtmrec/internal/durable"
@@ -107,32 +106,14 @@ func (s store) bury(ev *event) error {
 // load returns the pending events in enqueue order. Temp files of an
 // interrupted write are removed; unreadable files are renamed aside.
 func (s store) load() (evs []*event, bad []string, err error) {
-	entries, err := os.ReadDir(s.dir)
+	evs, bad, err = durable.LoadJSON(s.dir, eventExt, func(ev *event) error {
+		if ev.ID == "" || ev.Seq == 0 {
+			return errors.New("no id or sequence")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("webhook: read event dir: %w", err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		full := filepath.Join(s.dir, name)
-		switch {
-		case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp"):
-			os.Remove(full)
-		case strings.HasSuffix(name, eventExt):
-			data, err := os.ReadFile(full)
-			var ev event
-			if err == nil {
-				err = json.Unmarshal(data, &ev)
-			}
-			if err == nil && (ev.ID == "" || ev.Seq == 0) {
-				err = errors.New("no id or sequence")
-			}
-			if err != nil {
-				os.Rename(full, full+".corrupt")
-				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-				continue
-			}
-			evs = append(evs, &ev)
-		}
 	}
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
 	return evs, bad, nil
