@@ -215,6 +215,12 @@ func TestRecordingSurvivesAKill(t *testing.T) {
 	if got != started.RecordingID {
 		t.Fatalf("STOPPED for %q, want the original recording id %q", got, started.RecordingID)
 	}
+	// The session died with the process: its webhook hears so, before the
+	// recording's STOPPED.
+	want := []string{"session_state:CONNECTING", "session_state:CONNECTED", "recording_state:STARTED", "session_state:TERMINATED/TERM_BY_ERROR", "recording_state:STOPPED"}
+	if got := states(events); !slices.Equal(got, want) {
+		t.Fatalf("webhooks = %v, want %v", got, want)
+	}
 }
 
 func TestGracefulShutdown(t *testing.T) {

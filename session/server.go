@@ -329,3 +329,17 @@ func (s *Server) checkURL(p Principal, raw string, upload bool) error {
 	}
 	return nil
 }
+
+// SessionLost reports, after a restart, that a session of the earlier
+// process ended with it: its webhook gets the TERMINATED it never received
+// (TERM_BY_ERROR), ahead of its recording's STOPPED/FAILED.
+func (s *Server) SessionLost(r Route) {
+	m, err := rtm.NewMessage(rtm.TypeSessionState, r.ClientID, r.SessionID, rtm.SessionState{
+		State: rtm.StateTerminated, TerminationCause: rtm.CauseError,
+		Reason: "the server stopped unexpectedly; the recording was repaired",
+	})
+	if err != nil {
+		return
+	}
+	s.deps.Notifier.Notify(Event{WebhookURL: r.WebhookURL, OrderKey: sessionKey(r.Tenant, r.SessionID), Identity: r.Identity, Message: m})
+}

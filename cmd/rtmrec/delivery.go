@@ -76,6 +76,7 @@ func (d *delivery) recover() error {
 			continue
 		}
 		d.log.Info("repaired recording of an earlier run", "recording_id", m.RecordingID, "session_id", r.SessionID)
+		d.srv.SessionLost(r)
 		if err := d.Deliver(m, r); err != nil {
 			d.log.Error("queue repaired recording", "recording_id", m.RecordingID, "err", err)
 		}
