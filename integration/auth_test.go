@@ -297,28 +297,31 @@ func TestLimits(t *testing.T) {
 	}
 	open[0].Close()
 	// Recovered once a connection closes.
-	var ws *websocket.Conn
-	for i := 0; ; i++ {
-		ws, _, err = websocket.DefaultDialer.DialContext(ctx, srv.wsURL(), nil)
-		if err == nil {
-			break
-		}
-		if i > 50 {
-			t.Fatalf("not admitted again after a close: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ws := eventually(t, func() (*websocket.Conn, error) {
+		ws, _, err := websocket.DefaultDialer.DialContext(ctx, srv.wsURL(), nil)
+		return ws, err
+	})
 	ws.Close()
 	open[1].Close()
 
-	// One session on the server at most.
-	startCall(t, srv.wsURL(), "first", "", nil, testclient.Tone)
-	c, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
-	if err != nil {
+	// One session on the server at most. (The server releases a closed
+	// connection's slot when its reader sees the close, so dials retry.)
+	first := eventually(t, func() (*testclient.Client, error) {
+		c, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
+		return c, err
+	})
+	defer first.Close()
+	api, _ := testclient.NewAPI()
+	p1, _ := testclient.NewPeer(api, testclient.Tone)
+	defer p1.Close()
+	if err := first.Start(ctx, p1, "x", "first", ""); err != nil {
 		t.Fatal(err)
 	}
+	c := eventually(t, func() (*testclient.Client, error) {
+		c, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
+		return c, err
+	})
 	defer c.Close()
-	api, _ := testclient.NewAPI()
 	p, _ := testclient.NewPeer(api, testclient.Tone)
 	defer p.Close()
 	if err := c.Start(ctx, p, "x", "second", ""); err == nil || !strings.Contains(err.Error(), string(rtm.CodeServerBusy)) {
@@ -358,5 +361,21 @@ func TestConnectionFloodIsBounded(t *testing.T) {
 	}
 	if code, body := srv.get("/metrics"); code != 200 || !strings.Contains(body, `rtmrec_limits_refused_total{limit="conn_rate"}`) {
 		t.Fatal("refusals not in metrics")
+	}
+}
+
+// eventually retries f for a few seconds, for admissions that wait on the
+// server noticing a close.
+func eventually[T any](t *testing.T, f func() (T, error)) T {
+	t.Helper()
+	for i := 0; ; i++ {
+		v, err := f()
+		if err == nil {
+			return v
+		}
+		if i > 100 {
+			t.Fatalf("still refused after 5 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
