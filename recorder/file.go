@@ -33,17 +33,6 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (w *fileWriter) writeByte(b byte) error {
-	err := w.bw.WriteByte(b)
-	if err == nil {
-		w.off++
-		if w.bytes != nil {
-			w.bytes(1)
-		}
-	}
-	return err
-}
-
 // writeAt patches bytes already written; the buffer is flushed first so the patch is not
 // overwritten by older buffered data.
 func (w *fileWriter) writeAt(p []byte, off int64) error {

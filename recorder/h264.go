@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"encoding/binary"
 )
 
@@ -201,5 +200,3 @@ func h264Size(sps []byte) (w, h int, ok bool) {
 	}
 	return w, h, true
 }
-
-func bytesEqual(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -73,16 +73,6 @@ type event struct {
 	srTS  uint32
 }
 
-// opusPayload is a real TOC (CELT FB 20 ms, or cfg) followed by dummy frame bytes.
-func opusPayload(n int) []byte {
-	b := make([]byte, n)
-	b[0] = opusTOC20ms
-	for i := 1; i < n; i++ {
-		b[i] = byte(i * 7)
-	}
-	return b
-}
-
 // vp8Frame builds a VP8 frame: keyframes carry the start code and size (RFC 6386 §9.1).
 func vp8Frame(key bool, w, h, size int) []byte {
 	f := make([]byte, size)

@@ -49,10 +49,10 @@ func opusSamples(p []byte) int {
 // Opus TOC-only packets used to fill gaps: CELT fullband frames of zero length, which a
 // decoder treats as lost and conceals (RFC 7845 §4.1, RFC 6716 §3.2.1).
 const (
-	opusTOC20ms  = 31<<3 | 0 // one 20 ms frame, code 0
-	opusTOC10ms  = 30<<3 | 0
-	opusTOC5ms   = 29<<3 | 0
-	opusTOC2_5ms = 28<<3 | 0
+	opusTOC20ms  = 31 << 3 // one 20 ms frame (config 31, code 0)
+	opusTOC10ms  = 30 << 3 // config 30, code 0
+	opusTOC5ms   = 29 << 3
+	opusTOC2_5ms = 28 << 3
 	opusTOC120ms = 31<<3 | 3 // code 3: frame count follows; 6 x 20 ms of zero length each
 )
 

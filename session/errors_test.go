@@ -2,7 +2,6 @@ package session_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -193,5 +192,3 @@ func TestOriginsAreRestricted(t *testing.T) {
 	}
 	ws.Close()
 }
-
-var _ = json.Marshal

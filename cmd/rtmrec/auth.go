@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -20,7 +19,6 @@ import (
 // -insecure-no-auth, see config.validate).
 type authenticator struct {
 	verifier *auth.Verifier
-	log      *slog.Logger
 }
 
 func newAuthenticator(cfg *config) (*authenticator, error) {

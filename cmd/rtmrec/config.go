@@ -56,9 +56,6 @@ type config struct {
 	WebhookRetryPeriod time.Duration
 }
 
-// errHelp is -h: the usage was printed, nothing else to do.
-var errHelp = flag.ErrHelp
-
 // list is a repeatable flag; from the environment it is comma-separated.
 type list []string
 
@@ -114,9 +111,6 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
 
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errHelp
-		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {

@@ -240,7 +240,7 @@ func parseICEServers(urls []string) ([]webrtc.ICEServer, error) {
 		s := webrtc.ICEServer{URLs: []string{u}}
 		scheme, rest, ok := cutScheme(u)
 		if !ok {
-			return nil, fmt.Errorf("-ice-server %q: want stun:, stuns:, turn: or turns:", u)
+			return nil, fmt.Errorf("-ice-server %q: want a stun, stuns, turn or turns URL", u)
 		}
 		if cred, host, found := cutLast(rest, "@"); found {
 			user, pass, _ := cutLast(cred, ":")
