@@ -35,7 +35,7 @@ func BenchmarkOpusToOgg(b *testing.B) {
 		seq++
 		ts += 960
 		n++
-		for len(rec.queue) > cap(rec.queue)/2 {
+		for rec.queue.len() > rec.queue.limit/2 {
 			// Let the writer keep up: the benchmark measures throughput, not drops.
 			time.Sleep(50 * time.Microsecond)
 		}
@@ -100,7 +100,7 @@ func BenchmarkOpusVP8ToWebM(b *testing.B) {
 			tv.WriteRTP(vbuf, at)
 		}
 		n++
-		for len(rec.queue) > cap(rec.queue)/2 {
+		for rec.queue.len() > rec.queue.limit/2 {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}

@@ -40,7 +40,7 @@ func BenchmarkRecordingMemory(b *testing.B) {
 					}
 					vs.ts += 3000
 				}
-				for len(rec.queue) > cap(rec.queue)/2 {
+				for rec.queue.len() > rec.queue.limit/2 {
 					time.Sleep(50 * time.Microsecond)
 				}
 			}

@@ -57,7 +57,7 @@ type Recording struct {
 	started time.Time
 	t0      int64 // recording start, unix ns
 
-	queue  chan queueItem
+	queue  *packetQueue
 	ctrl   chan func()
 	stopCh chan struct{}
 	done   chan struct{}
@@ -186,7 +186,7 @@ func Start(cfg Config) (*Recording, error) {
 		log:    cfg.Logger.With("recording_id", cfg.RecordingID),
 		path:   filepath.Join(cfg.Dir, cfg.RecordingID+"."+f.Ext()),
 		mpath:  filepath.Join(cfg.Dir, cfg.RecordingID+".json"),
-		queue:  make(chan queueItem, cfg.QueueSize),
+		queue:  newPacketQueue(cfg.QueueSize),
 		ctrl:   make(chan func()),
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
@@ -313,9 +313,7 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 	}
 	bp := r.pool.Get().(*[]byte)
 	*bp = append((*bp)[:0], pkt...)
-	select {
-	case r.queue <- queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano()}:
-	default:
+	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano()}) {
 		r.pool.Put(bp)
 		t.dropped.Add(1)
 		if r.cfg.Metrics != nil {
@@ -331,9 +329,7 @@ func (t *Track) WriteSenderReport(ntpTime uint64, rtpTime uint32, arrival time.T
 	if r.stopping.Load() {
 		return
 	}
-	select {
-	case r.queue <- queueItem{st: t.st, arrival: arrival.UnixNano(), ntp: ntpTime, rtpTS: rtpTime}:
-	default:
+	if !r.queue.push(queueItem{st: t.st, arrival: arrival.UnixNano(), ntp: ntpTime, rtpTS: rtpTime}) {
 		t.dropped.Add(1)
 	}
 }
@@ -427,8 +423,8 @@ func (r *Recording) run() {
 	defer tick.Stop()
 	for {
 		select {
-		case it := <-r.queue:
-			r.handle(it)
+		case <-r.queue.ready:
+			r.drainQueue()
 		case fn := <-r.ctrl:
 			// Packets queued before the control call come first (e.g. a track added
 			// after media was written must see that media as already written).
@@ -444,13 +440,16 @@ func (r *Recording) run() {
 	}
 }
 
+// drainQueue handles every packet queued so far, in arrival order.
 func (r *Recording) drainQueue() {
 	for {
-		select {
-		case it := <-r.queue:
-			r.handle(it)
-		default:
+		batch := r.queue.take()
+		if len(batch) == 0 {
 			return
+		}
+		for i := range batch {
+			r.handle(batch[i])
+			batch[i] = queueItem{} // let the pooled buffer go
 		}
 	}
 }

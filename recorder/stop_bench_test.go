@@ -26,12 +26,12 @@ func BenchmarkStopTenMinutesOfAudio(b *testing.B) {
 			at := base.Add(time.Duration(i) * 20 * time.Millisecond)
 			tr.WriteRTP(rs.packet(md.opus[i%len(md.opus)], false), at)
 			rs.ts += 960
-			for len(rec.queue) > cap(rec.queue)/2 {
+			for rec.queue.len() > rec.queue.limit/2 {
 				time.Sleep(50 * time.Microsecond)
 			}
 		}
 		clock.Set(base.Add(10 * time.Minute))
-		for len(rec.queue) > 0 {
+		for rec.queue.len() > 0 {
 			time.Sleep(100 * time.Microsecond)
 		}
 		b.StartTimer()
