@@ -4,12 +4,13 @@
 # skipped when the binary is already there.
 #
 #   RTMREC_TOOLS  cache dir (default: $HOME/.cache/rtmrec-tools); binary lands in $RTMREC_TOOLS/bin/minio
-#   MINIO_VERSION module version to install (default: latest)
+#   MINIO_VERSION module version to install (default: the pinned one below)
 set -euo pipefail
 
 tools="${RTMREC_TOOLS:-$HOME/.cache/rtmrec-tools}"
 bin="$tools/bin/minio"
-version="${MINIO_VERSION:-latest}"
+# Pinned to the build tested here, so a fresh machine builds the same server.
+version="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 
 if [[ -x "$bin" ]]; then
 	echo "minio already installed: $bin"
