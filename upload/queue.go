@@ -5,7 +5,6 @@
 package upload
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -112,9 +111,9 @@ type Queue struct {
 	s3    s3Client
 
 	mu   sync.Mutex
-	jobs map[string]*entry // every known job, by ID
-	due  entryHeap         // jobs with a next action, earliest first; busy jobs are not in it
-	wake chan struct{}     // tells the dispatcher the heap changed
+	jobs map[string]*entry    // every known job, by ID
+	due  workpool.Due[*entry] // jobs with a next action, earliest first; busy jobs are not in it
+	wake chan struct{}        // tells the dispatcher the heap changed
 
 	life *workpool.Lifecycle
 }
@@ -123,8 +122,6 @@ type Queue struct {
 // that worker touches rec.
 type entry struct {
 	rec *record
-	at  time.Time // when its next action is due
-	idx int       // heap index, -1 when not in the heap
 }
 
 // New loads the jobs left in cfg.Dir by an earlier process and returns a
@@ -163,7 +160,7 @@ func New(cfg Config) (*Queue, error) {
 		q.log.Error("upload: unreadable job file set aside", "error", b)
 	}
 	for _, r := range recs {
-		e := &entry{rec: r, idx: -1}
+		e := &entry{rec: r}
 		q.jobs[r.Job.ID] = e
 		if r.State == statePending {
 			q.m.pending.Inc()
@@ -216,7 +213,7 @@ func (q *Queue) Enqueue(job Job) error {
 	if err := q.store.save(r); err != nil {
 		return err
 	}
-	e := &entry{rec: r, idx: -1}
+	e := &entry{rec: r}
 	q.jobs[job.ID] = e
 	q.m.pending.Inc()
 	q.schedule(e, now)
@@ -262,9 +259,9 @@ func (q *Queue) dispatch(ctx context.Context, work chan<- *entry) {
 		q.mu.Lock()
 		var e *entry
 		var wait time.Duration
-		if len(q.due) > 0 {
-			if wait = time.Until(q.due[0].at); wait <= 0 {
-				e = heap.Pop(&q.due).(*entry)
+		if at, ok := q.due.Next(); ok {
+			if wait = time.Until(at); wait <= 0 {
+				e = q.due.Pop()
 			}
 		}
 		q.mu.Unlock()
@@ -302,8 +299,7 @@ func (q *Queue) schedule(e *entry, now time.Time) {
 	if !ok {
 		return
 	}
-	e.at = at
-	heap.Push(&q.due, e)
+	q.due.Push(at, e)
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -365,8 +361,7 @@ func (q *Queue) step(ctx context.Context, e *entry) {
 		if err != nil {
 			log.Error("upload: job state not saved, retrying", "error", err)
 			q.mu.Lock()
-			e.at = now.Add(storeRetry)
-			heap.Push(&q.due, e)
+			q.due.Push(now.Add(storeRetry), e)
 			q.mu.Unlock()
 			return
 		}
@@ -478,27 +473,4 @@ func (q *Queue) upload(ctx context.Context, r *record) outcome {
 		return q.putS3(ctx, r)
 	}
 	return q.putHTTP(ctx, r)
-}
-
-// entryHeap orders entries by due time (container/heap).
-type entryHeap []*entry
-
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h entryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *entryHeap) Push(x any) {
-	e := x.(*entry)
-	e.idx = len(*h)
-	*h = append(*h, e)
-}
-func (h *entryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	e.idx = -1
-	*h = old[:len(old)-1]
-	return e
 }

@@ -5,7 +5,6 @@ package webhook
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -103,9 +102,9 @@ type Outbox struct {
 	client *http.Client
 
 	mu    sync.Mutex
-	seq   uint64               // last sequence number given out
-	keys  map[string]*keyQueue // keys with pending events
-	ready keyHeap              // keys not in flight, by their head event's due time
+	seq   uint64                  // last sequence number given out
+	keys  map[string]*keyQueue    // keys with pending events
+	ready workpool.Due[*keyQueue] // keys not in flight, by their head event's due time
 	wake  chan struct{}
 
 	life *workpool.Lifecycle
@@ -118,8 +117,6 @@ type keyQueue struct {
 	key    string
 	events []*event
 	busy   bool
-	at     time.Time
-	idx    int
 }
 
 // New loads the events an earlier process left in cfg.Dir and returns an
@@ -215,7 +212,7 @@ func (o *Outbox) Enqueue(url, key string, payload json.RawMessage) (string, erro
 func (o *Outbox) add(ev *event) {
 	kq := o.keys[ev.Key]
 	if kq == nil {
-		kq = &keyQueue{key: ev.Key, idx: -1}
+		kq = &keyQueue{key: ev.Key}
 		o.keys[ev.Key] = kq
 	}
 	kq.events = append(kq.events, ev)
@@ -227,8 +224,7 @@ func (o *Outbox) add(ev *event) {
 
 // ready1 puts an idle key with events into the heap at its head's due time.
 func (o *Outbox) ready1(kq *keyQueue) {
-	kq.at = kq.events[0].NextAttempt
-	heap.Push(&o.ready, kq)
+	o.ready.Push(kq.events[0].NextAttempt, kq)
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -257,9 +253,9 @@ func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
 		o.mu.Lock()
 		var kq *keyQueue
 		var wait time.Duration
-		if len(o.ready) > 0 {
-			if wait = o.ready[0].at.Sub(o.cfg.Now()); wait <= 0 {
-				kq = heap.Pop(&o.ready).(*keyQueue)
+		if at, ok := o.ready.Next(); ok {
+			if wait = at.Sub(o.cfg.Now()); wait <= 0 {
+				kq = o.ready.Pop()
 				kq.busy = true
 			}
 		}
@@ -393,27 +389,4 @@ func (o *Outbox) post(ctx context.Context, ev *event) (int, error) {
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// keyHeap orders idle keys by their head event's due time (container/heap).
-type keyHeap []*keyQueue
-
-func (h keyHeap) Len() int           { return len(h) }
-func (h keyHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h keyHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *keyHeap) Push(x any) {
-	k := x.(*keyQueue)
-	k.idx = len(*h)
-	*h = append(*h, k)
-}
-func (h *keyHeap) Pop() any {
-	old := *h
-	k := old[len(old)-1]
-	old[len(old)-1] = nil
-	k.idx = -1
-	*h = old[:len(old)-1]
-	return k
 }
