@@ -250,46 +250,8 @@ func (q *Queue) Drain(ctx context.Context) { q.life.Drain(ctx) }
 // dispatch hands due jobs to the workers, one at a time, until ctx is done
 // or the queue drains. It is the only reader of the heap's head.
 func (q *Queue) dispatch(ctx context.Context, work chan<- *entry) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if ctx.Err() != nil || q.life.IsDraining() {
-			return
-		}
-		q.mu.Lock()
-		var e *entry
-		var wait time.Duration
-		if at, ok := q.due.Next(); ok {
-			if wait = time.Until(at); wait <= 0 {
-				e = q.due.Pop()
-			}
-		}
-		q.mu.Unlock()
-		if e != nil {
-			select {
-			case work <- e:
-				continue
-			case <-ctx.Done():
-			case <-q.life.Draining():
-			}
-			q.mu.Lock()
-			q.schedule(e, time.Now())
-			q.mu.Unlock()
-			return
-		}
-		var tick <-chan time.Time
-		if wait > 0 {
-			timer.Reset(wait)
-			tick = timer.C
-		}
-		select {
-		case <-ctx.Done():
-		case <-q.life.Draining():
-		case <-q.wake:
-		case <-tick:
-		}
-		timer.Stop()
-	}
+	workpool.Dispatch(ctx, q.life, &q.mu, &q.due, q.wake, time.Now, nil,
+		func(e *entry) { q.schedule(e, time.Now()) }, work)
 }
 
 // schedule puts e in the heap at its next action, if it has one. Callers

@@ -244,48 +244,9 @@ func (o *Outbox) Drain(ctx context.Context) { o.life.Drain(ctx) }
 
 // dispatch hands keys whose head event is due to the workers.
 func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		if ctx.Err() != nil || o.life.IsDraining() {
-			return
-		}
-		o.mu.Lock()
-		var kq *keyQueue
-		var wait time.Duration
-		if at, ok := o.ready.Next(); ok {
-			if wait = at.Sub(o.cfg.Now()); wait <= 0 {
-				kq = o.ready.Pop()
-				kq.busy = true
-			}
-		}
-		o.mu.Unlock()
-		if kq != nil {
-			select {
-			case work <- kq:
-				continue
-			case <-ctx.Done():
-			case <-o.life.Draining():
-			}
-			o.mu.Lock()
-			kq.busy = false
-			o.ready1(kq)
-			o.mu.Unlock()
-			return
-		}
-		var tick <-chan time.Time
-		if wait > 0 {
-			timer.Reset(wait)
-			tick = timer.C
-		}
-		select {
-		case <-ctx.Done():
-		case <-o.life.Draining():
-		case <-o.wake:
-		case <-tick:
-		}
-		timer.Stop()
-	}
+	workpool.Dispatch(ctx, o.life, &o.mu, &o.ready, o.wake, o.cfg.Now,
+		func(kq *keyQueue) { kq.busy = true },
+		func(kq *keyQueue) { kq.busy = false; o.ready1(kq) }, work)
 }
 
 // deliverHead makes one attempt at kq's head event, then settles it:

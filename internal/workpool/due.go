@@ -2,6 +2,8 @@ package workpool
 
 import (
 	"container/heap"
+	"context"
+	"sync"
 	"time"
 )
 
@@ -48,3 +50,56 @@ func (d *Due[T]) Next() (at time.Time, ok bool) {
 
 // Pop removes and returns the earliest item.
 func (d *Due[T]) Pop() T { return heap.Pop(&d.h).(dueItem[T]).v }
+
+// Dispatch hands due items to the workers, one at a time, until ctx ends or
+// Drain is called; it is the only reader of the heap's head. mu guards due.
+// wake tells it the heap changed. taken (may be nil) runs under mu as an
+// item leaves the heap; requeue runs under mu for an item that could not be
+// handed out before the end, so it stays scheduled for the next Run.
+func Dispatch[T any](ctx context.Context, l *Lifecycle, mu sync.Locker, due *Due[T], wake <-chan struct{},
+	now func() time.Time, taken, requeue func(T), work chan<- T) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil || l.IsDraining() {
+			return
+		}
+		mu.Lock()
+		var item T
+		var ready bool
+		var wait time.Duration
+		if at, ok := due.Next(); ok {
+			if wait = at.Sub(now()); wait <= 0 {
+				item, ready = due.Pop(), true
+				if taken != nil {
+					taken(item)
+				}
+			}
+		}
+		mu.Unlock()
+		if ready {
+			select {
+			case work <- item:
+				continue
+			case <-ctx.Done():
+			case <-l.Draining():
+			}
+			mu.Lock()
+			requeue(item)
+			mu.Unlock()
+			return
+		}
+		var tick <-chan time.Time
+		if wait > 0 {
+			timer.Reset(wait)
+			tick = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-l.Draining():
+		case <-wake:
+		case <-tick:
+		}
+		timer.Stop()
+	}
+}
