@@ -273,8 +273,11 @@ func (m *mkvWriter) writeFrame(tr *trackState, t int64, key bool, data []byte) e
 		return nil
 	}
 	ms := max(t, 0) / 1e6
-	if ms < tr.lastMS {
-		ms = tr.lastMS // per-track timestamps never go backwards
+	if tr.framesWritten > 0 && ms <= tr.lastMS {
+		// A track's blocks must strictly increase: two frames less than a
+		// millisecond apart (or reordered across an anchor change) would
+		// otherwise share a timestamp, which decoders reject.
+		ms = tr.lastMS + 1
 	}
 	video := tr.info.Kind == KindVideo
 	if video && key && m.cueTrack == nil {

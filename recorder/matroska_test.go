@@ -394,3 +394,33 @@ func TestOggTrackAddedEarly(t *testing.T) {
 	}
 	checkFFmpeg(t, m.Path, 6*time.Second, 2)
 }
+
+// TestBlockTimestampsStrictlyIncrease: frames whose RTP times fall within
+// one millisecond (a sender's burst at the end of a call) still get
+// strictly increasing block times, which decoders require.
+func TestBlockTimestampsStrictlyIncrease(t *testing.T) {
+	clock := newTestClock()
+	vs := &rtpStream{pt: 96, ssrc: 9, ts: 1}
+	var ev []event
+	for k := range 40 {
+		pls := vp8Packets(vp8Frame(k == 0, 320, 240, 500), 1200)
+		for j, pl := range pls {
+			ev = append(ev, event{at: time.Duration(k) * 50 * time.Millisecond, track: 0, pkt: vs.packet(pl, j == len(pls)-1)})
+		}
+		if k%10 == 5 {
+			vs.ts += 45 // the next frame is 0.5 ms later in RTP time
+		} else {
+			vs.ts += 4500
+		}
+	}
+	_, m := runEvents(t, Config{Format: FormatWebM}, clock, []TrackInfo{{ID: "cam", Codec: CodecVP8}}, ev, 2100*time.Millisecond)
+	_, blocks := checkMKV(t, m.Path, "webm", []string{"V_VP8"}, 2100*time.Millisecond)
+	if len(blocks) != 40 {
+		t.Fatalf("%d blocks, want 40", len(blocks))
+	}
+	for i := 1; i < len(blocks); i++ {
+		if blocks[i].ms <= blocks[i-1].ms {
+			t.Fatalf("block %d at %d ms after block at %d ms", i, blocks[i].ms, blocks[i-1].ms)
+		}
+	}
+}
