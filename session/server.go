@@ -271,15 +271,16 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// publish sends one event to a connection (if it is still open) and to the
-// webhook.
+// publish sends one event to the webhook and to a connection (if it is
+// still open). The webhook's durable queue comes first, so whatever a client
+// has seen on its WebSocket is already queued for its backend.
 func (s *Server) publish(c *conn, m rtm.Message, ev Event) {
+	s.deps.Notifier.Notify(ev)
 	if c != nil {
 		if b, err := json.Marshal(m); err == nil {
 			c.send(b)
 		}
 	}
-	s.deps.Notifier.Notify(ev)
 }
 
 // RecordingDelivered reports a recording's final outcome (STOPPED after the
