@@ -193,21 +193,7 @@ func (r *benchRig) waitMedia(tracks int, ids ...string) {
 }
 
 // counter reads a counter of the server's registry.
-func (r *benchRig) counter(name string) float64 {
-	mfs, err := r.reg.Gather()
-	if err != nil {
-		r.tb.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
-}
+func (r *benchRig) counter(name string) float64 { return gatherCounter(r.tb, r.reg, name) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -630,7 +616,8 @@ func TestStalledSupervisorDoesNotSlowTheCall(t *testing.T) {
 	}
 }
 
-func gatherCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// gatherCounter sums a counter's series in a registry.
+func gatherCounter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

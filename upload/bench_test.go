@@ -21,13 +21,45 @@ import (
 // file per iteration.
 func BenchmarkUploadHTTP(b *testing.B) {
 	const size = 64 << 20
+	file, _ := writeFile(b, b.TempDir(), size)
+	benchUploads(b, file, size)
+}
+
+// BenchmarkUploadPeakRSS uploads one large file (RTMREC_BENCH_UPLOAD_MB,
+// default 256) and reports the process's peak resident memory: the body is
+// streamed from disk, so it stays flat whatever the file's size. The peak
+// is the whole process's: run it on its own (-bench UploadPeakRSS).
+func BenchmarkUploadPeakRSS(b *testing.B) {
+	mb := 256
+	if v, err := strconv.Atoi(os.Getenv("RTMREC_BENCH_UPLOAD_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	// Written in chunks, so that making the file does not raise the peak.
+	file := filepath.Join(b.TempDir(), "big.webm")
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for range mb {
+		if _, err := f.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.Close()
+	benchUploads(b, file, int64(mb)<<20)
+	b.ReportMetric(peakRSSMB(b), "peakRSS_MB")
+}
+
+// benchUploads uploads file once per iteration to a local target through a
+// real queue and checks every byte arrived.
+func benchUploads(b *testing.B, file string, size int64) {
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		got.Add(n)
 	}))
 	defer srv.Close()
-	file, _ := writeFile(b, b.TempDir(), size)
 	results := make(chan Result, 1)
 	q, err := New(Config{
 		Dir:       b.TempDir(),
@@ -57,60 +89,6 @@ func BenchmarkUploadHTTP(b *testing.B) {
 	if got.Load() != int64(i)*size {
 		b.Fatalf("received %d bytes, want %d", got.Load(), int64(i)*size)
 	}
-}
-
-// BenchmarkUploadPeakRSS uploads one large file (RTMREC_BENCH_UPLOAD_MB,
-// default 256) and reports the process's peak resident memory: the body is
-// streamed from disk, so it stays flat whatever the file's size.
-func BenchmarkUploadPeakRSS(b *testing.B) {
-	mb := 256
-	if v, err := strconv.Atoi(os.Getenv("RTMREC_BENCH_UPLOAD_MB")); err == nil && v > 0 {
-		mb = v
-	}
-	size := int64(mb) << 20
-	file := filepath.Join(b.TempDir(), "big.webm")
-	f, err := os.Create(file)
-	if err != nil {
-		b.Fatal(err)
-	}
-	chunk := make([]byte, 1<<20)
-	for range mb {
-		if _, err := f.Write(chunk); err != nil {
-			b.Fatal(err)
-		}
-	}
-	f.Close()
-	var got atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
-		got.Add(n)
-	}))
-	defer srv.Close()
-	results := make(chan Result, 1)
-	q, err := New(Config{Dir: b.TempDir(), Guard: netguard.New(netguard.Config{AllowPrivate: true}), Retention: time.Hour,
-		OnResult: func(r Result) { results <- r }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- q.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	b.SetBytes(size)
-	i := 0
-	for b.Loop() {
-		i++
-		if err := q.Enqueue(Job{ID: "big" + strconv.Itoa(i), File: file, URL: srv.URL + "/big"}); err != nil {
-			b.Fatal(err)
-		}
-		if r := <-results; !r.OK {
-			b.Fatalf("upload failed: %+v", r)
-		}
-	}
-	if got.Load() != int64(i)*size {
-		b.Fatalf("received %d bytes, want %d", got.Load(), int64(i)*size)
-	}
-	b.ReportMetric(peakRSSMB(b), "peakRSS_MB")
 }
 
 // peakRSSMB reads VmHWM, the process's peak resident set, from /proc.
