@@ -109,12 +109,15 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	tone := filepath.Join(tmp, "tone.wav")
 	browserRun(t, root, "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=1000:duration=30", "-ar", "48000", tone)
 
-	bin := filepath.Join(tmp, "rtmrec")
-	t0 := time.Now()
-	browserRun(t, root, "go", "build", "-o", bin, "./cmd/rtmrec")
-	t.Logf("built rtmrec in %.1f s", time.Since(t0).Seconds())
-
-	env.base = "http://" + startBrowserServer(t, bin, env.dataDir)
+	srv := runRTMRec(t, env.dataDir, "-dev")
+	// Registered after runRTMRec's own cleanup, so it runs first: the
+	// server is stopped the way it is meant to stop, and must exit 0.
+	t.Cleanup(func() {
+		if code := srv.terminate(20 * time.Second); code != 0 {
+			t.Errorf("rtmrec exited %d after SIGTERM", code)
+		}
+	})
+	env.base = srv.httpURL()
 	env.cdp = browserStartChromium(t, chromium, filepath.Join(tmp, "chromium-profile"), tone)
 	return env
 }
@@ -129,80 +132,6 @@ func browserRun(t *testing.T, dir, name string, args ...string) []byte {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return out
-}
-
-// startBrowserServer runs the real binary in dev mode, in its own process
-// group, and returns its address from the "rtmrec listening" log line.
-func startBrowserServer(t *testing.T, bin, dataDir string) string {
-	t.Helper()
-	cmd := exec.Command(bin, "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start rtmrec: %v", err)
-	}
-	var logMu sync.Mutex
-	var logBuf bytes.Buffer
-	addrCh := make(chan string, 1)
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			logMu.Lock()
-			logBuf.Write(line)
-			logBuf.WriteByte('\n')
-			logMu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "rtmrec listening" {
-				select {
-				case addrCh <- rec.Addr:
-				default:
-				}
-			}
-		}
-	}()
-	exited := make(chan error, 1)
-	go func() {
-		<-logDone // Wait must come after the last read of the pipe
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		// A graceful stop first: it is how the server is meant to end.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("rtmrec exited after SIGTERM: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			t.Errorf("rtmrec did not stop within 20 s of SIGTERM")
-		}
-		if t.Failed() {
-			logMu.Lock()
-			t.Logf("rtmrec log:\n%s", browserTail(logBuf.String(), 120))
-			logMu.Unlock()
-		}
-	})
-	select {
-	case addr := <-addrCh:
-		return addr
-	case err := <-exited:
-		t.Fatalf("rtmrec exited before listening: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("rtmrec did not log its listen address within 20 s")
-	}
-	return ""
 }
 
 var browserDevtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)

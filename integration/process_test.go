@@ -85,6 +85,8 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 	full = append(full, args...)
 	cmd := exec.Command(rtmrecBinary(t), full...)
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	// Die with the test binary, so a crashed test leaves no server behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

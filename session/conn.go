@@ -136,18 +136,13 @@ func (c *conn) writeLoop() {
 			}
 		case <-c.closing:
 			// Flush what the sessions queued before the end (their
-			// TERMINATED), then say goodbye.
-			for {
-				select {
-				case b := <-c.out:
-					if write(websocket.TextMessage, b) != nil {
-						_ = c.ws.Close()
-						return
-					}
-					continue
-				default:
+			// TERMINATED), then say goodbye. This goroutine is the queue's
+			// only reader, so its length cannot shrink under us.
+			for len(c.out) > 0 {
+				if write(websocket.TextMessage, <-c.out) != nil {
+					_ = c.ws.Close()
+					return
 				}
-				break
 			}
 			_ = c.ws.WriteControl(websocket.CloseMessage, c.closeMsg, time.Now().Add(time.Second))
 			// Unblock the reader if the peer never answers the close.
