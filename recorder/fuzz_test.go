@@ -99,20 +99,17 @@ func FuzzRepair(f *testing.F) {
 			format = FormatMKV
 		}
 		m := &Manifest{RecordingID: "x", Format: format, File: "x." + format.Ext(), State: StateRecording}
-		if err := os.WriteFile(filepath.Join(dir, m.File), b, 0o600); err != nil {
+		m.Path = filepath.Join(dir, m.File)
+		if err := os.WriteFile(m.Path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeManifest(filepath.Join(dir, "x.json"), m); err != nil {
-			t.Fatal(err)
-		}
-		got, err := Repair(dir, nil)
-		if err != nil {
+		if err := Repair(m); err != nil {
 			return
 		}
 		if mkv {
-			parseMKVFile(t, got[0].Path)
+			parseMKVFile(t, m.Path)
 		} else {
-			parseOggFile(t, got[0].Path)
+			parseOggFile(t, m.Path)
 		}
 	})
 }

@@ -1,24 +1,19 @@
 package recorder
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
-
-	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
 // Manifest states.
 const (
-	StateRecording = "recording" // written at Start; left behind by a crash
-	StateFinished  = "finished"  // written by Stop
-	StateRepaired  = "repaired"  // written by Repair after a crash
+	StateRecording = "recording" // from Start until Stop; what a crash leaves
+	StateFinished  = "finished"  // after Stop
+	StateRepaired  = "repaired"  // after Repair of what a crash left
 )
 
-// Manifest describes a recording file. It is stored as <RecordingID>.json next to the media
-// file and always replaced atomically, so a reader sees either the old or the new version.
+// Manifest describes a recording file: what it holds and how it was made. The recorder fills
+// it in; keeping it durable is the caller's business (package delivery keeps it in the
+// recording's journey, from Start on, so that a crash loses none of it).
 type Manifest struct {
 	RecordingID string       `json:"recording_id"`
 	SessionID   string       `json:"session_id"`
@@ -39,14 +34,10 @@ type Manifest struct {
 	Audit       []AuditEvent `json:"audit"`
 	// PacketsDropped counts packets dropped because the write queue was full (all tracks).
 	PacketsDropped uint64 `json:"packets_dropped"`
-	// Delivery is the caller's opaque delivery data (upload/webhook URLs). The recorder stores
-	// it and never logs it.
-	Delivery json.RawMessage `json:"delivery,omitempty"`
 
-	// Path is the absolute path of the media file (not serialized).
+	// Path is the path of the media file (not serialized: File names it relative to the
+	// data directory).
 	Path string `json:"-"`
-	// ManifestPath is the path of the manifest file (not serialized).
-	ManifestPath string `json:"-"`
 }
 
 // TrackStats are the per-track counters of a recording.
@@ -82,32 +73,3 @@ type AuditEvent struct {
 	Identity  string    `json:"identity,omitempty"`
 }
 
-// ReadManifest reads a manifest file.
-func ReadManifest(path string) (*Manifest, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: read manifest: %w", err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("recorder: parse manifest %s: %w", path, err)
-	}
-	m.ManifestPath = path
-	if m.File != "" {
-		m.Path = filepath.Join(filepath.Dir(path), filepath.Base(m.File))
-	}
-	return &m, nil
-}
-
-// writeManifest replaces the manifest atomically, so a crash leaves either
-// the old or the new manifest, never a torn one.
-func writeManifest(path string, m *Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("recorder: encode manifest: %w", err)
-	}
-	if err := durable.WriteFile(path, append(b, '\n')); err != nil {
-		return fmt.Errorf("recorder: write manifest: %w", err)
-	}
-	return nil
-}

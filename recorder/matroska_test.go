@@ -352,15 +352,17 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-// TestOggTrackAddedEarly: an audio track added in the first two seconds joins the first
-// group, which every player reads.
+// TestOggTrackAddedEarly: an audio track negotiated when the recording starts but whose
+// first packet comes later joins the first group, which every player reads: its headers
+// were written at the start.
 func TestOggTrackAddedEarly(t *testing.T) {
 	md := loadMedia(t)
 	ev := append(opusEvents(md, streamSpec{end: 6 * time.Second, ssrc: 1}),
 		opusEvents(md, streamSpec{track: 1, start: 1500 * time.Millisecond, end: 6 * time.Second, ssrc: 2})...)
 	clock := newTestClock()
 	base := clock.Now()
-	rec, err := Start(Config{Dir: t.TempDir(), RecordingID: "early", Now: clock.Now, QueueSize: 1 << 16})
+	rec, err := Start(Config{Dir: t.TempDir(), RecordingID: "early", Now: clock.Now, QueueSize: 1 << 16,
+		Tracks: []TrackInfo{{ID: "a", Codec: CodecOpus}, {ID: "b", Codec: CodecOpus}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,9 @@ package recorder
 // reach the container, so blocks and pages come out in time order even though video frames
 // complete later than audio packets and each track waits for its own reordering. A frame is
 // released once the newest frame seen is muxDelay ahead of it (or the queue is full).
-//
-// Ogg recordings use a longer delay (oggHeaderGraceNS): the Ogg headers are written when the
-// first frame leaves the queue, so every track added within that time joins the first group.
 const (
-	muxDelayNS       = 500e6
-	oggHeaderGraceNS = 2e9
-	muxMaxLen        = 4096
+	muxDelayNS = 500e6
+	muxMaxLen  = 4096
 )
 
 type muxFrame struct {

@@ -12,11 +12,11 @@ import (
 //
 // Every audio track is one Opus logical stream; the streams are grouped (multiplexed) in one
 // physical stream. RFC 3533 §4 requires all BOS pages of a group before any other page, so
-// the headers are written when the first audio frame leaves the interleaving queue, which
-// holds Ogg frames for two seconds: every track added by then is in the first group. A
-// track added later starts a new chained link: every stream of the current group gets an EOS
-// page, then a new group with fresh serial numbers repeats the BOS and tag headers of all
-// tracks. Granule positions continue across links, so the timeline stays absolute. This is
+// the headers of every track known when the recording starts (received or negotiated) are
+// written at once, before any media, and made durable: a crash in the first second still
+// leaves a file that repair can finish. A track added later starts a new chained link: every
+// stream of the current group gets an EOS page, then a new group with fresh serial numbers
+// repeats the BOS and tag headers of all tracks. Granule positions continue across links, so the timeline stays absolute. This is
 // valid Ogg, but ffmpeg (6.x) does not accept a chained link with more streams than the
 // first one and stops at the new link; libopusfile-style players read link by link.
 //
@@ -80,8 +80,10 @@ func (t *oggCRC) update(crc uint32, p []byte) uint32 {
 }
 
 type oggStream struct {
-	tr      *trackState
-	serial  uint32
+	tr       *trackState // nil until the track announced at begin is added
+	id       string      // the track id, in the OpusTags
+	channels uint16
+	serial   uint32
 	pageSeq uint32
 	end     int64 // samples on the file timeline written so far (granule - pre-skip)
 
@@ -107,11 +109,32 @@ func newOggWriter(w *fileWriter, serialSeed uint32) *oggWriter {
 	return &oggWriter{w: w, crc: newOggCRC(), nextSer: serialSeed}
 }
 
+// begin writes the headers of the tracks known at the start, before any media.
+func (o *oggWriter) begin(tracks []TrackInfo) error {
+	for _, t := range tracks {
+		if t.Codec == CodecOpus {
+			o.streams = append(o.streams, o.newStream(t))
+		}
+	}
+	return o.commit()
+}
+
+func (o *oggWriter) newStream(t TrackInfo) *oggStream {
+	return &oggStream{id: t.ID, channels: t.Channels, serial: o.serial(), data: make([]byte, 0, oggMaxPayload+1500)}
+}
+
 func (o *oggWriter) addTrack(tr *trackState) error {
 	if tr.info.Codec != CodecOpus {
 		return fmt.Errorf("ogg: codec %s not supported", tr.info.Codec)
 	}
-	s := &oggStream{tr: tr, serial: o.serial(), data: make([]byte, 0, oggMaxPayload+1500)}
+	for i, s := range o.streams {
+		if s.tr == nil && s.id == tr.info.ID {
+			s.tr, tr.num = tr, i+1 // its headers are already written
+			return nil
+		}
+	}
+	s := o.newStream(tr.info)
+	s.tr = tr
 	tr.num = len(o.streams) + 1
 	o.streams = append(o.streams, s)
 	if !o.committed {
@@ -146,12 +169,12 @@ func (o *oggWriter) commit() error {
 
 func (o *oggWriter) writeHeaders() error {
 	for _, s := range o.streams {
-		if err := o.writePage(s, oggFlagBOS, 0, opusHead(s.tr.info.Channels, oggPreSkip)); err != nil {
+		if err := o.writePage(s, oggFlagBOS, 0, opusHead(s.channels, oggPreSkip)); err != nil {
 			return err
 		}
 	}
 	for _, s := range o.streams {
-		if err := o.writePage(s, 0, 0, opusTags(s.tr.info.ID)); err != nil {
+		if err := o.writePage(s, 0, 0, opusTags(s.id)); err != nil {
 			return err
 		}
 		// Pre-roll covered by pre-skip: does not advance the timeline.

@@ -3,7 +3,6 @@ package recorder
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -30,12 +29,13 @@ const (
 
 // Config configures a recording.
 type Config struct {
-	Dir                                        string // files are <Dir>/<RecordingID>.<ext> and <Dir>/<RecordingID>.json
+	Dir                                        string // the file is <Dir>/<RecordingID>.<ext>
 	RecordingID, SessionID, ClientID, Identity string
 	Format                                     Format
 	PauseMode                                  PauseMode
-	Tracks                                     []TrackInfo // known at start: only a hint for the format
-	Delivery                                   json.RawMessage
+	// Tracks are the tracks known at start (received or negotiated): they choose the format,
+	// and an Ogg file gets their headers at once, so it is repairable from its first second.
+	Tracks []TrackInfo
 	// RequestKeyframe is called from the writer goroutine (the caller rate-limits PLI);
 	// it must not block. May be nil.
 	RequestKeyframe func(trackID string)
@@ -46,14 +46,13 @@ type Config struct {
 	Now             func() time.Time
 }
 
-// Recording writes one media file and its manifest. All file I/O happens on one writer
-// goroutine; the RTP path only copies packets into a bounded queue.
+// Recording writes one media file and describes it in a Manifest. All file I/O happens on
+// one writer goroutine; the RTP path only copies packets into a bounded queue.
 type Recording struct {
 	cfg     Config
 	format  Format
 	log     *slog.Logger
 	path    string
-	mpath   string
 	started time.Time
 	t0      int64 // recording start, unix ns
 
@@ -77,6 +76,8 @@ type Recording struct {
 	stopOnce sync.Once
 	result   *Manifest
 	stopErr  error
+
+	hint []TrackInfo // the tracks known at Start
 
 	// Owned by the writer goroutine.
 	w         *fileWriter
@@ -140,7 +141,8 @@ type queueItem struct {
 	rtpTS   uint32
 }
 
-// Start creates the media file and the manifest (state "recording") and starts the writer.
+// Start creates the media file, writes its header (and, for Ogg, the headers of the tracks
+// known at start) durably, and starts the writer.
 func Start(cfg Config) (*Recording, error) {
 	if cfg.RecordingID == "" || filepath.Base(cfg.RecordingID) != cfg.RecordingID || cfg.RecordingID == "." || cfg.RecordingID == ".." {
 		return nil, fmt.Errorf("recorder: invalid recording id %q", cfg.RecordingID)
@@ -185,7 +187,6 @@ func Start(cfg Config) (*Recording, error) {
 		format: f,
 		log:    cfg.Logger.With("recording_id", cfg.RecordingID),
 		path:   filepath.Join(cfg.Dir, cfg.RecordingID+"."+f.Ext()),
-		mpath:  filepath.Join(cfg.Dir, cfg.RecordingID+".json"),
 		queue:  newPacketQueue(cfg.QueueSize),
 		ctrl:   make(chan func()),
 		stopCh: make(chan struct{}),
@@ -211,7 +212,6 @@ func Start(cfg Config) (*Recording, error) {
 	r.w = newFileWriter(file, bytesFn)
 	r.mux.delay = muxDelayNS
 	if f == FormatOgg {
-		r.mux.delay = oggHeaderGraceNS
 		h := fnv.New32a()
 		h.Write([]byte(cfg.RecordingID))
 		r.c = newOggWriter(r.w, h.Sum32())
@@ -222,16 +222,15 @@ func Start(cfg Config) (*Recording, error) {
 		}
 		r.c = mw
 	}
+	if f == FormatOgg {
+		if err := r.c.(*oggWriter).begin(hint); err != nil {
+			return nil, errors.Join(fmt.Errorf("recorder: write track headers: %w", err), file.Close(), os.Remove(r.path))
+		}
+	}
 	if err := r.w.sync(); err != nil {
 		return nil, errors.Join(fmt.Errorf("recorder: write header: %w", err), file.Close(), os.Remove(r.path))
 	}
-	m := r.manifest(StateRecording)
-	for _, t := range hint {
-		m.Tracks = append(m.Tracks, TrackStats{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
-	}
-	if err := writeManifest(r.mpath, m); err != nil {
-		return nil, errors.Join(err, file.Close(), os.Remove(r.path))
-	}
+	r.hint = hint
 	if cfg.Metrics != nil {
 		cfg.Metrics.Active.Inc()
 	}
@@ -366,6 +365,20 @@ func (r *Recording) Resume() bool {
 	return true
 }
 
+// Manifest describes the recording as it is now (state "recording" until Stop): what a
+// journey keeps from the start so that a crash loses nothing of it.
+func (r *Recording) Manifest() *Manifest {
+	m := r.manifest(StateRecording)
+	for _, t := range r.hint {
+		m.Tracks = append(m.Tracks, TrackStats{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
+	}
+	return m
+}
+
+// Pauses lists the pauses so far, on the file timeline and the wall clock (an open pause
+// ends where it started).
+func (r *Recording) Pauses() []PauseSpan { return r.manifest(StateRecording).Pauses }
+
 // Paused reports whether the recording is paused.
 func (r *Recording) Paused() bool { return r.paused.Load() }
 
@@ -376,8 +389,8 @@ func (r *Recording) AddAuditEvent(e AuditEvent) {
 	r.mu.Unlock()
 }
 
-// Stop finalizes the file, writes the manifest (state "finished") and ends the writer
-// goroutine. It is idempotent: later calls return the first result.
+// Stop finalizes the file, ends the writer goroutine and returns the manifest (state
+// "finished"). It is idempotent: later calls return the first result.
 func (r *Recording) Stop() (*Manifest, error) {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
@@ -758,7 +771,7 @@ func (r *Recording) manifest(state string) *Manifest {
 		RecordingID: r.cfg.RecordingID, SessionID: r.cfg.SessionID, ClientID: r.cfg.ClientID,
 		Identity: r.cfg.Identity, Format: r.format, ContentType: ContentType(r.format),
 		File: filepath.Base(r.path), PauseMode: r.cfg.PauseMode, State: state,
-		StartedAt: r.started, Delivery: r.cfg.Delivery, Path: r.path, ManifestPath: r.mpath,
+		StartedAt: r.started, Path: r.path,
 		Tracks: []TrackStats{}, Pauses: []PauseSpan{}, Audit: slices.Clone(r.audit),
 	}
 	if m.Audit == nil {
@@ -809,9 +822,6 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 	size, sum, herr := hashFile(r.path)
 	m.SizeBytes, m.SHA256 = size, sum
 	err := errors.Join(r.writeErr, herr)
-	if werr := writeManifest(r.mpath, m); werr != nil {
-		err = errors.Join(err, werr)
-	}
 	r.log.Info("recording stopped", "duration_ms", m.DurationMS, "size_bytes", m.SizeBytes, "err", err)
 	return m, err
 }

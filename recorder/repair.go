@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,57 +16,27 @@ import (
 	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
-// Repair finds the manifests in dir still in state "recording" (left by a crash), rebuilds
-// each media file into a finalized one, and rewrites the manifest in state "repaired".
-// Manifests in other states are not touched. A file that cannot be repaired is left as it
-// is, and its error is joined into the returned error; the other files are still repaired.
+// Repair rebuilds the media file of m, a recording a crash cut off (state
+// "recording"), into a finalised file in place, and fills in m's facts:
+// state "repaired", stop time (the file's last write), duration, size,
+// sha256, tracks, and the end of a pause that was still open. m.Path names
+// the file. A file that holds nothing playable (cut inside its headers,
+// garbage) is an error, and the file is left as it was.
 //
 // Ogg: the complete pages (valid CRC) of every stream whose headers are complete are kept,
 // and each stream gets a final EOS page whose granule continues the last complete one.
 // Matroska/WebM: the header and Tracks are read back, every complete SimpleBlock of every
 // cluster is copied into a new file by the same writer as a live recording, which adds
 // Cues, Duration and sizes. Either way the new file replaces the old one atomically.
-func Repair(dir string, logger *slog.Logger) ([]*Manifest, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		return nil, fmt.Errorf("recorder: repair: %w", err)
-	}
-	var out []*Manifest
-	var errs []error
-	for _, name := range names {
-		if strings.HasPrefix(filepath.Base(name), ".") {
-			continue
-		}
-		m, err := ReadManifest(name)
-		if err != nil {
-			logger.Warn("repair: unreadable manifest", "file", filepath.Base(name), "err", err)
-			errs = append(errs, err)
-			continue
-		}
-		if m.State != StateRecording {
-			continue
-		}
-		log := logger.With("recording_id", m.RecordingID)
-		if err := repairOne(m); err != nil {
-			log.Error("repair failed", "err", err)
-			errs = append(errs, fmt.Errorf("recorder: repair %s: %w", m.RecordingID, err))
-			continue
-		}
-		log.Info("recording repaired", "duration_ms", m.DurationMS, "size_bytes", m.SizeBytes)
-		out = append(out, m)
-	}
-	return out, errors.Join(errs...)
-}
-
-func repairOne(m *Manifest) error {
+func Repair(m *Manifest) error {
 	if m.Path == "" || m.File != filepath.Base(m.File) {
-		return errors.New("manifest names no media file")
+		return errors.New("the recording names no media file")
 	}
 	st, err := os.Stat(m.Path)
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("the media file is missing")
+		}
 		return fmt.Errorf("media file: %w", err)
 	}
 	tmp := m.Path + ".repair"
@@ -106,7 +75,7 @@ func repairOne(m *Manifest) error {
 			m.Pauses[i].EndedAt = &stopped
 		}
 	}
-	return writeManifest(m.ManifestPath, m)
+	return nil
 }
 
 // createOut creates the repaired file.

@@ -1,11 +1,10 @@
 package recorder
 
 import (
-	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,18 +115,11 @@ func TestRepairTruncated(t *testing.T) {
 				crashed := *m
 				crashed.State = StateRecording
 				crashed.SHA256, crashed.SizeBytes, crashed.DurationMS, crashed.StoppedAt = "", 0, 0, nil
-				if err := os.WriteFile(filepath.Join(dir, m.File), full[:cut], 0o600); err != nil {
+				crashed.Path = filepath.Join(dir, m.File)
+				if err := os.WriteFile(crashed.Path, full[:cut], 0o600); err != nil {
 					t.Fatal(err)
 				}
-				if err := writeManifest(filepath.Join(dir, m.RecordingID+".json"), &crashed); err != nil {
-					t.Fatal(err)
-				}
-				// A finished recording beside it must not be touched.
-				other := *m
-				other.RecordingID, other.File = "done", "done.ogg"
-				_ = writeManifest(filepath.Join(dir, "done.json"), &other)
-
-				got, err := Repair(dir, nil)
+				err := Repair(&crashed)
 				minMS := completeBefore(t, format, full, cut)
 				if err != nil {
 					// Only a cut inside the headers may be unrecoverable.
@@ -136,16 +128,11 @@ func TestRepairTruncated(t *testing.T) {
 					}
 					continue
 				}
-				if len(got) != 1 || got[0].State != StateRepaired {
-					t.Fatalf("cut %d: repaired %+v", cut, got)
-				}
-				checkManifest(t, got[0], StateRepaired)
-				if o, _ := ReadManifest(filepath.Join(dir, "done.json")); o.State != StateFinished {
-					t.Fatal("finished manifest touched")
-				}
+				got := &crashed
+				checkManifest(t, got, StateRepaired)
 				var dur int64
 				if format == FormatOgg {
-					streams := parseOggFile(t, got[0].Path)
+					streams := parseOggFile(t, got.Path)
 					for _, s := range streams {
 						if !s.eos || !s.granulesOK {
 							t.Fatalf("cut %d: stream %+v", cut, s)
@@ -153,15 +140,16 @@ func TestRepairTruncated(t *testing.T) {
 						dur = max(dur, s.duration().Milliseconds())
 					}
 				} else {
-					f, _ := checkMKVRepaired(t, got[0].Path)
+					f, _ := checkMKVRepaired(t, got.Path)
 					dur = int64(f.Segment.Info.Duration)
 				}
-				if dur < minMS || dur > 6000+100 || got[0].DurationMS != dur {
-					t.Fatalf("cut %d: duration %d ms (manifest %d), complete data %d ms", cut, dur, got[0].DurationMS, minMS)
+				if dur < minMS || dur > 6000+100 || got.DurationMS != dur {
+					t.Fatalf("cut %d: duration %d ms (manifest %d), complete data %d ms", cut, dur, got.DurationMS, minMS)
 				}
-				// Repairing again changes nothing.
-				if again, err := Repair(dir, nil); err != nil || len(again) != 0 {
-					t.Fatalf("second repair: %v %v", again, err)
+				// Repairing the repaired file again (a crash right after the repair) keeps it.
+				again := crashed
+				if err := Repair(&again); err != nil || again.DurationMS != got.DurationMS {
+					t.Fatalf("second repair: %v, duration %d, was %d", err, again.DurationMS, got.DurationMS)
 				}
 			}
 			if cuts < 100 {
@@ -171,12 +159,12 @@ func TestRepairTruncated(t *testing.T) {
 			dir := t.TempDir()
 			crashed := *m
 			crashed.State = StateRecording
-			_ = os.WriteFile(filepath.Join(dir, m.File), full[:len(full)*2/3], 0o600)
-			_ = writeManifest(filepath.Join(dir, m.RecordingID+".json"), &crashed)
-			got, err := Repair(dir, nil)
-			if err != nil || len(got) != 1 {
+			crashed.Path = filepath.Join(dir, m.File)
+			_ = os.WriteFile(crashed.Path, full[:len(full)*2/3], 0o600)
+			if err := Repair(&crashed); err != nil {
 				t.Fatal(err)
 			}
+			got := []*Manifest{&crashed}
 			streams := 1
 			if format != FormatOgg {
 				streams = 2
@@ -218,18 +206,47 @@ func TestRepairGarbage(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []Format{FormatOgg, FormatWebM, FormatMKV} {
 		m := &Manifest{RecordingID: "g" + string(f), Format: f, File: "g" + string(f) + "." + f.Ext(), State: StateRecording}
-		_ = os.WriteFile(filepath.Join(dir, m.File), []byte("not media at all"), 0o600)
-		if err := writeManifest(filepath.Join(dir, m.RecordingID+".json"), m); err != nil {
-			t.Fatal(err)
+		m.Path = filepath.Join(dir, m.File)
+		_ = os.WriteFile(m.Path, []byte("not media at all"), 0o600)
+		if err := Repair(m); err == nil || m.State != StateRecording {
+			t.Errorf("%s: garbage repaired: %v, state %s", f, err, m.State)
+		}
+		if b, _ := os.ReadFile(m.Path); string(b) != "not media at all" {
+			t.Errorf("%s: the unrepairable file was changed", f)
 		}
 	}
-	_ = os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{"), 0o600)
-	got, err := Repair(dir, nil)
-	if err == nil || len(got) != 0 {
-		t.Fatalf("garbage repaired: %v %v", got, err)
+	missing := &Manifest{RecordingID: "m", Format: FormatOgg, File: "m.ogg", Path: filepath.Join(dir, "m.ogg")}
+	if err := Repair(missing); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("missing file: %v", err)
 	}
-	var se *json.SyntaxError
-	if !errors.As(err, &se) {
-		t.Errorf("broken manifest error not reported: %v", err)
+}
+
+// TestYoungOggIsRepairable: an Ogg recording killed before its first media
+// page already holds the headers of its tracks, so repair finishes it.
+func TestYoungOggIsRepairable(t *testing.T) {
+	dir := t.TempDir()
+	rec, err := Start(Config{Dir: dir, RecordingID: "young", Tracks: []TrackInfo{{ID: "mid0", Codec: CodecOpus}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What is on disk now is what a kill -9 would leave.
+	snapshot, err := os.ReadFile(rec.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	m := rec.Manifest()
+	m.Path = filepath.Join(t.TempDir(), m.File)
+	if err := os.WriteFile(m.Path, snapshot, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Repair(m); err != nil {
+		t.Fatalf("a recording killed at once is not repairable: %v", err)
+	}
+	streams := parseOggFile(t, m.Path)
+	if len(streams) != 1 || !streams[0].eos || len(m.Tracks) != 1 || m.Tracks[0].ID != "mid0" {
+		t.Fatalf("repaired %+v, tracks %+v", streams, m.Tracks)
 	}
 }

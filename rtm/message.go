@@ -163,3 +163,23 @@ func Encode(t Type, clientID, sessionID string, v any) ([]byte, error) {
 	}
 	return json.Marshal(m)
 }
+
+// webhookBody is a webhook's payload (contract §6): the WebSocket envelope
+// plus the authenticated identity; the outbox adds id and timestamp.
+type webhookBody struct {
+	Type      Type            `json:"type"`
+	ClientID  string          `json:"client_id"`
+	SessionID string          `json:"session_id"`
+	Data      json.RawMessage `json:"data"`
+	Identity  string          `json:"identity,omitempty"`
+}
+
+// WebhookPayload is the webhook payload of a server message m sent on
+// behalf of identity (the token's subject; empty without authentication).
+func WebhookPayload(m Message, identity string) (json.RawMessage, error) {
+	b, err := json.Marshal(webhookBody{Type: m.Type, ClientID: m.ClientID, SessionID: m.SessionID, Data: m.Data, Identity: identity})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s webhook: %w", m.Type, err)
+	}
+	return b, nil
+}

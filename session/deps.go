@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/url"
 
+	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 // Principal is who stands behind a connection, as established before the
@@ -61,43 +63,32 @@ type Admission interface {
 	AcquireRecording() (release func(), err error)
 }
 
-// Event is one session_state or recording_state bound for a webhook.
-type Event struct {
-	// WebhookURL is where it goes; empty means nowhere.
-	WebhookURL string
-	// OrderKey keeps one session's events in order.
-	OrderKey string
-	// Identity is the authenticated subject, added to the webhook body.
-	Identity string
-	Message  rtm.Message
+// Events takes a session's session_state events for its webhook (package
+// webhook's outbox). Publish must not block: it queues the event behind
+// every event published before it and calls delivered (if not nil) once the
+// event is durable, in publish order, so that what a client sees on its
+// connection is already safe for its backend.
+type Events interface {
+	Publish(ev webhook.Event, delivered func())
 }
 
-// Notifier delivers events to webhooks. It must not block: the outbox
-// persists and returns.
-type Notifier interface {
-	Notify(ev Event)
+// Journeys keeps each recording's durable journey (package delivery),
+// which also reports the recording's states. Begin and Finish block on
+// disk: the session calls them off its loop. Paused and Audit never block.
+type Journeys interface {
+	Begin(r delivery.Route, m *recorder.Manifest, announce func(rtm.Message)) error
+	Paused(id string, paused bool, pauses []recorder.PauseSpan, announce func(rtm.Message))
+	Audit(id string, e recorder.AuditEvent)
+	Finish(id string, m *recorder.Manifest, err error) error
 }
 
-// Route is where a recording goes and whom its outcome concerns. It is
-// stored in the recording's manifest so that a restarted server still knows.
-type Route struct {
-	Tenant     string `json:"tenant,omitempty"`
-	SessionID  string `json:"session_id"`
-	ClientID   string `json:"client_id,omitempty"`
-	Identity   string `json:"identity,omitempty"`
-	UploadURL  string `json:"upload_url"`
-	WebhookURL string `json:"webhook_url,omitempty"`
+type nopEvents struct{}
+
+func (nopEvents) Publish(_ webhook.Event, delivered func()) {
+	if delivered != nil {
+		delivered()
+	}
 }
-
-// Delivery takes finished recordings (uploads them) and reports each
-// outcome through Server.RecordingDelivered.
-type Delivery interface {
-	Deliver(m *recorder.Manifest, r Route) error
-}
-
-type nopNotifier struct{}
-
-func (nopNotifier) Notify(Event) {}
 
 type openAdmission struct{}
 

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +14,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 func TestMain(m *testing.M) {
@@ -31,47 +34,112 @@ type harness struct {
 	url    string
 	dir    string
 	events *eventLog
-	done   *deliveries
+	done   *journeys
 }
 
+// eventLog is what the webhook would receive, in order: session states
+// from the session server's Events, recording states from its Journeys.
 type eventLog struct {
 	mu     sync.Mutex
-	events []session.Event
+	events []rtm.Message
 }
 
-func (l *eventLog) Notify(ev session.Event) {
+func (l *eventLog) add(m rtm.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
+	l.events = append(l.events, m)
 }
 
-func (l *eventLog) list() []session.Event {
+// Publish takes a session event (session.Events).
+func (l *eventLog) Publish(ev webhook.Event, delivered func()) {
+	var m rtm.Message
+	if err := json.Unmarshal(ev.Payload, &m); err == nil {
+		l.add(m)
+	}
+	if delivered != nil {
+		delivered()
+	}
+}
+
+func (l *eventLog) list() []rtm.Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]session.Event(nil), l.events...)
+	return append([]rtm.Message(nil), l.events...)
 }
 
-// deliveries keeps finished recordings in the data directory and reports
-// them STOPPED, as a local uploader would.
-type deliveries struct {
-	srv   func() *session.Server
-	mu    sync.Mutex
-	files []*recorder.Manifest
+// journeys keeps finished recordings in the data directory and reports
+// them STOPPED, as a journey with a local uploader would.
+type journeys struct {
+	srv    func() *session.Server
+	events *eventLog
+	mu     sync.Mutex
+	routes map[string]delivery.Route
+	audit  map[string][]recorder.AuditEvent
+	files  []*recorder.Manifest
 }
 
-func (d *deliveries) Deliver(m *recorder.Manifest, r session.Route) error {
+func (d *journeys) state(r delivery.Route, id string, st rtm.RecordingState, m *recorder.Manifest) rtm.Message {
+	data := rtm.RecordingStateData{RecordingID: id, State: st}
+	if m != nil {
+		data.Format = string(m.Format)
+		if st == rtm.RecordingStopped {
+			dur, size := m.DurationMS, m.SizeBytes
+			data.DurationMS, data.SizeBytes = &dur, &size
+		}
+	}
+	msg, _ := rtm.NewMessage(rtm.TypeRecordingState, r.ClientID, r.SessionID, data)
+	d.events.add(msg)
+	return msg
+}
+
+func (d *journeys) Begin(r delivery.Route, m *recorder.Manifest, announce func(rtm.Message)) error {
 	d.mu.Lock()
-	d.files = append(d.files, m)
+	d.routes[m.RecordingID] = r
 	d.mu.Unlock()
-	dur, size := m.DurationMS, m.SizeBytes
-	d.srv().RecordingDelivered(r, rtm.RecordingStateData{RecordingID: m.RecordingID, State: rtm.RecordingStopped, Format: string(m.Format), DurationMS: &dur, SizeBytes: &size})
+	announce(d.state(r, m.RecordingID, rtm.RecordingStarted, m))
 	return nil
 }
 
-func (d *deliveries) list() []*recorder.Manifest {
+func (d *journeys) Paused(id string, paused bool, _ []recorder.PauseSpan, announce func(rtm.Message)) {
+	d.mu.Lock()
+	r := d.routes[id]
+	d.mu.Unlock()
+	st := rtm.RecordingResumed
+	if paused {
+		st = rtm.RecordingPaused
+	}
+	announce(d.state(r, id, st, nil))
+}
+
+func (d *journeys) Audit(id string, e recorder.AuditEvent) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.audit[id] = append(d.audit[id], e)
+}
+
+func (d *journeys) Finish(id string, m *recorder.Manifest, err error) error {
+	d.mu.Lock()
+	r := d.routes[id]
+	d.files = append(d.files, m)
+	d.mu.Unlock()
+	st := rtm.RecordingStopped
+	if err != nil {
+		st = rtm.RecordingFailed
+	}
+	d.srv().Announce(id, d.state(r, id, st, m))
+	return nil
+}
+
+func (d *journeys) list() []*recorder.Manifest {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]*recorder.Manifest(nil), d.files...)
+}
+
+func (d *journeys) visits(id string) []recorder.AuditEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]recorder.AuditEvent(nil), d.audit[id]...)
 }
 
 func newHarness(t *testing.T, mutate func(*session.Config, *session.Deps)) *harness {
@@ -82,9 +150,9 @@ func newHarness(t *testing.T, mutate func(*session.Config, *session.Deps)) *harn
 		t.Fatal(err)
 	}
 	h := &harness{t: t, dir: t.TempDir(), events: &eventLog{}}
-	h.done = &deliveries{srv: func() *session.Server { return h.srv }}
+	h.done = &journeys{srv: func() *session.Server { return h.srv }, events: h.events, routes: map[string]delivery.Route{}, audit: map[string][]recorder.AuditEvent{}}
 	cfg := session.Config{DataDir: h.dir, ConnectTimeout: 5 * time.Second, DisconnectTimeout: time.Second}
-	deps := session.Deps{WebRTC: wrtc, Logger: log, Notifier: h.events, Delivery: h.done}
+	deps := session.Deps{WebRTC: wrtc, Logger: log, Events: h.events, Journeys: h.done}
 	if mutate != nil {
 		mutate(&cfg, &deps)
 	}
@@ -204,9 +272,9 @@ func (h *harness) gone(id string) {
 // webhookStates lists the session_state states sent to the webhook.
 func (h *harness) webhookStates(id string) []string {
 	var out []string
-	for _, ev := range h.events.list() {
-		if ev.Message.SessionID == id && ev.Message.Type == rtm.TypeSessionState {
-			d := testclient.Data[rtm.SessionState](ev.Message)
+	for _, m := range h.events.list() {
+		if m.SessionID == id && m.Type == rtm.TypeSessionState {
+			d := testclient.Data[rtm.SessionState](m)
 			s := string(d.State)
 			if d.TerminationCause != "" {
 				s += "/" + string(d.TerminationCause)

@@ -2,31 +2,44 @@ package session
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 
+	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
 // activeRecording is the session's running recording.
 type activeRecording struct {
-	id      string
-	rec     *recorder.Recording
-	route   Route
-	release func()
+	id       string
+	rec      *recorder.Recording
+	journeys Journeys
+	release  func()
 	// state is the last announced state: STARTED, PAUSED or RESUMED.
 	state rtm.RecordingState
 }
 
-// startRecording handles recording_start on the session loop.
-func (ss *Session) startRecording(d rtm.RecordingStart) error {
-	if ss.rec != nil {
-		return rtm.Errorf(rtm.CodeRecordingActive, "recording %s is running; stop it first", ss.rec.id)
-	}
-	if ss.srv.deps.Delivery == nil {
+// audit keeps a supervisor's visit in the file's manifest and the journey.
+func (a *activeRecording) audit(e recorder.AuditEvent) {
+	a.rec.AddAuditEvent(e)
+	a.journeys.Audit(a.id, e)
+}
+
+// startRecording handles recording_start on the session loop. What needs
+// DNS (the URL checks) or the disk (the file, the journey) happens beside
+// the loop; the client hears STARTED once the journey is durable.
+func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
+	switch {
+	case ss.rec != nil || ss.recStarting:
+		return rtm.Errorf(rtm.CodeRecordingActive, "a recording is running; stop it first")
+	case ss.monitored != nil:
+		return rtm.Errorf(rtm.CodeNotSupported, "a supervisor session cannot record")
+	case !ss.principal.MayRecord():
+		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not record")
+	case ss.srv.deps.Journeys == nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "recording is not configured on this server")
 	}
 	format, err := recorder.ParseFormat(d.Format)
@@ -41,27 +54,20 @@ func (ss *Session) startRecording(d rtm.RecordingStart) error {
 	if err != nil {
 		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
 	}
-	webhook := d.WebhookURL
-	if webhook == "" {
-		webhook = ss.webhook
+	webhookURL := d.WebhookURL
+	if webhookURL == "" {
+		webhookURL = ss.webhook
 	}
-	route := Route{
+	route := delivery.Route{
 		Tenant: ss.principal.Tenant(), SessionID: ss.id, ClientID: ss.clientID,
-		Identity: ss.principal.Identity(), UploadURL: d.UploadURL, WebhookURL: webhook,
+		Identity: ss.principal.Identity(), UploadURL: d.UploadURL, WebhookURL: webhookURL, OrderKey: ss.key,
 	}
-	delivery, err := json.Marshal(route)
-	if err != nil {
-		release()
-		return fmt.Errorf("encode route: %w", err)
-	}
-	id := newID()
-	rec, err := recorder.Start(recorder.Config{
+	cfg := recorder.Config{
 		Dir:         ss.srv.cfg.DataDir,
-		RecordingID: id, SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
+		RecordingID: newID(), SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
 		Format:    format,
 		PauseMode: recorder.PauseMode(d.PauseMode),
 		Tracks:    hints,
-		Delivery:  delivery,
 		RequestKeyframe: func(trackID string) {
 			for _, t := range ss.tracksSnapshot() {
 				if t.info.ID == trackID {
@@ -71,27 +77,60 @@ func (ss *Session) startRecording(d rtm.RecordingStart) error {
 		},
 		Logger:  ss.log,
 		Metrics: ss.srv.deps.RecorderMetrics,
+	}
+	ss.recStarting = true
+	link, journeys := ss.link, ss.srv.deps.Journeys
+	ss.async(func() func() {
+		rec, err := ss.openRecording(cfg, route, d)
+		return func() {
+			ss.recStarting = false
+			if err != nil {
+				release()
+				link.SendError(m, err)
+				return
+			}
+			ss.rec = &activeRecording{id: cfg.RecordingID, rec: rec, journeys: journeys, release: release, state: rtm.RecordingStarted}
+			ss.srv.mu.Lock()
+			ss.srv.waiting[cfg.RecordingID] = link
+			ss.srv.mu.Unlock()
+			ss.srv.metrics.recordings.Inc()
+			// The file lists the tracks already received in the offer's
+			// m-line order, whatever order their first packets came in;
+			// tracks whose first packet comes later are appended as they
+			// arrive.
+			slices.SortFunc(ss.tracks, func(a, b *trackSink) int { return cmp.Compare(a.mline, b.mline) })
+			for _, t := range ss.tracks {
+				ss.attachRecording(t)
+			}
+			ss.auditPresent()
+			ss.setSnapshot()
+		}
 	})
-	if err != nil {
-		release()
-		return fmt.Errorf("start recording: %w", err)
-	}
-	ss.rec = &activeRecording{id: id, rec: rec, route: route, release: release, state: rtm.RecordingStarted}
-	ss.srv.mu.Lock()
-	ss.srv.waiting[id] = ss.conn
-	ss.srv.mu.Unlock()
-	ss.srv.metrics.recordings.Inc()
-	// The file lists the tracks already received in the offer's m-line
-	// order, whatever order their first packets came in; tracks whose first
-	// packet comes later are appended as they arrive.
-	slices.SortFunc(ss.tracks, func(a, b *trackSink) int { return cmp.Compare(a.mline, b.mline) })
-	for _, t := range ss.tracks {
-		ss.attachRecording(t)
-	}
-	ss.auditPresent()
-	ss.setSnapshot()
-	ss.emit(rtm.TypeRecordingState, rtm.RecordingStateData{RecordingID: id, State: rtm.RecordingStarted, Format: string(rec.Format())}, webhook)
 	return nil
+}
+
+// openRecording checks the URLs, creates the file and begins the
+// recording's journey, which queues STARTED. It runs beside the loop.
+func (ss *Session) openRecording(cfg recorder.Config, route delivery.Route, d rtm.RecordingStart) (*recorder.Recording, error) {
+	if err := ss.srv.checkURL(ss.ctx, ss.principal, d.UploadURL, true); err != nil {
+		return nil, err
+	}
+	if d.WebhookURL != "" {
+		if err := ss.srv.checkURL(ss.ctx, ss.principal, d.WebhookURL, false); err != nil {
+			return nil, err
+		}
+	}
+	rec, err := recorder.Start(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start recording: %w", err)
+	}
+	link := ss.link
+	if err := ss.srv.deps.Journeys.Begin(route, rec.Manifest(), link.send); err != nil {
+		// Nobody heard of it: the file goes with it.
+		_, _ = rec.Stop()
+		return nil, errors.Join(err, os.Remove(rec.Path()))
+	}
+	return rec, nil
 }
 
 // trackHints describes the media the session receives or has negotiated,
@@ -145,8 +184,9 @@ func (ss *Session) stopRecording() error {
 }
 
 // finishRecording detaches the recording from the tracks, then finalises
-// the file and hands it to delivery in the background: the session may end
-// at once, the recording's STOPPED/FAILED follows when the upload is decided.
+// the file and hands it to its journey in the background: the session may
+// end at once; the recording's STOPPED or FAILED follows when the upload is
+// decided.
 func (ss *Session) finishRecording() {
 	a := ss.rec
 	if a == nil {
@@ -160,29 +200,15 @@ func (ss *Session) finishRecording() {
 	ss.srv.metrics.recordings.Dec()
 	srv := ss.srv
 	log := ss.log.With("recording_id", a.id)
-	srv.work.Add(1)
-	go func() {
-		defer srv.work.Done()
+	srv.work.Go(func() {
 		m, err := a.rec.Stop()
 		a.release()
-		if err == nil {
-			err = srv.deps.Delivery.Deliver(m, a.route)
+		if err := a.journeys.Finish(a.id, m, err); err != nil {
+			// The journey stays in state recording: the next start repairs
+			// the file and delivers it.
+			log.Error("recording not handed over; it is finished at the next start", "err", err)
 		}
-		if err != nil {
-			log.Error("recording failed", "err", err)
-			srv.RecordingDelivered(a.route, rtm.RecordingStateData{RecordingID: a.id, State: rtm.RecordingFailed, Format: string(a.rec.Format()), Reason: failureReason(err)})
-		}
-	}()
-}
-
-// failureReason is the client-facing reason of a failed recording: it must
-// not leak paths or URLs.
-func failureReason(err error) string {
-	var re *rtm.Error
-	if errors.As(err, &re) {
-		return re.Message
-	}
-	return "the recording could not be finished; it is kept on the server"
+	})
 }
 
 func (ss *Session) pauseRecording(pause bool) error {
@@ -198,20 +224,17 @@ func (ss *Session) pauseRecording(pause bool) error {
 	} else {
 		changed = a.rec.Resume()
 	}
-	data := rtm.RecordingStateData{RecordingID: a.id, Format: string(a.rec.Format())}
 	if !changed {
 		// Nothing changes; answer the current state to this client only.
-		data.State = a.state
-		ss.conn.sendMessage(rtm.TypeRecordingState, ss.clientID, ss.id, data)
+		ss.link.sendMessage(rtm.TypeRecordingState, ss.clientID, ss.id, rtm.RecordingStateData{RecordingID: a.id, Format: string(a.rec.Format()), State: a.state})
 		return nil
 	}
 	a.state = next
-	data.State = next
 	if !pause {
 		for _, t := range ss.tracks {
 			ss.requestKeyframe(t)
 		}
 	}
-	ss.emit(rtm.TypeRecordingState, data, a.route.WebhookURL)
+	a.journeys.Paused(a.id, pause, a.rec.Pauses(), ss.link.send)
 	return nil
 }

@@ -52,21 +52,22 @@ func TestRecordingLifecycle(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("%d recordings delivered", len(files))
 	}
-	m, err := recorder.ReadManifest(files[0].ManifestPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := files[0]
 	if m.State != recorder.StateFinished || len(m.Tracks) != 2 || len(m.Pauses) != 1 {
 		t.Fatalf("manifest state=%s tracks=%d pauses=%d", m.State, len(m.Tracks), len(m.Pauses))
 	}
-	var kinds []string
-	for _, a := range m.Audit {
-		if a.SessionID == "sup" {
-			kinds = append(kinds, a.Kind)
+	// The visit is in the file's manifest and was handed to the journey
+	// as it happened (so a crash would not lose it).
+	for _, audit := range [][]recorder.AuditEvent{m.Audit, h.done.visits(m.RecordingID)} {
+		var kinds []string
+		for _, a := range audit {
+			if a.SessionID == "sup" {
+				kinds = append(kinds, a.Kind)
+			}
 		}
-	}
-	if !slices.Equal(kinds, []string{"supervisor_joined", "supervisor_left"}) {
-		t.Fatalf("audit = %+v", m.Audit)
+		if !slices.Equal(kinds, []string{"supervisor_joined", "supervisor_left"}) {
+			t.Fatalf("audit = %+v", audit)
+		}
 	}
 	for _, tr := range m.Tracks {
 		if tr.PacketsReceived == 0 || tr.FramesWritten == 0 {
@@ -76,8 +77,8 @@ func TestRecordingLifecycle(t *testing.T) {
 	// The webhook saw STARTED, PAUSED, RESUMED, STOPPED in order.
 	var states []string
 	for _, ev := range h.events.list() {
-		if ev.Message.Type == rtm.TypeRecordingState {
-			states = append(states, string(testclient.Data[rtm.RecordingStateData](ev.Message).State))
+		if ev.Type == rtm.TypeRecordingState {
+			states = append(states, string(testclient.Data[rtm.RecordingStateData](ev).State))
 		}
 	}
 	if want := []string{"STARTED", "PAUSED", "RESUMED", "STOPPED"}; !slices.Equal(states, want) {

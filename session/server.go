@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 // Deps are the collaborators of the session server. WebRTC and Logger are
@@ -29,15 +29,16 @@ type Deps struct {
 	WebRTC    *WebRTC
 	Logger    *slog.Logger
 	Metrics   *Metrics
-	Notifier  Notifier
-	Delivery  Delivery
+	Events    Events
+	Journeys  Journeys
 	URLs      URLChecker
 	Admission Admission
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
 }
 
-// Server serves the /rtm WebSocket and owns every session.
+// Server owns every session, whichever front end it came through (see
+// Link), and serves the /rtm WebSocket front end itself.
 type Server struct {
 	cfg      Config
 	deps     Deps
@@ -48,10 +49,10 @@ type Server struct {
 	mu       sync.Mutex
 	draining bool
 	sessions map[string]*Session // by sessionKey(tenant, id)
-	conns    map[*conn]struct{}
-	// waiting routes a recording's outcome to the connection that started
-	// it, for as long as that connection is open.
-	waiting map[string]*conn
+	links    map[*Link]struct{}
+	// waiting routes a recording's outcome to the link that started it,
+	// for as long as that link is open.
+	waiting map[string]*Link
 
 	// work tracks connections and recordings being finalised, so Shutdown
 	// can wait for them.
@@ -70,8 +71,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
-	if deps.Notifier == nil {
-		deps.Notifier = nopNotifier{}
+	if deps.Events == nil {
+		deps.Events = nopEvents{}
 	}
 	if deps.Admission == nil {
 		deps.Admission = openAdmission{}
@@ -82,8 +83,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:      deps.Logger,
 		metrics:  deps.Metrics,
 		sessions: map[string]*Session{},
-		conns:    map[*conn]struct{}{},
-		waiting:  map[string]*conn{},
+		links:    map[*Link]struct{}{},
+		waiting:  map[string]*Link{},
 	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
@@ -110,42 +111,6 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return slices.Contains(s.cfg.AllowedOrigins, u.Scheme+"://"+u.Host)
 }
 
-// ServeHTTP upgrades /rtm to a WebSocket and runs the connection until it
-// closes. Authentication and per-IP limits happen before, in middleware.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	draining := s.draining
-	if !draining {
-		s.work.Add(1)
-	}
-	s.mu.Unlock()
-	if draining {
-		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	defer s.work.Done()
-
-	ws, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader already answered
-	}
-	c := newConn(s, ws, principalFrom(r.Context()))
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	s.metrics.connections.Inc()
-	c.run()
-	s.metrics.connections.Dec()
-	s.mu.Lock()
-	delete(s.conns, c)
-	for id, wc := range s.waiting {
-		if wc == c {
-			delete(s.waiting, id)
-		}
-	}
-	s.mu.Unlock()
-}
-
 // Draining reports whether Shutdown has begun (readiness turns 503).
 func (s *Server) Draining() bool {
 	s.mu.Lock()
@@ -155,7 +120,8 @@ func (s *Server) Draining() bool {
 
 // Shutdown stops taking sessions, ends every session with
 // TERM_BY_SERVER_SHUTDOWN, finishes their recordings and hands them to
-// delivery, closes every WebSocket, and waits for all of it or ctx.
+// their journeys, and closes every connection (even when ctx ends first).
+// It waits for all of it, or ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -165,24 +131,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	var err error
 	for _, ss := range sessions {
 		ss.stop(rtm.CauseServerShutdown)
 	}
+wait:
 	for _, ss := range sessions {
 		select {
 		case <-ss.ended:
 		case <-ctx.Done():
-			return fmt.Errorf("shutdown: sessions still ending: %w", ctx.Err())
+			err = fmt.Errorf("shutdown: sessions still ending: %w", ctx.Err())
+			break wait
+		}
+	}
+	// A session's last messages (its TERMINATED) reach its connection once
+	// they are durable: let everything published so far through first.
+	if err == nil {
+		flushed := make(chan struct{})
+		s.deps.Events.Publish(webhook.Event{}, func() { close(flushed) })
+		select {
+		case <-flushed:
+		case <-ctx.Done():
+			err = fmt.Errorf("shutdown: events still being written: %w", ctx.Err())
 		}
 	}
 	// http.Server.Shutdown does not wait for hijacked connections: close
 	// them here, after their sessions' last messages were queued.
 	s.mu.Lock()
-	for c := range s.conns {
-		c.close(websocket.CloseGoingAway, "server shutting down")
+	for l := range s.links {
+		if c, ok := l.out.(Closer); ok {
+			c.Close()
+		}
 	}
 	s.mu.Unlock()
-
+	if err != nil {
+		return err
+	}
 	done := make(chan struct{})
 	go func() { s.work.Wait(); close(done) }()
 	select {
@@ -192,6 +176,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("shutdown: connections still closing: %w", ctx.Err())
 	}
 }
+
+// urlCheckTimeout bounds the DNS lookup of an upload or webhook URL check.
+const urlCheckTimeout = 5 * time.Second
 
 // sessionKey scopes a session id to its tenant; the length prefix keeps
 // "a/b" + "c" apart from "a" + "b/c".
@@ -271,38 +258,23 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// publish sends one event to the webhook and to a connection (if it is
-// still open). The webhook's durable queue comes first, so whatever a client
-// has seen on its WebSocket is already queued for its backend.
-func (s *Server) publish(c *conn, m rtm.Message, ev Event) {
-	s.deps.Notifier.Notify(ev)
-	if c != nil {
-		if b, err := json.Marshal(m); err == nil {
-			c.send(b)
-		}
-	}
-}
-
-// RecordingDelivered reports a recording's final outcome (STOPPED after the
-// upload's 200, or FAILED) to the connection that started it, if it is still
-// open, and to the webhook. Delivery calls it, also for recordings of an
-// earlier process.
-func (s *Server) RecordingDelivered(r Route, st rtm.RecordingStateData) {
-	m, err := rtm.NewMessage(rtm.TypeRecordingState, r.ClientID, r.SessionID, st)
-	if err != nil {
-		s.log.Error("encode recording state", "recording_id", st.RecordingID, "err", err)
-		return
-	}
+// Announce tells the link that started a recording its final outcome
+// (STOPPED after the upload's 200, or FAILED), if that link is still open.
+// Journeys call it once the outcome is durable, also for recordings of an
+// earlier process (whose links are gone).
+func (s *Server) Announce(recordingID string, m rtm.Message) {
 	s.mu.Lock()
-	c := s.waiting[st.RecordingID]
-	delete(s.waiting, st.RecordingID)
+	l := s.waiting[recordingID]
+	delete(s.waiting, recordingID)
 	s.mu.Unlock()
-	s.publish(c, m, Event{WebhookURL: r.WebhookURL, OrderKey: sessionKey(r.Tenant, r.SessionID), Identity: r.Identity, Message: m})
+	if l != nil {
+		l.send(m)
+	}
 }
 
 // checkURL applies the address guard and the token's prefixes to an upload
 // or webhook URL.
-func (s *Server) checkURL(p Principal, raw string, upload bool) error {
+func (s *Server) checkURL(ctx context.Context, p Principal, raw string, upload bool) error {
 	schemes := []string{"https", "http"}
 	allowed := p.AllowsWebhookURL(raw)
 	what := "webhook_url"
@@ -321,9 +293,9 @@ func (s *Server) checkURL(p Principal, raw string, upload bool) error {
 	if s.deps.URLs == nil {
 		return nil
 	}
-	// The check resolves the host on the connection's reader goroutine:
-	// bound it, so a slow resolver cannot stall the connection.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The check resolves the host (on the session's own goroutine, never
+	// its loop): bound it, so a slow resolver cannot hold the session.
+	ctx, cancel := context.WithTimeout(ctx, urlCheckTimeout)
 	defer cancel()
 	if _, err := s.deps.URLs.CheckURL(ctx, raw, schemes...); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidURL, "%s: %v", what, err)
@@ -331,16 +303,3 @@ func (s *Server) checkURL(p Principal, raw string, upload bool) error {
 	return nil
 }
 
-// SessionLost reports, after a restart, that a session of the earlier
-// process ended with it: its webhook gets the TERMINATED it never received
-// (TERM_BY_ERROR), ahead of its recording's STOPPED/FAILED.
-func (s *Server) SessionLost(r Route) {
-	m, err := rtm.NewMessage(rtm.TypeSessionState, r.ClientID, r.SessionID, rtm.SessionState{
-		State: rtm.StateTerminated, TerminationCause: rtm.CauseError,
-		Reason: "the server stopped unexpectedly; the recording was repaired",
-	})
-	if err != nil {
-		return
-	}
-	s.deps.Notifier.Notify(Event{WebhookURL: r.WebhookURL, OrderKey: sessionKey(r.Tenant, r.SessionID), Identity: r.Identity, Message: m})
-}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,20 +12,24 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
-// commandQueue bounds the requests waiting for one session's loop.
+// commandQueue bounds the client requests waiting for one session's loop.
 const commandQueue = 32
 
-// Session is one RTM session: a receive-only peer connection, its lifecycle
-// and its recording. Everything that changes it runs on its own loop
-// goroutine; other goroutines post to it.
+// Session is one RTM session: a peer connection, its lifecycle and its
+// recording. Everything that changes it runs on its own loop goroutine;
+// other goroutines post to it. The loop never waits for disk, DNS or
+// another session: slow steps run beside it (async) and hold the client's
+// later requests back until they are done, so requests keep their order.
 type Session struct {
 	srv       *Server
-	conn      *conn
+	link      *Link
 	id        string
 	clientID  string
 	key       string
+	instance  string // tells this session from an earlier one with the same id, in event ids
 	principal Principal
 	webhook   string
 	log       *slog.Logger
@@ -33,26 +38,35 @@ type Session struct {
 
 	pc *webrtc.PeerConnection
 
+	ctx    context.Context // ends at teardown: what the session waits for gives up
+	cancel context.CancelFunc
+
 	cmds   chan func()
+	notes  *mailbox
 	stopCh chan rtm.Cause
 	// peerChanged signals that pion's connection state changed; the loop
 	// then reads the current state.
 	peerChanged chan struct{}
-	ended       chan struct{} // closed when the session is fully torn down
-	isOver      atomic.Bool
+	// stepDone carries the end of the async step in flight.
+	stepDone chan func()
+	ended    chan struct{} // closed when the session is fully torn down
+	isOver   atomic.Bool
 
 	// Owned by the loop goroutine.
 	life       lifecycle
+	busy       bool // an async step is in flight: client requests wait
 	cause      rtm.Cause
 	answered   bool
 	inAnswer   map[string]bool // candidates already inside the sent answer
 	candidates int
+	stateSeen  map[rtm.State]int // how often each state was announced, for event ids
 	tracks     []*trackSink
 	// published is a copy of tracks for goroutines other than the loop.
-	published atomic.Pointer[[]*trackSink]
-	rec       *activeRecording
-	wantOffer bool // a server offer is owed once the signaling state is stable
-	release   func()
+	published   atomic.Pointer[[]*trackSink]
+	rec         *activeRecording
+	recStarting bool
+	wantOffer   bool // a server offer is owed once the signaling state is stable
+	release     func()
 	// supervisors monitoring this session; supMu because supervisors join
 	// and leave from their own goroutines.
 	supMu       sync.Mutex
@@ -60,8 +74,8 @@ type Session struct {
 	// forwarders are a supervisor session's sending tracks (loop-owned).
 	forwarders []*forwarder
 
-	// readers are the track and RTCP goroutines; readersMu guards adding to
-	// the group against the teardown's Wait.
+	// readers are the track, RTCP and async goroutines; readersMu guards
+	// adding to the group against the teardown's Wait.
 	readersMu sync.Mutex
 	closing   bool
 	readers   sync.WaitGroup
@@ -71,101 +85,95 @@ type Session struct {
 	snapshot SessionInfo
 }
 
-// startSession handles session_start on the connection's reader goroutine.
-func (c *conn) startSession(m rtm.Message, offer *rtm.SessionDescription, webhookURL string, monitored *Session) error {
-	c.pruneEnded()
-	if len(c.sessions) >= c.srv.cfg.MaxSessionsPerConn {
-		return rtm.Errorf(rtm.CodeServerBusy, "at most %d sessions per connection", c.srv.cfg.MaxSessionsPerConn)
-	}
-	if monitored == nil && !c.principal.MayRecord() {
+// startSession takes session_start (or, with monitored set,
+// supervisor_join_session) on the link's goroutine: it reserves the id and
+// starts the session's goroutine, which does the rest. offer may be nil
+// for a supervisor: the server then makes the offer.
+func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhookURL string, monitored *Session) error {
+	if monitored == nil && !l.principal.MayRecord() {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not start sessions")
-	}
-	if webhookURL != "" {
-		if err := c.srv.checkURL(c.principal, webhookURL, false); err != nil {
-			return err
-		}
 	}
 	id := m.SessionID
 	if id == "" {
 		id = newID()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	ss := &Session{
-		srv:         c.srv,
-		conn:        c,
+		srv:         l.srv,
+		link:        l,
 		id:          id,
 		clientID:    m.ClientID,
-		key:         sessionKey(c.principal.Tenant(), id),
-		principal:   c.principal,
+		key:         sessionKey(l.principal.Tenant(), id),
+		instance:    newID(),
+		principal:   l.principal,
 		webhook:     webhookURL,
 		monitored:   monitored,
+		ctx:         ctx,
+		cancel:      cancel,
 		cmds:        make(chan func(), commandQueue),
+		notes:       newMailbox(),
 		stopCh:      make(chan rtm.Cause, 1),
 		peerChanged: make(chan struct{}, 1),
+		stepDone:    make(chan func(), 1),
 		ended:       make(chan struct{}),
 		inAnswer:    map[string]bool{},
+		stateSeen:   map[rtm.State]int{},
 		supervisors: map[*Session]struct{}{},
+		release:     func() {},
 	}
-	ss.log = c.log.With("session_id", id)
-	if c.principal.Tenant() != "" {
-		ss.log = ss.log.With("tenant", c.principal.Tenant())
+	ss.log = l.log.With("session_id", id)
+	if t := l.principal.Tenant(); t != "" {
+		ss.log = ss.log.With("tenant", t)
 	}
-	release, err := c.srv.deps.Admission.AcquireSession()
+	if err := l.srv.register(ss); err != nil {
+		cancel()
+		return err
+	}
+	if err := l.add(ss); err != nil {
+		l.srv.unregister(ss)
+		cancel()
+		return err
+	}
+	ss.snapshot = SessionInfo{Tenant: l.principal.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
+	go ss.run(m, offer)
+	return nil
+}
+
+// setUp makes the session real: admission, the webhook URL check, the
+// peer connection and the answer (or, for a supervisor without an offer,
+// the server's offer). It runs on the session's goroutine before the loop,
+// so a slow DNS answer holds only this session. An error refuses the
+// request: the session never existed for the client.
+func (ss *Session) setUp(offer *rtm.SessionDescription) error {
+	release, err := ss.srv.deps.Admission.AcquireSession()
 	if err != nil {
 		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
 	}
 	ss.release = release
-	if err := c.srv.register(ss); err != nil {
-		release()
-		return err
-	}
-	started := false
-	defer func() {
-		if !started {
-			if ss.pc != nil {
-				_ = ss.pc.Close()
-			}
-			c.srv.unregister(ss)
-			release()
+	if ss.webhook != "" {
+		if err := ss.srv.checkURL(ss.ctx, ss.principal, ss.webhook, false); err != nil {
+			return err
 		}
-	}()
-	if ss.pc, err = c.srv.deps.WebRTC.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	}
+	if ss.pc, err = ss.srv.deps.WebRTC.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}
-	if monitored != nil {
+	if ss.monitored != nil {
 		if err := ss.attachToMonitored(); err != nil {
 			return err
 		}
 	}
-	if err := ss.applyOffer(offer); err != nil {
-		ss.endSupervision()
-		return err
-	}
-	started = true
-	ss.life.state = rtm.StateConnecting
-	c.sessions[id] = ss
-	ss.setSnapshot()
 	ss.hookPeer()
-	go ss.run()
-	return nil
-}
-
-// applyOffer applies the client's first offer before the session exists,
-// so that an unusable offer is refused without a session to tear down.
-func (ss *Session) applyOffer(offer *rtm.SessionDescription) error {
-	if ss.monitored != nil {
-		// Forwarding tracks were added first and take the offer's m-lines.
-		if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
-			return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
-		}
-		return nil
+	if offer == nil {
+		return ss.offerFirst()
 	}
 	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
 	}
-	if !ss.hasRecordableMedia() {
+	if ss.monitored == nil && !ss.hasRecordableMedia() {
 		return rtm.Errorf(rtm.CodeNotSupported, "the offer has no audio or video in a codec the server can record (Opus, VP8, VP9, H264)")
 	}
-	return nil
+	return ss.answer()
 }
 
 // hookPeer forwards pion's callbacks to the loop. pion runs each state
@@ -179,23 +187,11 @@ func (ss *Session) hookPeer() {
 		}
 	})
 	ss.pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		ss.post(func() { ss.sendCandidate(cand) })
+		ss.notes.post(func() { ss.sendCandidate(cand) })
 	})
 	ss.pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		ss.post(func() { ss.addTrack(t, r) })
+		ss.notes.post(func() { ss.addTrack(t, r) })
 	})
-}
-
-// post runs f on the session loop; it drops f when the session has ended.
-// Callers from pion goroutines must not block for long: the queue is
-// bounded and the loop is fast.
-func (ss *Session) post(f func()) bool {
-	select {
-	case ss.cmds <- f:
-		return true
-	case <-ss.ended:
-		return false
-	}
 }
 
 // stop ends the session with cause (the first cause wins).
@@ -208,8 +204,9 @@ func (ss *Session) stop(cause rtm.Cause) {
 
 func (ss *Session) isEnded() bool { return ss.isOver.Load() }
 
-// handle routes a client message to the session loop and waits for its
-// answer, so errors come back in order on the connection.
+// handle queues a client request for the session's loop, which answers
+// it (errors included) in order. Decoding happens here, so a malformed
+// request is answered at once.
 func (ss *Session) handle(m rtm.Message) error {
 	var h func() error
 	switch m.Type {
@@ -233,21 +230,7 @@ func (ss *Session) handle(m rtm.Message) error {
 		if err := rtm.DecodeData(m, &d); err != nil {
 			return err
 		}
-		if ss.monitored != nil {
-			return rtm.Errorf(rtm.CodeNotSupported, "a supervisor session cannot record")
-		}
-		if !ss.principal.MayRecord() {
-			return rtm.Errorf(rtm.CodeUnauthorized, "this token may not record")
-		}
-		if err := ss.srv.checkURL(ss.principal, d.UploadURL, true); err != nil {
-			return err
-		}
-		if d.WebhookURL != "" {
-			if err := ss.srv.checkURL(ss.principal, d.WebhookURL, false); err != nil {
-				return err
-			}
-		}
-		h = func() error { return ss.startRecording(d) }
+		h = func() error { return ss.startRecording(m, d) }
 	case rtm.TypeRecordingStop:
 		h = ss.stopRecording
 	case rtm.TypeRecordingPause:
@@ -257,30 +240,37 @@ func (ss *Session) handle(m rtm.Message) error {
 	default:
 		return rtm.Errorf(rtm.CodeUnknownType, "unknown message type %q", string(m.Type))
 	}
-	res := make(chan error, 1)
 	select {
-	case ss.cmds <- func() { res <- h() }:
-	case <-ss.ended:
-		return rtm.Errorf(rtm.CodeSessionNotFound, "session %q has ended", ss.id)
+	case ss.cmds <- func() {
+		if err := h(); err != nil {
+			ss.link.SendError(m, err)
+		}
+	}:
+		return nil
 	default:
 		return rtm.Errorf(rtm.CodeServerBusy, "session %q is busy; slow down", ss.id)
 	}
-	select {
-	case err := <-res:
-		return err
-	case <-ss.ended:
-		return nil
-	}
 }
 
-// run is the session loop: it owns the lifecycle and the peer connection.
-func (ss *Session) run() {
+// async runs work beside the loop; the loop takes no client request until
+// the function work returns has run on the loop. Only one step is in
+// flight at a time. If the session ends first, the teardown runs it.
+func (ss *Session) async(work func() (then func())) {
+	ss.busy = true
+	ss.goReader(func() {
+		ss.stepDone <- work()
+	})
+}
+
+// run sets the session up, then is its loop: it owns the lifecycle and the
+// peer connection.
+func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
 	defer ss.teardown()
-	if err := ss.answer(); err != nil {
-		ss.log.Error("answer offer", "err", err)
-		ss.transition(ss.life.terminate(rtm.CauseError), "could not answer the offer")
+	if err := ss.setUp(offer); err != nil {
+		ss.link.SendError(req, err)
 		return
 	}
+	ss.life.state = rtm.StateConnecting
 	ss.transition(transition{to: rtm.StateConnecting}, "")
 	ss.afterStart()
 
@@ -293,9 +283,20 @@ func (ss *Session) run() {
 		maxDuration = t.C
 	}
 	for ss.life.state != rtm.StateTerminated {
+		var cmds <-chan func()
+		if !ss.busy {
+			cmds = ss.cmds
+		}
 		select {
-		case f := <-ss.cmds:
+		case f := <-cmds:
 			f()
+		case then := <-ss.stepDone:
+			ss.busy = false
+			then()
+		case <-ss.notes.ready:
+			for _, f := range ss.notes.take() {
+				f()
+			}
 		case <-ss.peerChanged:
 			tr := ss.life.onPeerState(ss.pc.ConnectionState())
 			switch tr.to {
@@ -315,7 +316,7 @@ func (ss *Session) run() {
 	}
 }
 
-// transition announces a state change on the WebSocket and the webhook.
+// transition announces a state change on the connection and the webhook.
 func (ss *Session) transition(tr transition, reason string) {
 	if tr.to == "" {
 		return
@@ -323,47 +324,107 @@ func (ss *Session) transition(tr transition, reason string) {
 	if tr.to == rtm.StateTerminated {
 		ss.cause = tr.cause
 		ss.srv.metrics.terminations.WithLabelValues(string(tr.cause)).Inc()
+		ss.log.Info("session ended", "cause", tr.cause, "supervisor", ss.monitored != nil)
+	} else {
+		ss.log.Debug("session state", "state", tr.to)
 	}
-	ss.log.Info("session state", "state", tr.to, "cause", tr.cause)
 	ss.setSnapshot()
-	ss.emit(rtm.TypeSessionState, rtm.SessionState{State: tr.to, TerminationCause: tr.cause, Reason: reason}, ss.webhook)
+	ss.emitState(rtm.SessionState{State: tr.to, TerminationCause: tr.cause, Reason: reason})
 }
 
-// emit sends a server event to the client (while connected) and the webhook.
-func (ss *Session) emit(t rtm.Type, data any, webhookURL string) {
-	m, err := rtm.NewMessage(t, ss.clientID, ss.id, data)
+// emitState sends a session_state to the webhook and, once it is durable,
+// to the client. The first one (CONNECTING) leaves a TERMINATED with
+// TERM_BY_ERROR behind in the outbox, sent instead should the server die
+// before the session's own TERMINATED.
+func (ss *Session) emitState(st rtm.SessionState) {
+	m, err := rtm.NewMessage(rtm.TypeSessionState, ss.clientID, ss.id, st)
 	if err != nil {
-		ss.log.Error("encode event", "type", t, "err", err)
+		ss.log.Error("encode event", "err", err)
 		return
 	}
-	ss.srv.publish(ss.conn, m, Event{WebhookURL: webhookURL, OrderKey: ss.key, Identity: ss.principal.Identity(), Message: m})
+	ss.stateSeen[st.State]++
+	ev, err := ss.webhookEvent(m, string(st.State), ss.stateSeen[st.State])
+	if err != nil {
+		ss.log.Error("encode webhook", "err", err)
+		return
+	}
+	if st.State == rtm.StateConnecting && ss.stateSeen[st.State] == 1 && ss.webhook != "" {
+		crash, err := rtm.NewMessage(rtm.TypeSessionState, ss.clientID, ss.id, rtm.SessionState{
+			State: rtm.StateTerminated, TerminationCause: rtm.CauseError,
+			Reason: "the server stopped unexpectedly; a recording of the session is finished after its restart",
+		})
+		if err == nil {
+			if fb, err := ss.webhookEvent(crash, string(rtm.StateTerminated), 1); err == nil {
+				ev.Fallback = &fb
+			}
+		}
+	}
+	link := ss.link
+	ss.srv.deps.Events.Publish(ev, func() { link.send(m) })
 }
 
-// answer answers the applied offer, with the candidates gathered so far;
-// later ones trickle.
+// webhookEvent is the webhook event of the session's n-th message of kind
+// what: its id depends only on the session instance, what and n.
+func (ss *Session) webhookEvent(m rtm.Message, what string, n int) (webhook.Event, error) {
+	payload, err := rtm.WebhookPayload(m, ss.principal.Identity())
+	if err != nil {
+		return webhook.Event{}, err
+	}
+	return webhook.Event{
+		ID:  webhook.EventID("session", ss.instance, what, fmt.Sprint(n)),
+		Key: ss.key, URL: ss.webhook, Payload: payload,
+	}, nil
+}
+
+// answer answers the applied offer, with the candidates gathered by then;
+// later ones trickle (unless the link wants complete gathering).
 func (ss *Session) answer() error {
 	ans, err := ss.pc.CreateAnswer(nil)
 	if err != nil {
 		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot answer offer: %s", sdpProblem(err))
 	}
+	if err := ss.setLocal(ans); err != nil {
+		return err
+	}
+	ss.link.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "answer", SDP: ss.pc.LocalDescription().SDP}})
+	return nil
+}
+
+// offerFirst makes the server's offer to a supervisor who sent none (the
+// forwarding tracks are already added); the client answers with
+// sdp_update.
+func (ss *Session) offerFirst() error {
+	o, err := ss.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("create offer: %w", err)
+	}
+	if err := ss.setLocal(o); err != nil {
+		return err
+	}
+	ss.link.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "offer", SDP: ss.pc.LocalDescription().SDP}})
+	return nil
+}
+
+// setLocal applies the session's first local description and waits,
+// bounded, for the server's candidates to be in it, so that a client that
+// does not trickle connects from the description alone.
+func (ss *Session) setLocal(d webrtc.SessionDescription) error {
 	gathered := webrtc.GatheringCompletePromise(ss.pc)
-	if err := ss.pc.SetLocalDescription(ans); err != nil {
+	if err := ss.pc.SetLocalDescription(d); err != nil {
 		return fmt.Errorf("set local description: %w", err)
 	}
-	// Host candidates take milliseconds; waiting briefly lets a client that
-	// does not trickle connect from the answer alone, without holding the
-	// answer hostage to a slow STUN server.
+	t := time.NewTimer(ss.link.gatherWait())
+	defer t.Stop()
 	select {
 	case <-gathered:
-	case <-time.After(150 * time.Millisecond):
+	case <-t.C:
+	case <-ss.ctx.Done():
 	}
-	local := ss.pc.LocalDescription()
-	for _, line := range strings.Split(local.SDP, "\n") {
+	for _, line := range strings.Split(ss.pc.LocalDescription().SDP, "\n") {
 		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "a="); ok && strings.HasPrefix(c, "candidate:") {
 			ss.inAnswer[c] = true
 		}
 	}
-	ss.conn.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "answer", SDP: local.SDP}})
 	ss.answered = true
 	return nil
 }
@@ -375,28 +436,28 @@ func (ss *Session) hasRecordableMedia() bool {
 			continue
 		}
 		if d := tr.Direction(); d == webrtc.RTPTransceiverDirectionRecvonly || d == webrtc.RTPTransceiverDirectionSendrecv {
-			if ss.monitored != nil || len(tr.Receiver().GetParameters().Codecs) > 0 {
+			if len(tr.Receiver().GetParameters().Codecs) > 0 {
 				return true
 			}
 		}
 	}
-	return ss.monitored != nil
+	return false
 }
 
 func (ss *Session) sendCandidate(c *webrtc.ICECandidate) {
-	if !ss.answered && c != nil {
-		// It will be in the answer's SDP.
+	if ss.link.opts.CompleteGathering || !ss.answered && c != nil {
+		// It is (or will be) in the description's SDP.
 		return
 	}
 	if c == nil {
-		ss.conn.sendMessage(rtm.TypeCandidate, ss.clientID, ss.id, rtm.CandidateData{Candidate: &rtm.ICECandidate{Candidate: ""}})
+		ss.link.sendMessage(rtm.TypeCandidate, ss.clientID, ss.id, rtm.CandidateData{Candidate: &rtm.ICECandidate{Candidate: ""}})
 		return
 	}
 	init := c.ToJSON()
 	if ss.inAnswer[init.Candidate] {
 		return
 	}
-	ss.conn.sendMessage(rtm.TypeCandidate, ss.clientID, ss.id, rtm.CandidateData{Candidate: &rtm.ICECandidate{
+	ss.link.sendMessage(rtm.TypeCandidate, ss.clientID, ss.id, rtm.CandidateData{Candidate: &rtm.ICECandidate{
 		Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
 	}})
 }
@@ -440,7 +501,7 @@ func (ss *Session) onSDPUpdate(d *rtm.SessionDescription) error {
 		if err := ss.pc.SetLocalDescription(ans); err != nil {
 			return fmt.Errorf("set local description: %w", err)
 		}
-		ss.conn.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "answer", SDP: ss.pc.LocalDescription().SDP}})
+		ss.link.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "answer", SDP: ss.pc.LocalDescription().SDP}})
 		ss.afterRenegotiation()
 		return nil
 	case "answer":
@@ -473,7 +534,7 @@ func (ss *Session) offer() {
 		ss.log.Error("set local offer", "err", err)
 		return
 	}
-	ss.conn.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "offer", SDP: ss.pc.LocalDescription().SDP}})
+	ss.link.sendMessage(rtm.TypeSDPUpdate, ss.clientID, ss.id, rtm.SDPUpdate{SDP: &rtm.SessionDescription{Type: "offer", SDP: ss.pc.LocalDescription().SDP}})
 }
 
 func (ss *Session) afterRenegotiation() {
@@ -482,24 +543,37 @@ func (ss *Session) afterRenegotiation() {
 	}
 }
 
-// teardown runs when the loop ends: the recording is finished and handed to
-// delivery, the peer connection closed, the readers waited for.
+// teardown runs when the loop ends (or the set-up failed): the step in
+// flight is finished, the recording is finished and handed to its journey,
+// the peer connection closed, the readers waited for, and the client's
+// requests still queued are answered.
 func (ss *Session) teardown() {
 	ss.isOver.Store(true)
+	ss.cancel()
 	ss.srv.unregister(ss)
+	ss.notes.close()
+	if ss.busy {
+		ss.busy = false
+		(<-ss.stepDone)()
+	}
 	ss.finishRecording()
 	ss.endSupervision()
 
 	ss.readersMu.Lock()
 	ss.closing = true
 	ss.readersMu.Unlock()
-	if err := ss.pc.Close(); err != nil {
-		ss.log.Warn("close peer connection", "err", err)
+	if ss.pc != nil {
+		if err := ss.pc.Close(); err != nil {
+			ss.log.Warn("close peer connection", "err", err)
+		}
 	}
 	ss.readers.Wait()
 	ss.release()
+	ss.setSnapshot()
+	ss.link.remove(ss)
 	close(ss.ended)
-	// Drain what pion posted while we were closing, so nothing waits on us.
+	// Requests still queued are dropped: the client heard TERMINATED, or
+	// the error that refused the session.
 	for {
 		select {
 		case <-ss.cmds:
@@ -538,7 +612,7 @@ func (ss *Session) setSnapshot() {
 	ss.snapshot = info
 	ss.snapMu.Unlock()
 	if prev != info.State {
-		if prev != "" {
+		if prev != "" && prev != string(rtm.StateTerminated) {
 			ss.srv.metrics.sessions.WithLabelValues(prev).Dec()
 		}
 		if info.State != "" && info.State != string(rtm.StateTerminated) {

@@ -163,25 +163,26 @@ func (t *trackSink) removeForwarders(sup *Session) {
 	t.fwd.Store(&list)
 }
 
-// joinSession handles supervisor_join_session on the reader goroutine.
-func (c *conn) joinSession(m rtm.Message, d rtm.SupervisorJoin) error {
-	if !c.principal.MaySupervise(d.SessionIDToMonitor) {
+// joinSession takes supervisor_join_session on the link's goroutine.
+func (l *Link) joinSession(m rtm.Message, d rtm.SupervisorJoin) error {
+	if !l.principal.MaySupervise(d.SessionIDToMonitor) {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not supervise session %q", d.SessionIDToMonitor)
 	}
-	target := c.srv.lookup(c.principal.Tenant(), d.SessionIDToMonitor)
+	target := l.srv.lookup(l.principal.Tenant(), d.SessionIDToMonitor)
 	if target == nil || target.isEnded() {
 		return rtm.Errorf(rtm.CodeSessionNotFound, "no session %q to monitor", d.SessionIDToMonitor)
 	}
 	if target.monitored != nil {
 		return rtm.Errorf(rtm.CodeNotSupported, "session %q is a supervisor session and cannot be monitored", d.SessionIDToMonitor)
 	}
-	return c.startSession(m, d.SDP, d.WebhookURL, target)
+	return l.startSession(m, d.SDP, d.WebhookURL, target)
 }
 
 // attachToMonitored adds a forwarding track for every track of the
 // monitored session before the answer is created, so the supervisor's
-// recvonly m-lines are answered sendonly with them. Runs on the supervisor's
-// reader goroutine before its loop starts.
+// recvonly m-lines are answered sendonly with them (or offered, when the
+// supervisor sent no offer). Runs on the supervisor's goroutine before its
+// loop starts.
 func (ss *Session) attachToMonitored() error {
 	target := ss.monitored
 	target.supMu.Lock()
@@ -194,7 +195,7 @@ func (ss *Session) attachToMonitored() error {
 	for _, t := range target.tracksSnapshot() {
 		ss.forwardTrack(t)
 	}
-	target.post(func() { target.audit("supervisor_joined", ss) })
+	target.notes.post(func() { target.audit("supervisor_joined", ss) })
 	return nil
 }
 
@@ -257,7 +258,7 @@ func (ss *Session) addTrackToSupervisors(t *trackSink) {
 	}
 	ss.supMu.Unlock()
 	for _, sup := range sups {
-		sup.post(func() {
+		sup.notes.post(func() {
 			sup.forwardTrack(t)
 			sup.offer()
 		})
@@ -287,24 +288,29 @@ func (ss *Session) endSupervision() {
 	for _, f := range ss.forwarders {
 		close(f.done)
 	}
-	target.post(func() { target.audit("supervisor_left", ss) })
+	target.notes.post(func() { target.audit("supervisor_left", ss) })
 }
 
-// audit notes a supervisor's visit in the running recording's manifest
-// (contact centers must be able to show who listened). Runs on the loop.
+// audit notes a supervisor's visit in the running recording's manifest and
+// its durable journey (contact centers must be able to show who listened,
+// even after a crash). Runs on the loop.
 func (ss *Session) audit(kind string, sup *Session) {
 	if ss.rec == nil {
 		return
 	}
-	ss.rec.rec.AddAuditEvent(recorder.AuditEvent{Time: time.Now().UTC(), Kind: kind, SessionID: sup.id, Identity: sup.principal.Identity()})
+	ss.rec.audit(recorder.AuditEvent{Time: time.Now().UTC(), Kind: kind, SessionID: sup.id, Identity: sup.principal.Identity()})
 }
 
 // auditPresent lists the supervisors already listening when a recording
 // starts. Runs on the loop.
 func (ss *Session) auditPresent() {
 	ss.supMu.Lock()
-	defer ss.supMu.Unlock()
+	sups := make([]*Session, 0, len(ss.supervisors))
 	for sup := range ss.supervisors {
-		ss.rec.rec.AddAuditEvent(recorder.AuditEvent{Time: time.Now().UTC(), Kind: "supervisor_present", SessionID: sup.id, Identity: sup.principal.Identity()})
+		sups = append(sups, sup)
+	}
+	ss.supMu.Unlock()
+	for _, sup := range sups {
+		ss.audit("supervisor_present", sup)
 	}
 }

@@ -11,14 +11,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
-// BenchmarkUploadHTTP measures the throughput of the whole path (job file
-// fsync, streamed PUT from disk, result) to a local target, one 64 MiB
-// file per iteration.
+// BenchmarkUploadHTTP measures the throughput of an attempt (streamed PUT
+// from disk, outcome) to a local target, one 64 MiB file per iteration.
 func BenchmarkUploadHTTP(b *testing.B) {
 	const size = 64 << 20
 	file, _ := writeFile(b, b.TempDir(), size)
@@ -51,8 +49,8 @@ func BenchmarkUploadPeakRSS(b *testing.B) {
 	b.ReportMetric(peakRSSMB(b), "peakRSS_MB")
 }
 
-// benchUploads uploads file once per iteration to a local target through a
-// real queue and checks every byte arrived.
+// benchUploads uploads file once per iteration to a local target and
+// checks every byte arrived.
 func benchUploads(b *testing.B, file string, size int64) {
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,30 +58,17 @@ func benchUploads(b *testing.B, file string, size int64) {
 		got.Add(n)
 	}))
 	defer srv.Close()
-	results := make(chan Result, 1)
-	q, err := New(Config{
-		Dir:       b.TempDir(),
-		Guard:     netguard.New(netguard.Config{AllowPrivate: true}),
-		Retention: time.Hour, // every iteration uploads the same file
-		OnResult:  func(r Result) { results <- r },
-	})
+	u, err := New(Config{Guard: netguard.New(netguard.Config{AllowPrivate: true})})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- q.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
+	defer u.CloseIdle()
 	b.SetBytes(size)
 	i := 0
 	for b.Loop() {
 		i++
-		if err := q.Enqueue(Job{ID: strconv.Itoa(i), File: file, URL: srv.URL + "/x?sig=1"}); err != nil {
-			b.Fatal(err)
-		}
-		if r := <-results; !r.OK {
-			b.Fatalf("upload failed: %+v", r)
+		if out := u.Put(context.Background(), Job{File: file, URL: srv.URL + "/x?sig=1"}); !out.OK {
+			b.Fatalf("upload failed: %+v", out)
 		}
 	}
 	if got.Load() != int64(i)*size {

@@ -163,97 +163,29 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// harness is a queue under test with its results and logs.
-type harness struct {
-	q       *Queue
-	cfg     Config
-	results chan Result
-	logs    *logBuffer
-	cancel  context.CancelFunc
-	done    chan error
-}
-
-// testConfig returns a config with small durations so retries take
-// milliseconds.
-func testConfig(t testing.TB, dir string) Config {
-	return Config{
-		Dir:            dir,
+// testUploader returns an uploader with a short idle timeout, logging
+// into logs.
+func testUploader(t testing.TB, mutate func(*Config)) (*Uploader, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	cfg := Config{
 		Guard:          netguard.New(netguard.Config{AllowPrivate: true}),
-		MaxAttempts:    5,
-		BaseBackoff:    5 * time.Millisecond,
-		MaxBackoff:     50 * time.Millisecond,
-		RequestTimeout: 2 * time.Second,
-		Workers:        2,
+		RequestTimeout: 300 * time.Millisecond,
+		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-}
-
-// start creates a queue from cfg and runs it until the test ends.
-func start(t *testing.T, cfg Config) *harness {
-	t.Helper()
-	h := &harness{results: make(chan Result, 100), logs: &logBuffer{}, done: make(chan error, 1)}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if mutate != nil {
+		mutate(&cfg)
 	}
-	if cfg.OnResult == nil {
-		cfg.OnResult = func(r Result) { h.results <- r }
-	}
-	q, err := New(cfg)
+	u, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.q, h.cfg = q, cfg
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- q.Run(ctx) }()
-	t.Cleanup(h.stop)
-	return h
+	t.Cleanup(u.CloseIdle)
+	return u, logs
 }
 
-// stop cancels Run and waits for it to return.
-func (h *harness) stop() {
-	h.cancel()
-	if h.done != nil {
-		<-h.done
-		h.done = nil
-	}
-}
-
-func (h *harness) result(t *testing.T) Result {
-	t.Helper()
-	select {
-	case r := <-h.results:
-		return r
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-		return Result{}
-	}
-}
-
-func (h *harness) noResult(t *testing.T, d time.Duration) {
-	t.Helper()
-	select {
-	case r := <-h.results:
-		t.Fatalf("unexpected result %+v", r)
-	case <-time.After(d):
-	}
-}
-
-func readRecord(t *testing.T, dir, id string) *record {
-	t.Helper()
-	recs, _, err := store{dir: dir}.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if r.Job.ID == id {
-			return r
-		}
-	}
-	t.Fatalf("no record for %s", id)
-	return nil
-}
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+func put(u *Uploader, job Job) Outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return u.Put(ctx, job)
 }

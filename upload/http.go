@@ -2,10 +2,13 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,15 +23,15 @@ const maxDrain = 64 << 10
 // putHTTP makes one HTTP PUT of the job's file to its URL (contract §4).
 // The body streams from disk, so memory stays constant for any file size;
 // GetBody reopens the file so a 307/308 redirect can resend it.
-func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
-	f, err := os.Open(r.Job.File)
+func (u *Uploader) putHTTP(ctx context.Context, job Job) Outcome {
+	f, err := os.Open(job.File)
 	if err != nil {
-		return outcome{reason: fmt.Sprintf("open file: %v", err)}
+		return fileProblem(err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return outcome{reason: fmt.Sprintf("stat file: %v", err)}
+		return fileProblem(err)
 	}
 	size := fi.Size()
 
@@ -36,31 +39,31 @@ func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
 	// answer comes for RequestTimeout; every read of the body re-arms it.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	errIdle := fmt.Errorf("no progress for %s", q.cfg.RequestTimeout)
-	idle := time.AfterFunc(q.cfg.RequestTimeout, func() { cancel(errIdle) })
+	errIdle := fmt.Errorf("no progress for %s", u.cfg.RequestTimeout)
+	idle := time.AfterFunc(u.cfg.RequestTimeout, func() { cancel(errIdle) })
 	defer idle.Stop()
 	// Each body counts its own bytes: after a 307/308 the transport may
 	// still be writing the first body while the second one starts, and only
 	// the body the final answer is about decides whether all was sent.
 	var total atomic.Int64
 	var last atomic.Pointer[atomic.Int64]
-	defer func() { q.m.bytes.Add(float64(total.Load())) }()
+	defer func() { u.m.bytes.Add(float64(total.Load())) }()
 	wrap := func(f *os.File) io.ReadCloser {
 		n := new(atomic.Int64)
 		last.Store(n)
-		return &progressReader{f: f, idle: idle, timeout: q.cfg.RequestTimeout, n: n, total: &total}
+		return &progressReader{f: f, idle: idle, timeout: u.cfg.RequestTimeout, n: n, total: &total}
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.Job.URL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, job.URL, nil)
 	if err != nil {
 		f.Close()
-		return outcome{reason: "bad URL"}
+		return Outcome{Reason: "malformed upload URL"}
 	}
 	req.ContentLength = size
 	if size > 0 {
 		req.Body = wrap(f)
 		req.GetBody = func() (io.ReadCloser, error) {
-			f, err := os.Open(r.Job.File)
+			f, err := os.Open(job.File)
 			if err != nil {
 				return nil, err
 			}
@@ -72,26 +75,34 @@ func (q *Queue) putHTTP(ctx context.Context, r *record) outcome {
 		req.Body = http.NoBody
 		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	}
-	if r.Job.ContentType != "" {
-		req.Header.Set("Content-Type", r.Job.ContentType)
+	if job.ContentType != "" {
+		req.Header.Set("Content-Type", job.ContentType)
 	}
 
-	resp, err := q.http.Do(req)
+	resp, err := u.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && context.Cause(ctx) == errIdle {
-			return outcome{retry: true, reason: "timeout: " + errIdle.Error()}
+			return Outcome{Retry: true, Reason: "timed out: " + errIdle.Error()}
 		}
-		err = netguard.ScrubError(err)
-		return outcome{retry: !netguard.IsRefused(err), reason: err.Error()}
+		return Outcome{Retry: !netguard.IsRefused(err), Reason: netguard.Explain(err)}
 	}
-	idle.Reset(q.cfg.RequestTimeout)
+	idle.Reset(u.cfg.RequestTimeout)
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 	resp.Body.Close()
 	var sent int64
 	if n := last.Load(); n != nil {
 		sent = n.Load()
 	}
-	return classify(resp, size, sent, q.cfg.AcceptAny2xx)
+	return classify(resp, size, sent, u.cfg.AcceptAny2xx)
+}
+
+// fileProblem is the outcome of a recording file that cannot be read: the
+// recording is gone from the data directory, which no retry will mend.
+func fileProblem(err error) Outcome {
+	if errors.Is(err, fs.ErrNotExist) {
+		return Outcome{Reason: "the recording file is missing from the data directory"}
+	}
+	return Outcome{Retry: true, Reason: "the recording file cannot be read"}
 }
 
 func isSuccess(status int, any2xx bool) bool {
@@ -102,23 +113,23 @@ func isSuccess(status int, any2xx bool) bool {
 // if allowed); 408, 429 and 5xx are worth retrying (honouring Retry-After);
 // every other status, an unfollowed redirect included, is the target
 // refusing this upload and fails at once.
-func classify(resp *http.Response, size, sent int64, any2xx bool) outcome {
+func classify(resp *http.Response, size, sent int64, any2xx bool) Outcome {
 	st := resp.StatusCode
-	reason := fmt.Sprintf("upload target answered %d %s", st, http.StatusText(st))
+	reason := strings.TrimSpace(fmt.Sprintf("HTTP %d %s", st, http.StatusText(st)))
 	switch {
 	case isSuccess(st, any2xx) && sent == size:
-		return outcome{ok: true, status: st, size: size}
+		return Outcome{OK: true, Status: st, Size: size}
 	case isSuccess(st, any2xx):
 		// The target answered before taking the whole body: a success that
 		// would leave a truncated file behind.
-		return outcome{retry: true, status: st,
-			reason: fmt.Sprintf("answered %d after %d of %d bytes", st, sent, size)}
+		return Outcome{Retry: true, Status: st,
+			Reason: fmt.Sprintf("HTTP %d after %d of %d bytes", st, sent, size)}
 	case st == http.StatusRequestTimeout || st == http.StatusTooManyRequests || st >= 500:
-		return outcome{retry: true, status: st, reason: reason, retryAfter: backoff.RetryAfter(resp.Header, time.Now())}
+		return Outcome{Retry: true, Status: st, Reason: reason, RetryAfter: backoff.RetryAfter(resp.Header, time.Now())}
 	case st >= 300 && st < 400:
-		return outcome{status: st, reason: reason + " (redirect not followed)"}
+		return Outcome{Status: st, Reason: reason + " (redirect not followed)"}
 	default:
-		return outcome{status: st, reason: reason}
+		return Outcome{Status: st, Reason: reason}
 	}
 }
 

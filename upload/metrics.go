@@ -8,22 +8,16 @@ import (
 	"github.com/rtmrec/rtmrec/internal/promreg"
 )
 
-// metrics are the queue's Prometheus collectors. Labels never carry URLs.
+// metrics are the uploader's Prometheus collectors. Labels never carry URLs.
 type metrics struct {
-	results  *prometheus.CounterVec // result: success | failure
 	attempts *prometheus.CounterVec // outcome: success | retry | failure
 	bytes    prometheus.Counter
 	inFlight prometheus.Gauge
-	pending  prometheus.Gauge
 	duration *prometheus.HistogramVec // per attempt, by outcome
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rtmrec_upload_results_total",
-			Help: "Upload jobs decided, by result (success, failure).",
-		}, []string{"result"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rtmrec_upload_attempts_total",
 			Help: "Upload attempts, by outcome (success, retry, failure).",
@@ -36,10 +30,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rtmrec_upload_in_flight",
 			Help: "Upload attempts in progress.",
 		}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rtmrec_upload_pending",
-			Help: "Upload jobs waiting for an attempt or a retry.",
-		}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rtmrec_upload_attempt_duration_seconds",
 			Help:    "Duration of upload attempts, by outcome.",
@@ -49,13 +39,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs [6]error
-	m.results, errs[0] = promreg.Register(reg, m.results)
-	m.attempts, errs[1] = promreg.Register(reg, m.attempts)
-	m.bytes, errs[2] = promreg.Register(reg, m.bytes)
-	m.inFlight, errs[3] = promreg.Register(reg, m.inFlight)
-	m.pending, errs[4] = promreg.Register(reg, m.pending)
-	m.duration, errs[5] = promreg.Register(reg, m.duration)
+	var errs [4]error
+	m.attempts, errs[0] = promreg.Register(reg, m.attempts)
+	m.bytes, errs[1] = promreg.Register(reg, m.bytes)
+	m.inFlight, errs[2] = promreg.Register(reg, m.inFlight)
+	m.duration, errs[3] = promreg.Register(reg, m.duration)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("upload: register metrics: %w", err)
 	}

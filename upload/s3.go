@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
 // S3Config configures uploads to s3://bucket/key URLs. Credentials come
@@ -112,25 +114,26 @@ func (c *s3Client) closeIdle() {
 // putS3 uploads the job's file to s3://bucket/key, in parts when it is
 // larger than PartSize. An *os.File is an io.ReaderAt, so the uploader
 // reads parts straight from disk instead of buffering them.
-func (q *Queue) putS3(ctx context.Context, r *record) outcome {
-	u, err := url.Parse(r.Job.URL)
-	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-		return outcome{reason: "malformed s3 URL, want s3://bucket/key"}
+func (u *Uploader) putS3(ctx context.Context, job Job) Outcome {
+	pu, err := url.Parse(job.URL)
+	if err != nil || pu.Host == "" || strings.Trim(pu.Path, "/") == "" {
+		return Outcome{Reason: "malformed s3 URL, want s3://bucket/key"}
 	}
-	bucket, key := u.Host, strings.TrimPrefix(u.Path, "/")
-	up, err := q.s3.uploader(ctx, q.cfg.RequestTimeout)
+	bucket, key := pu.Host, strings.TrimPrefix(pu.Path, "/")
+	up, err := u.s3.uploader(ctx, u.cfg.RequestTimeout)
 	if err != nil {
 		// Missing configuration may be fixed by the operator; retry.
-		return outcome{retry: true, reason: err.Error()}
+		u.log.Error("s3: cannot load the AWS configuration", "error", err)
+		return Outcome{Retry: true, Reason: "the server's S3 configuration is not usable"}
 	}
-	f, err := os.Open(r.Job.File)
+	f, err := os.Open(job.File)
 	if err != nil {
-		return outcome{reason: fmt.Sprintf("open file: %v", err)}
+		return fileProblem(err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return outcome{reason: fmt.Sprintf("stat file: %v", err)}
+		return fileProblem(err)
 	}
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(bucket),
@@ -138,26 +141,31 @@ func (q *Queue) putS3(ctx context.Context, r *record) outcome {
 		Body:          f,
 		ContentLength: aws.Int64(fi.Size()),
 	}
-	if r.Job.ContentType != "" {
-		in.ContentType = aws.String(r.Job.ContentType)
+	if job.ContentType != "" {
+		in.ContentType = aws.String(job.ContentType)
 	}
 	if _, err := up.Upload(ctx, in); err != nil {
 		return classifyS3(err)
 	}
-	q.m.bytes.Add(float64(fi.Size()))
-	return outcome{ok: true, status: http.StatusOK, size: fi.Size()}
+	u.m.bytes.Add(float64(fi.Size()))
+	return Outcome{OK: true, Status: http.StatusOK, Size: fi.Size()}
 }
 
 // classifyS3 applies the HTTP rules to an SDK error: 4xx other than 408
 // and 429 is the store refusing (no such bucket, access denied), anything
 // else (5xx, network, credentials not yet available) may pass on retry.
 // The SDK has already retried throttling and 5xx a few times per request.
-func classifyS3(err error) outcome {
+func classifyS3(err error) Outcome {
 	var re interface{ HTTPStatusCode() int }
+	var ae interface{ ErrorCode() string }
 	if errors.As(err, &re) {
 		st := re.HTTPStatusCode()
 		retry := st == http.StatusRequestTimeout || st == http.StatusTooManyRequests || st >= 500
-		return outcome{retry: retry, status: st, reason: "s3: " + err.Error()}
+		reason := fmt.Sprintf("S3 answered HTTP %d", st)
+		if errors.As(err, &ae) && ae.ErrorCode() != "" {
+			reason += " " + ae.ErrorCode() // AccessDenied, NoSuchBucket, ...
+		}
+		return Outcome{Retry: retry, Status: st, Reason: reason}
 	}
-	return outcome{retry: true, reason: "s3: " + err.Error()}
+	return Outcome{Retry: true, Reason: "S3: " + netguard.Explain(err)}
 }

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
 // BenchmarkDeliveries measures end-to-end events per second: durable
-// Enqueue (fsync), signed POST, removal of the event file; 64 keys.
+// Publish (a ledger commit shared by what is queued together), signed
+// POST, removal from the ledger; 64 keys.
 func BenchmarkDeliveries(b *testing.B) {
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -23,8 +25,13 @@ func BenchmarkDeliveries(b *testing.B) {
 		got.Add(1)
 	}))
 	defer srv.Close()
+	l, err := ledger.Open(b.TempDir(), ledger.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
 	o, err := New(Config{
-		Dir:     b.TempDir(),
+		Ledger:  l,
 		Guard:   netguard.New(netguard.Config{AllowPrivate: true}),
 		Secrets: [][]byte{[]byte("bench-secret")},
 	})
@@ -39,9 +46,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	start := time.Now()
 	n := 0
 	for b.Loop() {
-		if _, err := o.Enqueue(srv.URL+"/hook", fmt.Sprint(n%64), payload); err != nil {
-			b.Fatal(err)
-		}
+		o.Publish(Event{ID: EventID(fmt.Sprint(n)), Key: fmt.Sprint(n % 64), URL: srv.URL + "/hook", Payload: payload}, nil)
 		n++
 	}
 	for got.Load() < int64(n) {

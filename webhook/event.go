@@ -2,20 +2,54 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
+	"strings"
 	"time"
-
-	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
-// event is one webhook on disk, a JSON file named by its sequence number
-// so that a directory listing gives the enqueue order, which keeps the
-// per-key order across restarts.
+// Event is one webhook to deliver.
+type Event struct {
+	// ID is the event's stable id (the body's "id" and the webhook-id
+	// header): the same event keeps it across retries and restarts, so a
+	// receiver deduplicates on it. Make it with EventID.
+	ID string
+	// Key orders events: those of one key are delivered one at a time, in
+	// the order they were published (a session's events share its key).
+	Key string
+	// URL is the receiver; empty means nowhere (the event still keeps its
+	// place in the order, see Outbox.Publish).
+	URL string
+	// Payload is a JSON object without "id" and "timestamp"; the body sent
+	// is that object with both added as its first keys (contract §6).
+	Payload json.RawMessage
+	// Fallback, if not nil, is the event that closes this key: should the
+	// process die before an event with Fallback.ID is published on the key,
+	// the next start sends Fallback instead (a session's TERMINATED caused
+	// by the crash). Publishing the closing event itself removes it.
+	Fallback *Event
+}
+
+// EventID derives an event id from what identifies the event (for
+// example a recording id and a state), so that the same event always gets
+// the same id, whichever process sends it.
+func EventID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	return "evt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h.Sum(nil)[:16]))
+}
+
+// event is one pending webhook in the ledger, keyed by its sequence number
+// (the global publish order, which keeps each key's order across restarts).
 type event struct {
 	Seq         uint64    `json:"seq"`
 	ID          string    `json:"id"`
@@ -26,6 +60,21 @@ type event struct {
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+}
+
+// deadLetter is an event that will not be delivered, kept for the operator.
+type deadLetter struct {
+	event
+	// Payload is the unbuilt payload of an event that could not even be
+	// queued (Body is then empty); a string, since it may not be JSON.
+	Payload string `json:"payload,omitempty"`
+}
+
+// fallback is a key's closing event, kept until the key is closed.
+type fallback struct {
+	URL     string `json:"url"`
+	ID      string `json:"id"`
+	Payload string `json:"payload"`
 }
 
 // buildBody returns payload with "id" and "timestamp" added as its first
@@ -61,60 +110,8 @@ func buildBody(id string, ts time.Time, payload json.RawMessage) ([]byte, error)
 	return b.Bytes(), nil
 }
 
-// store keeps pending events in dir and dead letters in dir/dead.
-type store struct{ dir string }
-
-const eventExt = ".evt"
-
-func (s store) name(seq uint64) string { return fmt.Sprintf("%020d%s", seq, eventExt) }
-
-func (s store) save(ev *event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("webhook: encode event %s: %w", ev.ID, err)
-	}
-	if err := durable.WriteFile(filepath.Join(s.dir, s.name(ev.Seq)), data); err != nil {
-		return fmt.Errorf("webhook: save event %s: %w", ev.ID, err)
-	}
-	return nil
-}
-
-func (s store) remove(ev *event) error {
-	if err := os.Remove(filepath.Join(s.dir, s.name(ev.Seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("webhook: remove event %s: %w", ev.ID, err)
-	}
-	return durable.SyncDir(s.dir)
-}
-
-// bury moves ev to the dead-letter directory with its last error; the
-// operator can inspect and replay it from there.
-func (s store) bury(ev *event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("webhook: encode event %s: %w", ev.ID, err)
-	}
-	dead := filepath.Join(s.dir, "dead")
-	if err := os.MkdirAll(dead, 0o700); err != nil {
-		return fmt.Errorf("webhook: dead-letter dir: %w", err)
-	}
-	if err := durable.WriteFile(filepath.Join(dead, s.name(ev.Seq)), data); err != nil {
-		return fmt.Errorf("webhook: dead-letter event %s: %w", ev.ID, err)
-	}
-	return s.remove(ev)
-}
-
-// load returns the pending events in enqueue order. Temp files of an
-// interrupted write are removed; unreadable files are renamed aside.
-func (s store) load() (evs []*event, bad []string, err error) {
-	evs, bad, err = durable.LoadJSON(s.dir, eventExt, func(ev *event) error {
-		if ev.ID == "" || ev.Seq == 0 {
-			return errors.New("no id or sequence")
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("webhook: read event dir: %w", err)
-	}
-	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
-	return evs, bad, nil
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
 }

@@ -1,19 +1,19 @@
 // Package webhook is the durable event outbox: session and recording
-// events are written to disk, then POSTed signed (Standard Webhooks) to
-// the customer's URL, retried with backoff, in order per key (session).
+// events are committed to the ledger in one global order, then POSTed
+// signed (Standard Webhooks) to the customer's URL, retried with backoff,
+// in order per key (session), each under a stable id.
 package webhook
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -21,18 +21,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtmrec/rtmrec/internal/backoff"
+	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 	"github.com/rtmrec/rtmrec/internal/workpool"
 )
 
+// Ledger buckets of the outbox.
+var (
+	bucketEvents    = []byte("webhook_events")    // seq → event, pending delivery
+	bucketDead      = []byte("webhook_dead")      // seq → deadLetter
+	bucketFallbacks = []byte("webhook_fallbacks") // key → fallback
+)
+
 // Config configures an Outbox. Zero values take the documented defaults.
 type Config struct {
-	// Dir holds pending events; dead letters go to Dir/dead. Created if missing.
-	Dir string
-	// Guard checks receiver URLs at Enqueue and every connection. Required.
+	// Ledger keeps the pending events. Required.
+	Ledger *ledger.Ledger
+	// Guard checks receiver URLs at every connection. Required.
 	Guard *netguard.Guard
 	// Secrets sign deliveries: none, one, or two during a rotation (one
-	// "v1,..." signature per secret in webhook-signature).
+	// "v1,..." signature per secret in webhook-signature). See ParseSecret.
 	Secrets [][]byte
 	// RetryPeriod is how long an event is retried before it becomes a dead
 	// letter; default 24h.
@@ -81,28 +89,24 @@ func (c *Config) setDefaults() {
 }
 
 const (
-	// enqueueCheckTimeout bounds the URL check's DNS lookup in Enqueue.
-	enqueueCheckTimeout = 10 * time.Second
-	// storeRetry is how soon a key whose state could not be written is
-	// tried again.
-	storeRetry = 5 * time.Second
 	// maxDrain is how much of a response is read so the connection can be
 	// reused.
 	maxDrain = 64 << 10
+	// maxRequeueDelay caps the wait before an event whose commit failed
+	// (disk full, I/O error) is tried again.
+	maxRequeueDelay = 30 * time.Second
 )
 
 // Outbox is a durable, ordered webhook queue. Create it with New, feed it
-// with Enqueue, run it with Run, stop it with Drain and by cancelling
-// Run's context.
+// with Publish (or Stage inside a ledger op), run it with Run, finish it
+// with Drain and by cancelling Run's context.
 type Outbox struct {
 	cfg    Config
 	log    *slog.Logger
-	store  store
 	m      *metrics
 	client *http.Client
 
 	mu    sync.Mutex
-	seq   uint64                  // last sequence number given out
 	keys  map[string]*keyQueue    // keys with pending events
 	ready workpool.Due[*keyQueue] // keys not in flight, by their head event's due time
 	wake  chan struct{}
@@ -119,17 +123,18 @@ type keyQueue struct {
 	busy   bool
 }
 
-// New loads the events an earlier process left in cfg.Dir and returns an
-// outbox ready for Enqueue and Run.
+// New loads the events an earlier process left in the ledger, turns the
+// fallbacks of keys that process left open into events (a crashed
+// session's TERMINATED), and returns an outbox ready for Publish and Run.
 func New(cfg Config) (*Outbox, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("webhook: Config.Dir is required")
+	if cfg.Ledger == nil {
+		return nil, errors.New("webhook: Config.Ledger is required")
 	}
 	if cfg.Guard == nil {
 		return nil, errors.New("webhook: Config.Guard is required")
 	}
 	if len(cfg.Secrets) > 2 {
-		return nil, errors.New("webhook: at most two secrets (current and previous)")
+		return nil, errors.New("webhook: at most two secrets (current and next)")
 	}
 	for _, s := range cfg.Secrets {
 		if len(s) == 0 {
@@ -137,9 +142,6 @@ func New(cfg Config) (*Outbox, error) {
 		}
 	}
 	cfg.setDefaults()
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("webhook: create dir: %w", err)
-	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
@@ -147,65 +149,218 @@ func New(cfg Config) (*Outbox, error) {
 	o := &Outbox{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		store:  store{dir: cfg.Dir},
 		m:      m,
 		client: cfg.Guard.HTTPClient(cfg.RequestTimeout),
 		keys:   map[string]*keyQueue{},
 		wake:   make(chan struct{}, 1),
 		life:   workpool.New(),
 	}
-	evs, bad, err := o.store.load()
-	if err != nil {
+	if err := o.load(); err != nil {
 		return nil, err
-	}
-	for _, b := range bad {
-		o.log.Error("webhook: unreadable event file set aside", "error", b)
-	}
-	for _, ev := range evs {
-		o.seq = max(o.seq, ev.Seq)
-		o.add(ev)
 	}
 	return o, nil
 }
 
-// Enqueue stores an event for url and returns its id once it is on disk
-// (fsync'd). key orders events: those of one key are delivered one at a
-// time in Enqueue order. payload must be a JSON object; the body sent is
-// that object with "id" and "timestamp" (RFC 3339, UTC, time of Enqueue)
-// added as its first keys. An empty url means no webhook: Enqueue returns
-// "", nil and stores nothing. A URL whose host cannot be resolved right
-// now is accepted and checked again at each delivery.
-func (o *Outbox) Enqueue(url, key string, payload json.RawMessage) (string, error) {
-	if url == "" {
-		return "", nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), enqueueCheckTimeout)
-	_, err := o.cfg.Guard.CheckURL(ctx, url, "https", "http")
-	cancel()
-	if err != nil && !errors.Is(err, netguard.ErrResolve) {
-		return "", fmt.Errorf("webhook: %w", err)
-	}
-	now := o.cfg.Now().UTC()
-	id := "evt_" + rand.Text()
-	body, err := buildBody(id, now, payload)
+// load reads the pending events in publish order, then closes the keys a
+// crash left open.
+func (o *Outbox) load() error {
+	var bad int
+	err := o.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			ev := new(event)
+			if err := json.Unmarshal(v, ev); err != nil || ev.ID == "" {
+				bad++
+				o.log.Error("webhook: unreadable event kept in the ledger", "seq", fmt.Sprintf("%x", k))
+				return nil
+			}
+			o.add(ev)
+			return nil
+		})
+	})
 	if err != nil {
-		return "", err
+		return fmt.Errorf("webhook: load events: %w", err)
 	}
-	o.mu.Lock()
-	o.seq++
-	ev := &event{Seq: o.seq, ID: id, Key: key, URL: url, Body: string(body), Created: now}
-	o.mu.Unlock()
-	// Written outside the lock so enqueues of different keys do not queue
-	// behind each other's fsync; a caller that enqueues one key's events
-	// one after another still gets them in sequence order.
-	if err := o.store.save(ev); err != nil {
-		return "", err
+	var afters []func()
+	err = o.cfg.Ledger.Update(func(tx *ledger.Tx) error {
+		afters = afters[:0]
+		b := tx.Bucket(bucketFallbacks)
+		if b == nil {
+			return nil
+		}
+		var open []Event
+		err := b.ForEach(func(k, v []byte) error {
+			var fb fallback
+			if err := json.Unmarshal(v, &fb); err != nil {
+				o.log.Error("webhook: unreadable fallback dropped", "key", string(k), "error", err)
+				return nil
+			}
+			open = append(open, Event{ID: fb.ID, Key: string(k), URL: fb.URL, Payload: json.RawMessage(fb.Payload)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, ev := range open {
+			after, err := o.Stage(tx, ev) // closes the key: its id is the fallback's
+			if err != nil {
+				return err
+			}
+			afters = append(afters, after)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("webhook: close keys left open: %w", err)
 	}
-	o.mu.Lock()
-	o.add(ev)
-	o.mu.Unlock()
-	o.log.Debug("webhook queued", "event_id", id, "key", key, "url", netguard.SecretURL(url))
-	return id, nil
+	for _, f := range afters {
+		f()
+	}
+	if len(afters) > 0 {
+		o.log.Info("webhook: sent the closing events of keys an earlier run left open", "count", len(afters))
+	}
+	return nil
+}
+
+// Publish queues ev behind everything published before it and returns at
+// once: it never waits for disk, so a session loop may call it. Once ev is
+// durable, delivered (if not nil) is called on the ledger's committer, in
+// publish order; an event with no URL is not written, but delivered still
+// comes in its turn. delivered must not block. An event that cannot be
+// queued (a payload that is not a JSON object, a malformed URL) becomes a
+// dead letter; one whose commit fails is tried again until it is written.
+func (o *Outbox) Publish(ev Event, delivered func()) {
+	if ev.URL == "" && ev.Fallback == nil {
+		o.cfg.Ledger.Submit(ledger.Op{Done: func(error) {
+			if delivered != nil {
+				delivered()
+			}
+		}})
+		return
+	}
+	o.submit(ev, delivered, 0)
+}
+
+func (o *Outbox) submit(ev Event, delivered func(), tries int) {
+	var after func()
+	o.cfg.Ledger.Submit(ledger.Op{
+		Apply: func(tx *ledger.Tx) error {
+			var err error
+			after, err = o.Stage(tx, ev)
+			return err
+		},
+		Done: func(err error) {
+			switch {
+			case err == nil:
+				after()
+			case errors.Is(err, ledger.ErrClosed):
+				o.log.Error("webhook: event not written, the server is stopping", "event_id", ev.ID, "key", ev.Key)
+			default:
+				// Order within the key is kept only if the disk recovers before
+				// the next event of the key; losing the event would be worse.
+				o.m.enqueueFailures.Inc()
+				delay := min(time.Duration(tries+1)*time.Second, maxRequeueDelay)
+				o.log.Error("webhook: event not written, trying again", "event_id", ev.ID, "key", ev.Key, "retry_in", delay.String(), "error", err)
+				time.AfterFunc(delay, func() { o.submit(ev, nil, tries+1) })
+			}
+			if delivered != nil {
+				delivered()
+			}
+		},
+	})
+}
+
+// Stage writes ev into tx, for callers that commit an event together with
+// a change of their own (a recording's outcome and its STOPPED). after must
+// be called once the transaction is committed; it makes the event
+// deliverable. An event that cannot be queued is staged as a dead letter.
+func (o *Outbox) Stage(tx *ledger.Tx, ev Event) (after func(), err error) {
+	now := o.cfg.Now().UTC()
+	fbs, err := ledger.Bucket(tx, bucketFallbacks)
+	if err != nil {
+		return nil, err
+	}
+	if v := fbs.Get([]byte(ev.Key)); v != nil {
+		var fb fallback
+		if json.Unmarshal(v, &fb) != nil || fb.ID == ev.ID {
+			if err := fbs.Delete([]byte(ev.Key)); err != nil {
+				return nil, fmt.Errorf("webhook: close key: %w", err)
+			}
+		}
+	}
+	if f := ev.Fallback; f != nil && f.URL != "" {
+		v, err := json.Marshal(fallback{URL: f.URL, ID: f.ID, Payload: string(f.Payload)})
+		if err != nil {
+			return nil, fmt.Errorf("webhook: encode fallback: %w", err)
+		}
+		if err := fbs.Put([]byte(ev.Key), v); err != nil {
+			return nil, fmt.Errorf("webhook: open key: %w", err)
+		}
+	}
+	if ev.URL == "" {
+		return func() {}, nil
+	}
+	body, berr := buildBody(ev.ID, now, ev.Payload)
+	if berr == nil && (ev.ID == "" || ev.Key == "") {
+		berr = errors.New("webhook: event without id or key")
+	}
+	if berr == nil {
+		if u, perr := url.Parse(ev.URL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			berr = errors.New("webhook: receiver URL is not an absolute http(s) URL")
+		}
+	}
+	if berr != nil {
+		return o.stageDead(tx, ev, now, berr)
+	}
+	b, err := ledger.Bucket(tx, bucketEvents)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return nil, fmt.Errorf("webhook: sequence: %w", err)
+	}
+	e := &event{Seq: seq, ID: ev.ID, Key: ev.Key, URL: ev.URL, Body: string(body), Created: now}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: encode event: %w", err)
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return nil, fmt.Errorf("webhook: save event: %w", err)
+	}
+	return func() {
+		o.mu.Lock()
+		o.add(e)
+		o.mu.Unlock()
+		o.log.Debug("webhook queued", "event_id", e.ID, "key", e.Key, "url", netguard.SecretURL(e.URL))
+	}, nil
+}
+
+// stageDead keeps an event that cannot be queued as a dead letter.
+func (o *Outbox) stageDead(tx *ledger.Tx, ev Event, now time.Time, why error) (func(), error) {
+	b, err := ledger.Bucket(tx, bucketDead)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return nil, fmt.Errorf("webhook: sequence: %w", err)
+	}
+	d := deadLetter{event: event{Seq: seq, ID: ev.ID, Key: ev.Key, URL: ev.URL, Created: now, LastError: why.Error()}, Payload: string(ev.Payload)}
+	v, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: encode dead letter: %w", err)
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return nil, fmt.Errorf("webhook: save dead letter: %w", err)
+	}
+	return func() {
+		o.m.dead.Inc()
+		o.log.Error("webhook: event cannot be queued, kept as a dead letter", "event_id", ev.ID, "key", ev.Key, "error", why)
+	}, nil
 }
 
 // add appends ev to its key's queue. Callers hold o.mu (or own o alone).
@@ -231,15 +386,27 @@ func (o *Outbox) ready1(kq *keyQueue) {
 	}
 }
 
-// Run delivers events until ctx is cancelled or Drain is called, and
+// Pending is the number of events waiting for delivery.
+func (o *Outbox) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, kq := range o.keys {
+		n += len(kq.events)
+	}
+	return n
+}
+
+// Run delivers events until ctx is cancelled or a drain is over, and
 // returns after every worker has exited. A delivery cut off by ctx is
 // retried by the next Run (at-least-once; the id stays the same).
 func (o *Outbox) Run(ctx context.Context) error {
 	return workpool.Run(ctx, o.life, o.cfg.Workers, o.dispatch, o.deliverHead, o.client.CloseIdleConnections)
 }
 
-// Drain stops starting deliveries and waits, up to ctx, for those in
-// flight. Undelivered events stay on disk for the next process.
+// Drain delivers what can be delivered by ctx's deadline (retries due
+// before it included), then stops Run. Undelivered events stay in the
+// ledger for the next process.
 func (o *Outbox) Drain(ctx context.Context) { o.life.Drain(ctx) }
 
 // dispatch hands keys whose head event is due to the workers.
@@ -251,7 +418,9 @@ func (o *Outbox) dispatch(ctx context.Context, work chan<- *keyQueue) {
 
 // deliverHead makes one attempt at kq's head event, then settles it:
 // delivered and dead events leave the queue, others wait for their retry;
-// either way the key becomes available again.
+// either way the key becomes available again. The ledger learns of the
+// outcome in order, without the worker waiting for the disk: a crash before
+// that commit only repeats a delivery, under the same id.
 func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 	o.mu.Lock()
 	ev := kq.events[0]
@@ -261,12 +430,11 @@ func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 	ev.Attempts++
 	status, err := o.post(ctx, ev)
 	now := o.cfg.Now()
-	var pop bool
-	var serr error
+	pop := false
 	switch {
 	case err == nil && status >= 200 && status < 300:
 		pop = true
-		serr = o.store.remove(ev)
+		o.persist(ev, nil, false)
 		o.m.deliveries.WithLabelValues("delivered").Inc()
 		o.m.latency.Observe(now.Sub(ev.Created).Seconds())
 		log.Debug("webhook delivered", "attempt", ev.Attempts, "status", status)
@@ -282,30 +450,26 @@ func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 		deadline := ev.Created.Add(o.cfg.RetryPeriod)
 		if !now.Before(deadline) {
 			pop = true
-			serr = o.store.bury(ev)
+			v, _ := json.Marshal(deadLetter{event: *ev})
+			o.persist(ev, v, true)
 			o.m.deliveries.WithLabelValues("dead").Inc()
 			o.m.dead.Inc()
-			log.Error("webhook undeliverable, moved to dead letters", "attempts", ev.Attempts, "error", ev.LastError)
+			log.Error("webhook undeliverable, kept as a dead letter", "attempts", ev.Attempts, "error", ev.LastError)
 			break
 		}
 		// The last retry lands on the deadline itself rather than past it.
 		next := now.Add(backoff.Delay(ev.Attempts, o.cfg.BaseBackoff, o.cfg.MaxBackoff, nil))
 		ev.NextAttempt = minTime(next, deadline)
-		serr = o.store.save(ev)
+		v, _ := json.Marshal(ev)
+		o.persist(ev, v, false)
 		o.m.deliveries.WithLabelValues("retry").Inc()
 		log.Info("webhook delivery failed, will retry", "attempt", ev.Attempts,
-			"error", ev.LastError, "retry_in", ev.NextAttempt.Sub(now).Round(time.Millisecond))
+			"error", ev.LastError, "retry_in", ev.NextAttempt.Sub(now).Round(time.Millisecond).String())
 	}
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	kq.busy = false
-	if serr != nil {
-		// Keep the event at the head (order!) and try again later.
-		log.Error("webhook: event state not saved", "error", serr)
-		pop = false
-		ev.NextAttempt = now.Add(storeRetry)
-	}
 	if pop {
 		kq.events[0] = nil
 		kq.events = kq.events[1:]
@@ -316,6 +480,39 @@ func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 		return
 	}
 	o.ready1(kq)
+}
+
+// persist records an attempt's outcome: v nil removes the event
+// (delivered), dead moves v to the dead letters, otherwise v replaces it.
+func (o *Outbox) persist(ev *event, v []byte, dead bool) {
+	k := seqKey(ev.Seq)
+	o.cfg.Ledger.Submit(ledger.Op{
+		Apply: func(tx *ledger.Tx) error {
+			b, err := ledger.Bucket(tx, bucketEvents)
+			if err != nil {
+				return err
+			}
+			switch {
+			case v == nil:
+				return b.Delete(k)
+			case dead:
+				d, err := ledger.Bucket(tx, bucketDead)
+				if err != nil {
+					return err
+				}
+				if err := d.Put(k, v); err != nil {
+					return err
+				}
+				return b.Delete(k)
+			}
+			return b.Put(k, v)
+		},
+		Done: func(err error) {
+			if err != nil && !errors.Is(err, ledger.ErrClosed) {
+				o.log.Error("webhook: delivery state not saved; the event may be delivered again", "event_id", ev.ID, "error", err)
+			}
+		},
+	})
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -334,7 +531,7 @@ func (o *Outbox) post(ctx context.Context, ev *event) (int, error) {
 		return 0, errors.New("bad URL")
 	}
 	// webhook-timestamp is the attempt's time, so receivers can reject
-	// replays by age; the body's timestamp stays the enqueue time.
+	// replays by age; the body's timestamp stays the publish time.
 	ts := o.cfg.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "rtmrec-webhook")

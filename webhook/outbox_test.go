@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 )
 
@@ -122,9 +121,10 @@ func (rc *receiver) waitDelivered(t *testing.T, n int) {
 	t.Fatalf("fewer than %d deliveries after 20s", n)
 }
 
-func testConfig(dir string) Config {
+func testConfig(t *testing.T, dir string) Config {
+	t.Helper()
 	return Config{
-		Dir:            dir,
+		Ledger:         openLedger(t, dir),
 		Guard:          netguard.New(netguard.Config{AllowPrivate: true}),
 		BaseBackoff:    2 * time.Millisecond,
 		MaxBackoff:     20 * time.Millisecond,
@@ -145,6 +145,27 @@ func run(t *testing.T, o *Outbox) (stop func()) {
 	return stop
 }
 
+// openLedger opens the ledger in dir, closed when the test ends.
+func openLedger(t *testing.T, dir string) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.Open(dir, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// enqueue publishes an event with a fresh id and waits until it is durable.
+func enqueue(t *testing.T, o *Outbox, url, key string, payload json.RawMessage) string {
+	t.Helper()
+	id := EventID(t.Name(), key, string(payload), fmt.Sprint(time.Now().UnixNano()))
+	done := make(chan struct{})
+	o.Publish(Event{ID: id, Key: key, URL: url, Payload: payload}, func() { close(done) })
+	<-done
+	return id
+}
+
 func newOutbox(t *testing.T, cfg Config) *Outbox {
 	t.Helper()
 	o, err := New(cfg)
@@ -156,7 +177,7 @@ func newOutbox(t *testing.T, cfg Config) *Outbox {
 
 func TestDeliverySignedBody(t *testing.T) {
 	rc := newReceiver(t, always("204"))
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	oldSecret, newSecret := []byte("old-secret-0123456789"), []byte("new-secret-9876543210")
 	cfg.Secrets = [][]byte{newSecret, oldSecret}
 	fixed := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("X", 3600))
@@ -165,10 +186,7 @@ func TestDeliverySignedBody(t *testing.T) {
 	run(t, o)
 
 	payload := json.RawMessage(`{"type":"session_state","client_id":"c1","session_id":"s1","data":{"state":"CONNECTED"}}`)
-	id, err := o.Enqueue(rc.srv.URL+"/hook?token=topsecret", "s1", payload)
-	if err != nil || !strings.HasPrefix(id, "evt_") {
-		t.Fatalf("Enqueue = %q, %v", id, err)
-	}
+	id := enqueue(t, o, rc.srv.URL+"/hook?token=topsecret", "s1", payload)
 	rc.waitDelivered(t, 1)
 	h := rc.all()[0]
 	want := `{"id":"` + id + `","timestamp":"2026-03-04T04:06:07Z","type":"session_state","client_id":"c1","session_id":"s1","data":{"state":"CONNECTED"}}`
@@ -200,11 +218,9 @@ func TestDeliverySignedBody(t *testing.T) {
 
 func TestUnsigned(t *testing.T) {
 	rc := newReceiver(t, always("200"))
-	o := newOutbox(t, testConfig(t.TempDir()))
+	o := newOutbox(t, testConfig(t, t.TempDir()))
 	run(t, o)
-	if _, err := o.Enqueue(rc.srv.URL, "k", json.RawMessage(`{}`)); err != nil {
-		t.Fatal(err)
-	}
+	enqueue(t, o, rc.srv.URL, "k", json.RawMessage(`{}`))
 	rc.waitDelivered(t, 1)
 	h := rc.all()[0]
 	if h.header.Get(HeaderSignature) != "" {
@@ -216,45 +232,91 @@ func TestUnsigned(t *testing.T) {
 	}
 }
 
-func TestEnqueueValidation(t *testing.T) {
-	cfg := testConfig(t.TempDir())
-	cfg.Guard = netguard.New(netguard.Config{})
+// TestUnqueueableEventsAreDeadLetters: an event that cannot be queued is
+// kept as a dead letter and counted, never dropped, and the events after
+// it on its key still go out.
+func TestUnqueueableEventsAreDeadLetters(t *testing.T) {
+	rc := newReceiver(t, always("200"))
+	cfg := testConfig(t, t.TempDir())
 	o := newOutbox(t, cfg)
-	if id, err := o.Enqueue("", "k", json.RawMessage(`{}`)); id != "" || err != nil {
-		t.Errorf("empty url: %q, %v", id, err)
+	run(t, o)
+	bad := []struct{ url, payload string }{
+		{"ftp://example.com/x?token=topsecret", `{}`},
+		{rc.srv.URL, `[1,2]`},
+		{rc.srv.URL, `{"id":"mine"}`},
+		{rc.srv.URL, `{"timestamp":1}`},
+		{rc.srv.URL, `{broken`},
 	}
-	for _, tc := range []struct{ url, payload string }{
-		{"http://127.0.0.1/hook?token=topsecret", `{}`},
-		{"http://[::1]/hook", `{}`},
-		{"ftp://example.com/x", `{}`},
-		{"https://93.184.216.34/x", `[1,2]`},
-		{"https://93.184.216.34/x", `{"id":"mine"}`},
-		{"https://93.184.216.34/x", `{"timestamp":1}`},
-		{"https://93.184.216.34/x", `{broken`},
-	} {
-		_, err := o.Enqueue(tc.url, "k", json.RawMessage(tc.payload))
-		if err == nil {
-			t.Errorf("Enqueue(%s, %s) accepted", tc.url, tc.payload)
-		} else if strings.Contains(err.Error(), "topsecret") {
-			t.Errorf("error leaks the query: %v", err)
+	for _, tc := range bad {
+		enqueue(t, o, tc.url, "k", json.RawMessage(tc.payload))
+	}
+	good := enqueue(t, o, rc.srv.URL, "k", json.RawMessage(`{"n":1}`))
+	rc.waitDelivered(t, 1)
+	if got := rc.all(); len(got) != 1 || got[0].header.Get(HeaderID) != good {
+		t.Fatalf("deliveries %v, want only the good event", got)
+	}
+	dead := deadLetters(t, cfg.Ledger)
+	if len(dead) != len(bad) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))
+	}
+	for _, d := range dead {
+		if d.LastError == "" || strings.Contains(d.LastError, "topsecret") {
+			t.Errorf("dead letter reason %q", d.LastError)
 		}
 	}
-	if entries, _ := os.ReadDir(cfg.Dir); len(entries) != 0 {
-		t.Errorf("refused events left %d files", len(entries))
+	if v := testutilCounter(o.m.dead); v != float64(len(bad)) {
+		t.Fatalf("dead letter counter = %v", v)
 	}
+}
+
+// deadLetters reads the dead letters from the ledger.
+func deadLetters(t *testing.T, l *ledger.Ledger) []deadLetter {
+	t.Helper()
+	var out []deadLetter
+	err := l.View(func(tx *ledger.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var d deadLetter
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// pendingInLedger counts the events the ledger still holds for delivery.
+func pendingInLedger(t *testing.T, l *ledger.Ledger) int {
+	t.Helper()
+	n := 0
+	err := l.View(func(tx *ledger.Tx) error {
+		if b := tx.Bucket(bucketEvents); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestRetriesKeepID(t *testing.T) {
 	rc := newReceiver(t, script("500", "reset", "429", "slow", "503", "200"))
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	cfg.RequestTimeout = 200 * time.Millisecond
 	cfg.Secrets = [][]byte{[]byte("s")}
 	o := newOutbox(t, cfg)
 	run(t, o)
-	id, err := o.Enqueue(rc.srv.URL+"/h", "k", json.RawMessage(`{"n":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := enqueue(t, o, rc.srv.URL+"/h", "k", json.RawMessage(`{"n":1}`))
 	rc.waitDelivered(t, 1)
 	hits := rc.all()
 	if len(hits) != 6 {
@@ -297,7 +359,7 @@ func checkOrder(t *testing.T, seed uint64, keys, perKey int) {
 		defer mu.Unlock()
 		return answers[next()%uint64(len(answers))]
 	})
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	cfg.Workers = 4
 	o := newOutbox(t, cfg)
 	run(t, o)
@@ -305,10 +367,7 @@ func checkOrder(t *testing.T, seed uint64, keys, perKey int) {
 	for i := range perKey {
 		for k := range keys {
 			key := fmt.Sprintf("session-%d", k)
-			id, err := o.Enqueue(rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := enqueue(t, o, rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
 			want["/"+key] = append(want["/"+key], id)
 		}
 	}
@@ -349,21 +408,17 @@ func TestSlowKey(t *testing.T) {
 		}
 		return "200"
 	})
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	cfg.RequestTimeout = 2 * time.Second
 	o := newOutbox(t, cfg)
 	run(t, o)
 	for range 3 {
-		if _, err := o.Enqueue(rc.srv.URL+"/slow", "slow", json.RawMessage(`{}`)); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, o, rc.srv.URL+"/slow", "slow", json.RawMessage(`{}`))
 	}
 	time.Sleep(50 * time.Millisecond) // the slow key is in flight
 	start := time.Now()
 	for i := range 20 {
-		if _, err := o.Enqueue(rc.srv.URL+"/fast", fmt.Sprint("fast-", i), json.RawMessage(`{}`)); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, o, rc.srv.URL+"/fast", fmt.Sprint("fast-", i), json.RawMessage(`{}`))
 	}
 	for len(rc.delivered()["/fast"]) < 20 {
 		if time.Since(start) > time.Second {
@@ -383,19 +438,13 @@ func TestDeadLetter(t *testing.T) {
 		}
 		return "200"
 	})
-	cfg := testConfig(t.TempDir())
+	cfg := testConfig(t, t.TempDir())
 	cfg.RetryPeriod = 150 * time.Millisecond
 	o := newOutbox(t, cfg)
 	run(t, o)
-	deadID, err := o.Enqueue(rc.srv.URL+"/broken", "k", json.RawMessage(`{"n":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	deadID := enqueue(t, o, rc.srv.URL+"/broken", "k", json.RawMessage(`{"n":1}`))
 	// The next event of the key waits for the first to be given up.
-	okID, err := o.Enqueue(rc.srv.URL+"/ok", "k", json.RawMessage(`{"n":2}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	okID := enqueue(t, o, rc.srv.URL+"/ok", "k", json.RawMessage(`{"n":2}`))
 	rc.waitDelivered(t, 1)
 	hits := rc.all()
 	last := hits[len(hits)-1]
@@ -406,14 +455,10 @@ func TestDeadLetter(t *testing.T) {
 	if d := lastBroken.at.Sub(first.at); d < 100*time.Millisecond {
 		t.Fatalf("given up after %v, before the retry period", d)
 	}
-	dead, err := os.ReadDir(filepath.Join(cfg.Dir, "dead"))
-	if err != nil || len(dead) != 1 {
-		t.Fatalf("dead letters: %v, %v", dead, err)
-	}
-	data, _ := os.ReadFile(filepath.Join(cfg.Dir, "dead", dead[0].Name()))
-	var ev event
-	if err := json.Unmarshal(data, &ev); err != nil || ev.ID != deadID || !strings.Contains(ev.LastError, "500") {
-		t.Fatalf("dead letter %s: %v", data, err)
+	time.Sleep(50 * time.Millisecond) // the ledger learns of the outcome without the worker waiting
+	dead := deadLetters(t, cfg.Ledger)
+	if len(dead) != 1 || dead[0].ID != deadID || !strings.Contains(dead[0].LastError, "500") {
+		t.Fatalf("dead letters: %+v", dead)
 	}
 	if v := testutilCounter(o.m.dead); v != 1 {
 		t.Fatalf("dead letter counter = %v", v)
@@ -425,37 +470,186 @@ func TestDeadLetter(t *testing.T) {
 func TestRestartKeepsOrder(t *testing.T) {
 	rc := newReceiver(t, always("503"))
 	dir := t.TempDir()
-	cfg := testConfig(dir)
+	l, err := ledger.Open(dir, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, t.TempDir())
+	cfg.Ledger = l
 	o := newOutbox(t, cfg)
 	stop := run(t, o)
 	want := map[string][]string{}
 	for i := range 10 {
 		for _, key := range []string{"a", "b"} {
-			id, err := o.Enqueue(rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := enqueue(t, o, rc.srv.URL+"/"+key, key, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
 			want["/"+key] = append(want["/"+key], id)
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	o.Drain(ctx)
 	cancel()
 	stop()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failed := len(rc.all())
 	if failed == 0 {
 		t.Fatal("no attempt before the restart")
 	}
 
 	rc.setPolicy(always("200"))
+	cfg.Ledger = openLedger(t, dir)
 	o2 := newOutbox(t, cfg)
 	run(t, o2)
 	rc.waitDelivered(t, 20)
 	checkHits(t, rc.all()[failed:], want)
-	time.Sleep(20 * time.Millisecond)
-	if left, _ := filepath.Glob(filepath.Join(dir, "*"+eventExt)); len(left) != 0 {
-		t.Fatalf("%d event files left after delivery", len(left))
+	deadline := time.Now().Add(2 * time.Second)
+	for pendingInLedger(t, cfg.Ledger) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events left in the ledger after delivery", pendingInLedger(t, cfg.Ledger))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFallbackClosesKeysACrashLeftOpen: a key opened with a fallback and
+// not closed before the process died gets the fallback at the next start,
+// once; a key that was closed gets nothing more.
+func TestFallbackClosesKeysACrashLeftOpen(t *testing.T) {
+	rc := newReceiver(t, always("200"))
+	dir := t.TempDir()
+	l, err := ledger.Open(dir, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, t.TempDir())
+	cfg.Ledger = l
+	o := newOutbox(t, cfg)
+	terminated := func(key string) *Event {
+		return &Event{ID: EventID(key, "TERMINATED"), Key: key, URL: rc.srv.URL + "/" + key, Payload: json.RawMessage(`{"state":"TERMINATED","cause":"crash"}`)}
+	}
+	publish := func(ev Event) {
+		done := make(chan struct{})
+		o.Publish(ev, func() { close(done) })
+		<-done
+	}
+	for _, key := range []string{"open", "closed"} {
+		publish(Event{ID: EventID(key, "CONNECTING"), Key: key, URL: rc.srv.URL + "/" + key, Payload: json.RawMessage(`{"state":"CONNECTING"}`), Fallback: terminated(key)})
+	}
+	closing := *terminated("closed")
+	closing.Payload = json.RawMessage(`{"state":"TERMINATED","cause":"client"}`)
+	publish(closing)
+	// The process dies: nothing delivered, the ledger is simply closed.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for restart := range 2 {
+		cfg.Ledger = openLedger(t, dir)
+		o2 := newOutbox(t, cfg)
+		stop := run(t, o2)
+		if restart == 0 {
+			rc.waitDelivered(t, 4)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		o2.Drain(ctx)
+		cancel()
+		stop()
+		if err := cfg.Ledger.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string][]string{}
+	for _, h := range rc.all() {
+		var body struct {
+			State string `json:"state"`
+			Cause string `json:"cause"`
+		}
+		if err := json.Unmarshal(h.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		got[h.path] = append(got[h.path], body.State+"/"+body.Cause)
+	}
+	want := map[string][]string{
+		"/open":   {"CONNECTING/", "TERMINATED/crash"},
+		"/closed": {"CONNECTING/", "TERMINATED/client"},
+	}
+	for path, w := range want {
+		if strings.Join(got[path], ",") != strings.Join(w, ",") {
+			t.Errorf("%s: %v, want %v", path, got[path], w)
+		}
+	}
+	for _, h := range rc.all() {
+		if h.path == "/open" && strings.Contains(string(h.body), "TERMINATED") && h.header.Get(HeaderID) != EventID("open", "TERMINATED") {
+			t.Errorf("fallback sent under id %s, want its own stable id", h.header.Get(HeaderID))
+		}
+	}
+}
+
+// TestPublishOrderWithAndWithoutURL: delivered callbacks come in publish
+// order whether or not an event is written, which is what keeps a
+// session's WebSocket in the same order as its webhook.
+func TestPublishOrderWithAndWithoutURL(t *testing.T) {
+	rc := newReceiver(t, always("200"))
+	o := newOutbox(t, testConfig(t, t.TempDir()))
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range 200 {
+		url := ""
+		if i%3 == 0 {
+			url = rc.srv.URL
+		}
+		wg.Add(1)
+		o.Publish(Event{ID: EventID("k", fmt.Sprint(i)), Key: "k", URL: url, Payload: json.RawMessage(`{}`)}, func() {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("callback %d is event %d", i, v)
+		}
+	}
+}
+
+func TestEventIDIsStable(t *testing.T) {
+	a, b := EventID("rec1", "STOPPED"), EventID("rec1", "STOPPED")
+	if a != b || !strings.HasPrefix(a, "evt_") {
+		t.Fatalf("EventID not stable: %s %s", a, b)
+	}
+	for _, other := range []string{EventID("rec1", "FAILED"), EventID("rec1S", "TOPPED"), EventID("rec1", "STOPPED", "")} {
+		if other == a {
+			t.Fatalf("EventID collides: %s", other)
+		}
+	}
+}
+
+func TestParseSecret(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string // hex of the key; "" when an error is wanted
+		wantErr bool
+	}{
+		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "31f290f6bf0629" + "8aab4f08d43c3f082cf648a362da2da4b0", false},
+		{"plain-text-secret", "706c61696e2d746578742d736563726574", false},
+		{"whsec_not base64!", "", true},
+		{"whsec_c2hvcnQ=", "", true},
+		{"", "", true},
+	}
+	for _, tt := range tests {
+		got, err := ParseSecret(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseSecret(%q) error %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if !tt.wantErr && fmt.Sprintf("%x", got) != tt.want {
+			t.Errorf("ParseSecret(%q) = %x, want %s", tt.in, got, tt.want)
+		}
 	}
 }
 

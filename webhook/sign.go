@@ -77,3 +77,28 @@ func Verify(secret []byte, h http.Header, body []byte, now time.Time, tolerance 
 	}
 	return ErrBadSignature
 }
+
+// secretPrefix marks a Standard Webhooks secret: base64 of the HMAC key.
+const secretPrefix = "whsec_"
+
+// ParseSecret turns an operator's secret into the HMAC key. A "whsec_..."
+// secret (the form Standard Webhooks libraries and Svix use) is base64
+// after its prefix, and the key is the decoded bytes, as those libraries
+// verify it; any other text is used as it is (a raw secret).
+func ParseSecret(s string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(s, secretPrefix)
+	if !ok {
+		if s == "" {
+			return nil, errors.New("webhook: empty secret")
+		}
+		return []byte(s), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: a %s secret must be base64 after its prefix: %w", secretPrefix, err)
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("webhook: a %s secret must hold at least 16 bytes, not %d", secretPrefix, len(key))
+	}
+	return key, nil
+}

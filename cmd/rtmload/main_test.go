@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,20 +17,41 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
 )
 
-// instantDelivery reports every finished recording STOPPED at once, as a
-// local uploader would after its 200.
-type instantDelivery struct{ srv func() *session.Server }
+// instantJourneys reports every finished recording STOPPED at once, as a
+// journey with a local uploader would after its 200.
+type instantJourneys struct {
+	srv    func() *session.Server
+	mu     sync.Mutex
+	routes map[string]delivery.Route
+}
 
-func (d instantDelivery) Deliver(m *recorder.Manifest, r session.Route) error {
+func (d *instantJourneys) Begin(r delivery.Route, m *recorder.Manifest, announce func(rtm.Message)) error {
+	d.mu.Lock()
+	d.routes[m.RecordingID] = r
+	d.mu.Unlock()
+	msg, err := rtm.NewMessage(rtm.TypeRecordingState, r.ClientID, r.SessionID, rtm.RecordingStateData{RecordingID: m.RecordingID, State: rtm.RecordingStarted, Format: string(m.Format)})
+	announce(msg)
+	return err
+}
+
+func (d *instantJourneys) Paused(string, bool, []recorder.PauseSpan, func(rtm.Message)) {}
+func (d *instantJourneys) Audit(string, recorder.AuditEvent)                             {}
+
+func (d *instantJourneys) Finish(id string, m *recorder.Manifest, _ error) error {
+	d.mu.Lock()
+	r := d.routes[id]
+	d.mu.Unlock()
 	dur, size := m.DurationMS, m.SizeBytes
-	d.srv().RecordingDelivered(r, rtm.RecordingStateData{RecordingID: m.RecordingID, State: rtm.RecordingStopped, Format: string(m.Format), DurationMS: &dur, SizeBytes: &size})
-	return nil
+	msg, err := rtm.NewMessage(rtm.TypeRecordingState, r.ClientID, r.SessionID, rtm.RecordingStateData{RecordingID: id, State: rtm.RecordingStopped, Format: string(m.Format), DurationMS: &dur, SizeBytes: &size})
+	d.srv().Announce(id, msg)
+	return err
 }
 
 // startServer runs a real session server on 127.0.0.1 (the pattern of
@@ -45,7 +67,7 @@ func startServer(t *testing.T) (rtmURL, metricsURL string) {
 	reg.MustRegister(collectors.NewGoCollector())
 	var srv *session.Server
 	srv, err = session.New(session.Config{DataDir: t.TempDir(), ConnectTimeout: 5 * time.Second, DisconnectTimeout: time.Second},
-		session.Deps{WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg), Delivery: instantDelivery{func() *session.Server { return srv }}})
+		session.Deps{WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg), Journeys: &instantJourneys{srv: func() *session.Server { return srv }, routes: map[string]delivery.Route{}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,12 @@ import (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	args := os.Args[1:]
+	recovering := len(args) > 0 && args[0] == "recover"
+	if recovering {
+		args = args[1:]
+	}
+	cfg, err := parseConfig(args, os.Getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -35,6 +40,13 @@ func main() {
 		logger.Error("second signal: exiting without finishing the drain")
 		os.Exit(1)
 	}()
+	if recovering {
+		if err := recoverDir(ctx, cfg, logger); err != nil {
+			logger.Error("rtmrec recover", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, cfg, logger, nil); err != nil {
 		logger.Error("rtmrec stopped", "err", err)
 		os.Exit(1)

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,11 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rtmrec/rtmrec/internal/limits"
-	"github.com/rtmrec/rtmrec/internal/netguard"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/session"
-	"github.com/rtmrec/rtmrec/upload"
-	"github.com/rtmrec/rtmrec/webhook"
 )
 
 // listening reports the addresses the server bound, for tests and the log.
@@ -38,44 +33,14 @@ type listening struct {
 // over. ready, when not nil, receives the bound addresses once the server
 // accepts sessions.
 func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listening) error {
-	dirs := struct{ recordings, uploads, webhooks string }{
-		filepath.Join(cfg.DataDir, "recordings"),
-		filepath.Join(cfg.DataDir, "uploads"),
-		filepath.Join(cfg.DataDir, "webhooks"),
-	}
-	for _, d := range []string{dirs.recordings, dirs.uploads, dirs.webhooks} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	guard := netguard.New(netguard.Config{AllowPrivate: cfg.AllowPrivateURLs})
-	var secrets [][]byte
-	for _, s := range cfg.WebhookSecrets {
-		secrets = append(secrets, []byte(s))
-	}
-	outbox, err := webhook.New(webhook.Config{
-		Dir: dirs.webhooks, Guard: guard, Secrets: secrets, RetryPeriod: cfg.WebhookRetryPeriod,
-		Logger: log.With("component", "webhook"), Metrics: reg,
-	})
+	st, err := openState(cfg, log, reg)
 	if err != nil {
-		return fmt.Errorf("webhook outbox: %w", err)
+		return err
 	}
-	deliver := &delivery{log: log.With("component", "delivery"), dir: dirs.recordings}
-	uploads, err := upload.New(upload.Config{
-		Dir: dirs.uploads, Guard: guard, AcceptAny2xx: cfg.UploadAccept2xx,
-		MaxAttempts: cfg.UploadMaxAttempts, Deadline: cfg.UploadDeadline, Retention: cfg.UploadRetention,
-		S3:     upload.S3Config{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, PathStyle: cfg.S3PathStyle},
-		Logger: log.With("component", "upload"), Metrics: reg,
-		OnResult: deliver.onResult,
-	})
-	if err != nil {
-		return fmt.Errorf("upload queue: %w", err)
-	}
-	deliver.uploads = uploads
+	defer st.close()
 
 	lim, err := limits.New(limits.Config{
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnRatePerIP: cfg.ConnRatePerIP, ConnBurstPerIP: max(1, int(2*cfg.ConnRatePerIP)),
@@ -106,37 +71,24 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 
 	srv, err := session.New(session.Config{
 		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
-		DataDir: dirs.recordings, AllowedOrigins: cfg.AllowedOrigins,
+		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins,
 	}, session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
-		Notifier: webhookNotifier{outbox: outbox, log: log}, Delivery: deliver, URLs: guard,
+		Events: st.outbox, Journeys: st.journeys, URLs: st.guard,
 		Admission: lim, RecorderMetrics: recorder.NewMetrics(reg),
 	})
 	if err != nil {
 		return err
 	}
-	deliver.srv = srv
+	announce := srv.Announce
+	st.announce.Store(&announce)
 
-	// Background workers run on their own context: they must outlive the
+	// The durable queues run on their own context: they must outlive the
 	// drain of the sessions and stop only after it.
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	defer bgCancel()
 	var bg sync.WaitGroup
-	bg.Go(func() {
-		if err := uploads.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("upload queue stopped", "err", err)
-		}
-	})
-	bg.Go(func() {
-		if err := outbox.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("webhook outbox stopped", "err", err)
-		}
-	})
-	// A crash left recordings behind: repair and deliver them before taking
-	// new sessions, so their events keep their order.
-	if err := deliver.recover(); err != nil {
-		log.Error("recovering recordings of an earlier run", "err", err)
-	}
+	st.run(bgCtx, &bg)
 
 	mux := http.NewServeMux()
 	admin := mux
@@ -211,25 +163,28 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}
 
 	<-ctx.Done()
-	log.Info("draining: finishing sessions, recordings, uploads and webhooks")
+	begun := time.Now()
+	log.Info("draining: finishing sessions, recordings, uploads and webhooks", "timeout", cfg.ShutdownTimeout.String())
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	var errs []error
+	// Sessions end and their recordings are handed to their journeys; then
+	// the uploads and their STOPPED/FAILED go out while the HTTP servers
+	// still serve (the dev console's upload and webhook sinks are among
+	// them). What cannot finish in time stays in the ledger for the next
+	// start: that is the promise, not a failure, so the exit is still 0.
 	if err := srv.Shutdown(shCtx); err != nil {
-		errs = append(errs, err)
+		log.Warn("drain: sessions did not all end in time", "err", err)
 	}
+	st.drain(shCtx)
 	for _, hs := range servers {
 		if err := hs.Shutdown(shCtx); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			_ = hs.Close()
 		}
 	}
-	// What is still queued stays on disk for the next start.
-	uploads.Drain(shCtx)
-	outbox.Drain(shCtx)
 	bgCancel()
 	bg.Wait()
-	log.Info("rtmrec stopped")
-	return errors.Join(errs...)
+	log.Info("rtmrec stopped", "drain", time.Since(begun).Round(time.Millisecond).String())
+	return nil
 }
 
 // parseICEServers turns -ice-server URLs into pion's form; TURN credentials

@@ -1,10 +1,16 @@
 package netguard
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,13 +46,13 @@ func (g *Guard) HTTPClient(timeout time.Duration) *http.Client {
 
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= MaxRedirects {
-		return fmt.Errorf("netguard: stopped after %d redirects", MaxRedirects)
+		return fmt.Errorf("stopped after %d redirects", MaxRedirects)
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("netguard: redirect to scheme %q: %w", req.URL.Scheme, ErrInvalidURL)
+		return fmt.Errorf("redirect to scheme %q: %w", req.URL.Scheme, ErrInvalidURL)
 	}
 	if req.URL.User != nil {
-		return fmt.Errorf("netguard: redirect with userinfo: %w", ErrInvalidURL)
+		return fmt.Errorf("redirect with userinfo: %w", ErrInvalidURL)
 	}
 	if len(via) > 0 && req.Method != via[0].Method {
 		return http.ErrUseLastResponse
@@ -83,4 +89,44 @@ func (e *scrubbed) Unwrap() error { return e.err }
 func (e *scrubbed) Timeout() bool {
 	var t interface{ Timeout() bool }
 	return errors.As(e.err, &t) && t.Timeout()
+}
+
+// Explain turns an error of a guarded request into a short reason a
+// customer can act on ("connection refused", "timed out", "TLS handshake
+// failed", "address not allowed: ..."), never naming Go packages and never
+// quoting a query string.
+func Explain(err error) string {
+	var ne interface{ Timeout() bool }
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrForbidden):
+		var ae *addrError
+		if errors.As(err, &ae) {
+			return "address not allowed: " + ae.what
+		}
+		return "address not allowed"
+	case errors.Is(err, ErrInvalidURL):
+		return "URL not allowed"
+	case errors.Is(err, ErrResolve):
+		return "host name could not be resolved"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	}
+	var te *tls.CertificateVerificationError
+	var re tls.RecordHeaderError
+	if errors.As(err, &te) || errors.As(err, &re) || strings.Contains(err.Error(), "tls: ") {
+		return "TLS handshake failed"
+	}
+	if strings.Contains(err.Error(), "redirect") {
+		return "redirect not allowed"
+	}
+	return "network error"
 }

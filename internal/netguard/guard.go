@@ -76,26 +76,26 @@ func (g *Guard) CheckURL(ctx context.Context, raw string, schemes ...string) (*u
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error quotes the whole input, query included: drop it.
-		return nil, fmt.Errorf("netguard: %s: malformed: %w", red, ErrInvalidURL)
+		return nil, fmt.Errorf("%s: malformed: %w", red, ErrInvalidURL)
 	}
 	if !schemeAllowed(u.Scheme, schemes) {
-		return nil, fmt.Errorf("netguard: %s: scheme %q not allowed (want %s): %w",
+		return nil, fmt.Errorf("%s: scheme %q not allowed (want %s): %w",
 			red, u.Scheme, strings.Join(schemes, ", "), ErrInvalidURL)
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("netguard: %s: no host: %w", red, ErrInvalidURL)
+		return nil, fmt.Errorf("%s: no host: %w", red, ErrInvalidURL)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("netguard: %s: userinfo not allowed: %w", red, ErrInvalidURL)
+		return nil, fmt.Errorf("%s: userinfo not allowed: %w", red, ErrInvalidURL)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("netguard: %s: bad port: %w", red, ErrInvalidURL)
+			return nil, fmt.Errorf("%s: bad port: %w", red, ErrInvalidURL)
 		}
 	}
 	if u.Scheme == "s3" {
 		if u.Port() != "" || strings.Trim(u.Path, "/") == "" {
-			return nil, fmt.Errorf("netguard: %s: want s3://bucket/key: %w", red, ErrInvalidURL)
+			return nil, fmt.Errorf("%s: want s3://bucket/key: %w", red, ErrInvalidURL)
 		}
 		return u, nil
 	}
@@ -103,7 +103,7 @@ func (g *Guard) CheckURL(ctx context.Context, raw string, schemes ...string) (*u
 		return u, nil
 	}
 	if _, err := g.resolve(ctx, u.Hostname()); err != nil {
-		return nil, fmt.Errorf("netguard: %s: %w", red, err)
+		return nil, fmt.Errorf("%s: %w", red, err)
 	}
 	return u, nil
 }
@@ -123,7 +123,7 @@ func schemeAllowed(s string, allowed []string) bool {
 func (g *Guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if !g.allowed(ip) {
-			return nil, fmt.Errorf("%s: %w", ip, ErrForbidden)
+			return nil, &addrError{what: ip.String() + " is not a public address"}
 		}
 		return []netip.Addr{ip.Unmap()}, nil
 	}
@@ -141,11 +141,19 @@ func (g *Guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 			return nil, fmt.Errorf("%w %s: bad address", ErrResolve, host)
 		}
 		if !g.allowed(ip) {
-			return nil, fmt.Errorf("%s resolves to %s: %w", host, ip.Unmap(), ErrForbidden)
+			return nil, &addrError{what: fmt.Sprintf("%s resolves to %s, which is not a public address", host, ip.Unmap())}
 		}
 		out = append(out, ip.Unmap())
 	}
 	return out, nil
+}
+
+// addrError is the guard refusing an address; it is ErrForbidden.
+type addrError struct{ what string }
+
+func (e *addrError) Error() string { return e.what }
+func (e *addrError) Is(target error) bool {
+	return target == ErrForbidden
 }
 
 func (g *Guard) allowed(ip netip.Addr) bool {
@@ -159,11 +167,11 @@ func (g *Guard) allowed(ip netip.Addr) bool {
 func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("netguard: dial %s: %w", addr, ErrInvalidURL)
+		return nil, fmt.Errorf("dial %s: %w", addr, ErrInvalidURL)
 	}
 	ips, err := g.resolve(ctx, host)
 	if err != nil {
-		return nil, fmt.Errorf("netguard: dial: %w", err)
+		return nil, fmt.Errorf("dial: %w", err)
 	}
 	var errs []error
 	for _, ip := range ips {
@@ -176,5 +184,5 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 			break
 		}
 	}
-	return nil, fmt.Errorf("netguard: dial %s: %w", host, errors.Join(errs...))
+	return nil, fmt.Errorf("dial %s: %w", host, errors.Join(errs...))
 }

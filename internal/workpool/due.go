@@ -51,29 +51,35 @@ func (d *Due[T]) Next() (at time.Time, ok bool) {
 // Pop removes and returns the earliest item.
 func (d *Due[T]) Pop() T { return heap.Pop(&d.h).(dueItem[T]).v }
 
-// Dispatch hands due items to the workers, one at a time, until ctx ends or
-// Drain is called; it is the only reader of the heap's head. mu guards due.
-// wake tells it the heap changed. taken (may be nil) runs under mu as an
-// item leaves the heap; requeue runs under mu for an item that could not be
-// handed out before the end, so it stays scheduled for the next Run.
+// Dispatch hands due items to the workers, one at a time, until ctx ends
+// or a drain is over; it is the only reader of the heap's head. mu guards
+// due. wake tells it the heap changed. taken (may be nil) runs under mu as
+// an item leaves the heap; requeue runs under mu for an item that could not
+// be handed out before the end, so it stays scheduled for the next Run.
 func Dispatch[T any](ctx context.Context, l *Lifecycle, mu sync.Locker, due *Due[T], wake <-chan struct{},
 	now func() time.Time, taken, requeue func(T), work chan<- T) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if ctx.Err() != nil || l.IsDraining() {
+		if ctx.Err() != nil {
 			return
 		}
 		mu.Lock()
 		var item T
 		var ready bool
 		var wait time.Duration
-		if at, ok := due.Next(); ok {
+		at, ok := due.Next()
+		if l.drained(at, ok) {
+			mu.Unlock()
+			return
+		}
+		if ok && !(l.IsDraining() && !l.deadline.IsZero() && at.After(l.deadline)) {
 			if wait = at.Sub(now()); wait <= 0 {
 				item, ready = due.Pop(), true
 				if taken != nil {
 					taken(item)
 				}
+				l.inFlight.Add(1)
 			}
 		}
 		mu.Unlock()
@@ -82,8 +88,8 @@ func Dispatch[T any](ctx context.Context, l *Lifecycle, mu sync.Locker, due *Due
 			case work <- item:
 				continue
 			case <-ctx.Done():
-			case <-l.Draining():
 			}
+			l.inFlight.Add(-1)
 			mu.Lock()
 			requeue(item)
 			mu.Unlock()
@@ -94,9 +100,14 @@ func Dispatch[T any](ctx context.Context, l *Lifecycle, mu sync.Locker, due *Due
 			timer.Reset(wait)
 			tick = timer.C
 		}
+		var draining <-chan struct{}
+		if !l.IsDraining() {
+			draining = l.Draining()
+		}
 		select {
 		case <-ctx.Done():
-		case <-l.Draining():
+		case <-draining:
+		case <-l.settled:
 		case <-wake:
 		case <-tick:
 		}

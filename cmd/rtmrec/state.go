@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rtmrec/rtmrec/delivery"
+	"github.com/rtmrec/rtmrec/internal/ledger"
+	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/upload"
+	"github.com/rtmrec/rtmrec/webhook"
+)
+
+// state is what the data directory holds and what works on it: the
+// ledger, the webhook outbox and the recordings' journeys. The server and
+// `rtmrec recover` open it the same way.
+type state struct {
+	log        *slog.Logger
+	recordings string
+	guard      *netguard.Guard
+	ledger     *ledger.Ledger
+	outbox     *webhook.Outbox
+	journeys   *delivery.Journeys
+	// announce tells the client that started a recording its outcome; the
+	// session server sets it once it exists.
+	announce atomic.Pointer[func(string, rtm.Message)]
+}
+
+// openState takes the data directory (one process at a time), loads what
+// an earlier process left, and schedules it: the TERMINATED of sessions it
+// left open first, then the repair and upload of its recordings.
+func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state, error) {
+	l, err := ledger.Open(cfg.DataDir, ledger.Options{})
+	if err != nil {
+		return nil, err
+	}
+	st := &state{log: log, ledger: l, recordings: filepath.Join(cfg.DataDir, "recordings")}
+	st.guard = netguard.New(netguard.Config{AllowPrivate: cfg.AllowPrivateURLs})
+	secrets, err := parseSecrets(cfg.WebhookSecrets)
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	st.outbox, err = webhook.New(webhook.Config{
+		Ledger: l, Guard: st.guard, Secrets: secrets, RetryPeriod: cfg.WebhookRetryPeriod,
+		Logger: log.With("component", "webhook"), Metrics: reg,
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("webhook outbox: %w", err), l.Close())
+	}
+	up, err := upload.New(upload.Config{
+		Guard: st.guard, AcceptAny2xx: cfg.UploadAccept2xx,
+		S3:     upload.S3Config{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, PathStyle: cfg.S3PathStyle},
+		Logger: log.With("component", "upload"), Metrics: reg,
+	})
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	st.journeys, err = delivery.New(delivery.Config{
+		Ledger: l, Outbox: st.outbox, Uploader: up, Dir: st.recordings,
+		MaxAttempts: cfg.UploadMaxAttempts, Deadline: cfg.UploadDeadline, Retention: cfg.UploadRetention,
+		Logger: log.With("component", "delivery"), Metrics: reg,
+		Announce: func(id string, m rtm.Message) {
+			if f := st.announce.Load(); f != nil {
+				(*f)(id, m)
+			}
+		},
+	})
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	return st, nil
+}
+
+// parseSecrets turns -webhook-secret values into HMAC keys.
+func parseSecrets(in []string) ([][]byte, error) {
+	var out [][]byte
+	for _, s := range in {
+		k, err := webhook.ParseSecret(s)
+		if err != nil {
+			return nil, fmt.Errorf("-webhook-secret: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// run starts the outbox and the journeys on ctx, in wg.
+func (st *state) run(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Go(func() {
+		if err := st.outbox.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			st.log.Error("webhook outbox stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := st.journeys.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			st.log.Error("recording journeys stopped", "err", err)
+		}
+	})
+}
+
+// drain finishes, by ctx's deadline, the uploads and then the webhooks
+// (STOPPED comes from an upload); what is left stays for the next start.
+func (st *state) drain(ctx context.Context) {
+	st.journeys.Drain(ctx)
+	st.outbox.Drain(ctx)
+	if n := st.outbox.Pending(); n > 0 {
+		st.log.Info("webhook events left for the next start", "count", n)
+	}
+}
+
+// close closes the ledger and releases the data directory.
+func (st *state) close() {
+	if err := st.ledger.Close(); err != nil {
+		st.log.Error("close ledger", "err", err)
+	}
+}
