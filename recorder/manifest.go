@@ -72,4 +72,3 @@ type AuditEvent struct {
 	SessionID string    `json:"session_id,omitempty"`
 	Identity  string    `json:"identity,omitempty"`
 }
-

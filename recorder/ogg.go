@@ -84,8 +84,8 @@ type oggStream struct {
 	id       string      // the track id, in the OpusTags
 	channels uint16
 	serial   uint32
-	pageSeq uint32
-	end     int64 // samples on the file timeline written so far (granule - pre-skip)
+	pageSeq  uint32
+	end      int64 // samples on the file timeline written so far (granule - pre-skip)
 
 	lacing    [255]byte
 	nseg      int

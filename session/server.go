@@ -302,4 +302,3 @@ func (s *Server) checkURL(ctx context.Context, p Principal, raw string, upload b
 	}
 	return nil
 }
-

@@ -42,7 +42,7 @@ func (d *instantJourneys) Begin(r delivery.Route, m *recorder.Manifest, announce
 }
 
 func (d *instantJourneys) Paused(string, bool, []recorder.PauseSpan, func(rtm.Message)) {}
-func (d *instantJourneys) Audit(string, recorder.AuditEvent)                             {}
+func (d *instantJourneys) Audit(string, recorder.AuditEvent)                            {}
 
 func (d *instantJourneys) Finish(id string, m *recorder.Manifest, _ error) error {
 	d.mu.Lock()
