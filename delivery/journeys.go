@@ -97,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// reasonEmpty is the reason of a recording that received nothing.
+const reasonEmpty = "recording_empty: no audio and no video keyframe reached the server before the recording stopped"
+
 // storeRetry is how soon a step whose state could not be committed is
 // tried again (disk full, I/O error).
 const storeRetry = 5 * time.Second
@@ -382,6 +385,8 @@ func (j *Journeys) Finish(id string, m *recorder.Manifest, werr error) error {
 	case jr == nil:
 		j.log.Error("delivery: finish of a recording without a journey", "recording_id", id)
 		return nil
+	case errors.Is(werr, recorder.ErrNoMedia):
+		return j.decide(jr, stateFailed, reasonEmpty, 0)
 	case werr != nil:
 		j.log.Error("recording could not be written", "recording_id", id, "error", werr)
 		return j.decide(jr, stateFailed, "recording_failed: the file could not be written on the server; what was written is kept there", 0)
@@ -470,6 +475,8 @@ func (j *Journeys) repair(jr *journey) error {
 		reason := "recording_unrepairable: the server stopped before any playable media of the recording reached the disk; the file is kept on the server"
 		if _, serr := os.Stat(m.Path); errors.Is(serr, os.ErrNotExist) {
 			reason = "recording_missing: the recording's file is missing from the server's data directory"
+		} else if errors.Is(err, recorder.ErrNoMedia) {
+			reason = reasonEmpty
 		}
 		log.Error("recording of an earlier run cannot be repaired", "error", err)
 		return j.decide(jr, stateFailed, reason, 0)

@@ -91,6 +91,7 @@ type mkvWriter struct {
 	scratch    []byte
 	uidSeed    string
 	finished   bool
+	wrote      bool // a block was written
 }
 
 func newMKVWriter(w *fileWriter, f Format, uidSeed string, started time.Time) (*mkvWriter, error) {
@@ -272,6 +273,7 @@ func (m *mkvWriter) writeFrame(tr *trackState, t int64, key bool, data []byte) e
 	if tr.num < 1 || tr.num > len(m.entries) || m.finished {
 		return nil
 	}
+	m.wrote = true
 	ms := max(t, 0) / 1e6
 	if tr.framesWritten > 0 && ms <= tr.lastMS {
 		// A track's blocks must strictly increase: two frames less than a
@@ -364,6 +366,24 @@ func (m *mkvWriter) closeCluster() error {
 func (m *mkvWriter) finish(end int64) error {
 	if m.finished {
 		return nil
+	}
+	if !m.wrote {
+		// A file without a single block is not valid Matroska to players
+		// (ffmpeg refuses it). An audio track gets one silent frame, which
+		// decoders conceal (RFC 7845 §4.1); without audio nothing playable
+		// was received at all.
+		for _, st := range m.tracks {
+			if st != nil && st.info.Codec == CodecOpus {
+				if err := m.writeFrame(st, 0, true, []byte{opusTOC20ms}); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		if !m.wrote {
+			m.finished = true
+			return ErrNoMedia
+		}
 	}
 	m.finished = true
 	if err := m.closeCluster(); err != nil {

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -424,5 +425,56 @@ func TestBlockTimestampsStrictlyIncrease(t *testing.T) {
 		if blocks[i].ms <= blocks[i-1].ms {
 			t.Fatalf("block %d at %d ms after block at %d ms", i, blocks[i].ms, blocks[i-1].ms)
 		}
+	}
+}
+
+// TestStoppedBeforeAnyMedia: a Matroska recording that received nothing is
+// still a file players open (one silent Opus frame) when it has audio, and
+// ErrNoMedia when there is nothing playable at all; repair says the same.
+func TestStoppedBeforeAnyMedia(t *testing.T) {
+	tests := []struct {
+		name   string
+		tracks []TrackInfo
+		empty  bool
+	}{
+		{"audio and video", []TrackInfo{{ID: "mic", Codec: CodecOpus}, {ID: "cam", Codec: CodecVP8}}, false},
+		{"video only", []TrackInfo{{ID: "cam", Codec: CodecVP8}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, err := Start(Config{Dir: t.TempDir(), RecordingID: "nothing", Tracks: tt.tracks})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tr := range tt.tracks {
+				if _, err := rec.AddTrack(tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := rec.Stop()
+			if tt.empty {
+				if !errors.Is(err, ErrNoMedia) {
+					t.Fatalf("Stop = %v, want ErrNoMedia", err)
+				}
+				m.State = StateRecording
+				if err := Repair(m); !errors.Is(err, ErrNoMedia) {
+					t.Fatalf("Repair = %v, want ErrNoMedia", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out := ffmpegDecode(t, m.Path); out != "" {
+				t.Fatalf("ffmpeg: %s", out)
+			}
+			m.State = StateRecording
+			if err := Repair(m); err != nil {
+				t.Fatalf("repair of an empty recording: %v", err)
+			}
+			if out := ffmpegDecode(t, m.Path); out != "" {
+				t.Fatalf("ffmpeg after repair: %s", out)
+			}
+		})
 	}
 }

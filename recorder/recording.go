@@ -46,6 +46,10 @@ type Config struct {
 	Now             func() time.Time
 }
 
+// ErrNoMedia is the error of a recording that received nothing it could
+// write (no audio, and no video keyframe) before it stopped.
+var ErrNoMedia = errors.New("no media was received: the recording holds no audio and no video keyframe")
+
 // Recording writes one media file and describes it in a Manifest. All file I/O happens on
 // one writer goroutine; the RTP path only copies packets into a bounded queue.
 type Recording struct {
