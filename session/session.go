@@ -109,7 +109,7 @@ func (c *conn) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 	if c.principal.Tenant() != "" {
 		ss.log = ss.log.With("tenant", c.principal.Tenant())
 	}
-	release, err := c.srv.deps.Admission.AcquireSession()
+	release, err := c.srv.deps.Admission.AcquireSession(c.principal.Tenant())
 	if err != nil {
 		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
 	}
