@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/s3allow"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/session"
 	"github.com/rtmrec/rtmrec/upload"
@@ -79,7 +80,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 
 	lim, err := limits.New(limits.Config{
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnRatePerIP: cfg.ConnRatePerIP, ConnBurstPerIP: max(1, int(2*cfg.ConnRatePerIP)),
-		MaxSessions: cfg.MaxSessions, MaxRecordings: cfg.MaxRecordings,
+		MaxAuthConnsPerIP: cfg.MaxAuthConnsPerIP,
+		MaxSessions:       cfg.MaxSessions, MaxRecordings: cfg.MaxRecordings,
+		MaxSessionsPerTenant: cfg.MaxSessionsPerTenant, MaxRecordingsPerTenant: cfg.MaxRecordingsPerTenant,
 		DiskDir: cfg.DataDir, MinFreeDiskBytes: cfg.MinFreeDiskMB << 20, Metrics: reg,
 	})
 	if err != nil {
@@ -88,6 +91,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	authn, err := newAuthenticator(cfg)
 	if err != nil {
 		return err
+	}
+	clients, err := cfg.clientAddrs()
+	if err != nil {
+		return err
+	}
+	s3List, err := s3allow.Parse(cfg.S3Allow)
+	if err != nil {
+		return fmt.Errorf("-s3-allow: %w", err)
+	}
+	var s3Policy session.S3Policy // nil refuses s3:// outright
+	if s3List.Len() > 0 {
+		s3Policy = s3List
 	}
 
 	iceServers, err := parseICEServers(cfg.ICEServers)
@@ -109,7 +124,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		DataDir: dirs.recordings, AllowedOrigins: cfg.AllowedOrigins,
 	}, session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
-		Notifier: webhookNotifier{outbox: outbox, log: log}, Delivery: deliver, URLs: guard,
+		Notifier: webhookNotifier{outbox: outbox, log: log}, Delivery: deliver, URLs: guard, S3: s3Policy,
 		Admission: lim, RecorderMetrics: recorder.NewMetrics(reg),
 	})
 	if err != nil {
@@ -152,7 +167,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /rtm", admitConn(lim, authn.middleware(srv)))
+	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
 	if cfg.Dev {
 		if err := mountDev(mux, cfg, srv, authn, log); err != nil {
 			return err
