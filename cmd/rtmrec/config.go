@@ -87,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate address for /metrics, /healthz and /readyz (default: on -listen)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "where recordings are spooled and durable job state lives")
 	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let upload_url/webhook_url point at loopback and private addresses")
-	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls)")
+	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls; only on a loopback -listen, since it hands out tokens)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a graceful shutdown may take before exiting anyway")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for https/wss (re-read on SIGHUP)")
