@@ -186,17 +186,7 @@ func TestTenantLimits(t *testing.T) {
 	a2 := startCall(t, srv.wsURL(), "a2", "", acme, testclient.Tone)
 	g1 := startCall(t, srv.wsURL(), "g1", "", globex, testclient.Tone)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c, _, err := testclient.Dial(ctx, srv.wsURL(), acme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	api, _ := testclient.NewAPI()
-	p, _ := testclient.NewPeer(api, testclient.Tone)
-	defer p.Close()
-	if err := c.Start(ctx, p, "agent-7", "a3", ""); err == nil || !strings.Contains(err.Error(), string(rtm.CodeServerBusy)) {
+	if err := tryStartCall(t, srv.wsURL(), "a3", acme); err == nil || !strings.Contains(err.Error(), string(rtm.CodeServerBusy)) {
 		t.Fatalf("acme's third session: %v, want server_busy", err)
 	}
 

@@ -27,24 +27,10 @@ import (
 // S3-compatible store, once with s3://bucket/key and the server's own
 // credentials, once with a pre-signed PUT URL made by aws-sdk-go-v2.
 func TestRecordingToS3(t *testing.T) {
-	const user, pass, bucket = "rtmrec-test", "rtmrec-test-secret", "recordings"
-	endpoint := testminio.Start(t, user, pass)
-	t.Setenv("AWS_ACCESS_KEY_ID", user)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
-	t.Setenv("AWS_REGION", "us-east-1")
+	const bucket = "recordings"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-	})
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatal(err)
-	}
+	endpoint, client := startS3(ctx, t, bucket)
 	presigned, err := s3.NewPresignClient(client).PresignPutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("presigned.ogg")}, s3.WithPresignExpires(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -89,26 +75,9 @@ func TestRecordingToS3(t *testing.T) {
 // gets invalid_url without a single request reaching the store, while one
 // inside the tenant's prefix is uploaded.
 func TestS3AllowList(t *testing.T) {
-	const user, pass = "rtmrec-test", "rtmrec-test-secret"
-	endpoint := testminio.Start(t, user, pass)
-	t.Setenv("AWS_ACCESS_KEY_ID", user)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
-	t.Setenv("AWS_REGION", "us-east-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-	})
-	for _, b := range []string{"recordings", "other"} {
-		if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	endpoint, client := startS3(ctx, t, "recordings", "other")
 	// rtmrec reaches MinIO only through this proxy, which counts requests.
 	// It keeps the Host header, which the requests' signatures cover.
 	target, _ := url.Parse(endpoint)
@@ -178,4 +147,30 @@ func TestS3AllowList(t *testing.T) {
 	if e := testclient.Data[rtm.ErrorData](o.wait(testclient.IsError(rtm.CodeInvalidURL))); !strings.Contains(e.Message, "not enabled") {
 		t.Errorf("message %q", e.Message)
 	}
+}
+
+// startS3 runs MinIO with the given buckets and returns its endpoint and a
+// client for it. The server's AWS credentials, from the environment, are
+// MinIO's.
+func startS3(ctx context.Context, t *testing.T, buckets ...string) (string, *s3.Client) {
+	t.Helper()
+	const user, pass = "rtmrec-test", "rtmrec-test-secret"
+	endpoint := testminio.Start(t, user, pass)
+	t.Setenv("AWS_ACCESS_KEY_ID", user)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
+	t.Setenv("AWS_REGION", "us-east-1")
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(endpoint)
+		o.UsePathStyle = true
+	})
+	for _, b := range buckets {
+		if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return endpoint, client
 }

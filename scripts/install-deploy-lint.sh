@@ -11,15 +11,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "install-deploy-lint: need root to apt-get install ${need_apt[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+bash scripts/apt-install.sh "${need_apt[@]}"
 
 command -v npm >/dev/null || { echo "install-deploy-lint: npm is required" >&2; exit 1; }
 (cd deploy/lint && npm ci --ignore-scripts --no-audit --no-fund)
