@@ -157,6 +157,17 @@ func TestContactCenterBehindOneAddress(t *testing.T) {
 		t.Fatalf("flood: %v, want no upgrade and at most %d answered 401, the rest 429", floodStatus, maxUnauthorized)
 	}
 
+	// Refusals close the connection: a flood cannot send its attempts
+	// down one connection and skip the handshakes.
+	resp, err := http.Get(srv.httpURL() + "/rtm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if (resp.StatusCode != 401 && resp.StatusCode != 429) || !resp.Close {
+		t.Fatalf("refused attempt: HTTP %d, connection kept open: %v", resp.StatusCode, !resp.Close)
+	}
+
 	// The address that flooded still gets an agent's call through.
 	startCall(t, srv.wsURL(), "after-flood", "", agent, testclient.Tone)
 	if _, body := srv.get("/metrics"); !strings.Contains(body, `rtmrec_limits_refused_total{limit="conn_rate"}`) {
