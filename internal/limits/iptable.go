@@ -37,8 +37,8 @@ type ipEntry struct {
 	// bucket is spent by unauthenticated connections and failed attempts.
 	bucket bucket
 
-	// While the source holds no connection the entry sits on the table's idle list, oldest
-	// first, so pruning and eviction are O(1) per entry.
+	// While the source holds no connection the entry sits on the table's
+	// idle list, oldest first, so pruning and eviction are O(1) per entry.
 	idle       bool
 	idleSince  time.Time
 	prev, next *ipEntry
