@@ -46,6 +46,10 @@ type Config struct {
 	Uploader Uploader
 	// Dir is where the recordings' media files are.
 	Dir string
+	// Allow, if set, checks an upload URL again before every attempt (the
+	// operator may have narrowed what is allowed since the recording
+	// started); its error refuses the upload.
+	Allow func(tenant, uploadURL string) error
 	// Announce, if set, hears each recording's final outcome (STOPPED or
 	// FAILED) once it is durable, to tell the client that started it.
 	Announce func(recordingID string, m rtm.Message)
@@ -499,6 +503,11 @@ func (j *Journeys) repair(jr *journey) error {
 // counted durably before it starts, so a process that dies mid-upload
 // still uses up attempts rather than retrying forever.
 func (j *Journeys) attempt(ctx context.Context, jr *journey) error {
+	if j.cfg.Allow != nil {
+		if err := j.cfg.Allow(jr.Route.Tenant, jr.Route.UploadURL); err != nil {
+			return j.decide(jr, stateFailed, "upload_refused: "+err.Error(), 0)
+		}
+	}
 	counted := jr.clone()
 	counted.Attempts++
 	if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return saveJourney(tx, counted) }); err != nil {

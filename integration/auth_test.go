@@ -171,17 +171,7 @@ func TestRolesTenantsAndPrefixes(t *testing.T) {
 	}
 
 	// A supervisor token cannot start a session (and so cannot record).
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := testclient.Dial(ctx, srv.wsURL(), supAcme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	api, _ := testclient.NewAPI()
-	p, _ := testclient.NewPeer(api, testclient.Tone)
-	defer p.Close()
-	if err := c.Start(ctx, p, "boss", "boss-call", ""); err == nil || !strings.Contains(err.Error(), string(rtm.CodeUnauthorized)) {
+	if err := tryStartCall(t, srv.wsURL(), "boss-call", supAcme); err == nil || !strings.Contains(err.Error(), string(rtm.CodeUnauthorized)) {
 		t.Fatalf("supervisor starting a session: %v, want unauthorized", err)
 	}
 }

@@ -26,6 +26,28 @@ type call struct {
 
 func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
 	t.Helper()
+	c, p, err := start(t, wsURL, id, webhookURL, header, sources...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &call{t: t, c: c, p: p, id: id}
+	cl.wait(testclient.IsState(id, rtm.StateConnected))
+	p.Stream(context.Background())
+	return cl
+}
+
+// tryStartCall starts a session on a new connection and returns why it
+// was refused, for admissions expected to fail.
+func tryStartCall(t *testing.T, wsURL, id string, header http.Header) error {
+	t.Helper()
+	_, _, err := start(t, wsURL, id, "", header, testclient.Tone)
+	return err
+}
+
+// start connects, offers the sources and returns session_start's outcome;
+// the connection and peer close when the test ends.
+func start(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) (*testclient.Client, *testclient.Peer, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, _, err := testclient.Dial(ctx, wsURL, header)
@@ -42,13 +64,7 @@ func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, s
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	if err := c.Start(ctx, p, "agent-7", id, webhookURL); err != nil {
-		t.Fatal(err)
-	}
-	cl := &call{t: t, c: c, p: p, id: id}
-	cl.wait(testclient.IsState(id, rtm.StateConnected))
-	p.Stream(context.Background())
-	return cl
+	return c, p, c.Start(ctx, p, "agent-7", id, webhookURL)
 }
 
 func (c *call) wait(match func(rtm.Message) bool) rtm.Message {

@@ -56,11 +56,19 @@ type URLChecker interface {
 	CheckURL(ctx context.Context, raw string, schemes ...string) (*url.URL, error)
 }
 
-// Admission bounds the server's total sessions and recordings. A refusal
-// is answered server_busy.
+// S3Policy decides which s3:// upload URLs a tenant may use. Those are
+// written with the server's own credentials, so only where the operator
+// allows (contract §8); without a policy s3:// is refused. The error is
+// shown to the client.
+type S3Policy interface {
+	AllowS3(tenant string, u *url.URL) error
+}
+
+// Admission bounds the sessions and recordings of the server and of each
+// tenant. A refusal is answered server_busy.
 type Admission interface {
-	AcquireSession() (release func(), err error)
-	AcquireRecording() (release func(), err error)
+	AcquireSession(tenant string) (release func(), err error)
+	AcquireRecording(tenant string) (release func(), err error)
 }
 
 // Events takes a session's session_state events for its webhook (package
@@ -92,5 +100,5 @@ func (nopEvents) Publish(_ webhook.Event, delivered func()) {
 
 type openAdmission struct{}
 
-func (openAdmission) AcquireSession() (func(), error)   { return func() {}, nil }
-func (openAdmission) AcquireRecording() (func(), error) { return func() {}, nil }
+func (openAdmission) AcquireSession(string) (func(), error)   { return func() {}, nil }
+func (openAdmission) AcquireRecording(string) (func(), error) { return func() {}, nil }

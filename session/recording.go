@@ -50,7 +50,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	if _, err := recorder.ResolveFormat(format, hints); err != nil {
 		return rtm.Errorf(rtm.CodeNotSupported, "%v", err)
 	}
-	release, err := ss.srv.deps.Admission.AcquireRecording()
+	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {
 		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
 	}

@@ -24,7 +24,7 @@ import (
 
 // Deps are the collaborators of the session server. WebRTC and Logger are
 // required; the rest have safe defaults (no webhooks, no limits, every URL
-// allowed, recordings refused).
+// allowed but s3://, recordings refused).
 type Deps struct {
 	WebRTC    *WebRTC
 	Logger    *slog.Logger
@@ -32,6 +32,7 @@ type Deps struct {
 	Events    Events
 	Journeys  Journeys
 	URLs      URLChecker
+	S3        S3Policy
 	Admission Admission
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
@@ -289,6 +290,14 @@ func (s *Server) checkURL(ctx context.Context, p Principal, raw string, upload b
 	u, err := url.Parse(raw)
 	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
 		return rtm.Errorf(rtm.CodeInvalidURL, "%s must be an absolute %s URL", what, strings.Join(schemes, ", "))
+	}
+	if u.Scheme == "s3" {
+		if s.deps.S3 == nil {
+			return rtm.Errorf(rtm.CodeInvalidURL, "%s: s3:// uploads are not enabled on this server", what)
+		}
+		if err := s.deps.S3.AllowS3(p.Tenant(), u); err != nil {
+			return rtm.Errorf(rtm.CodeInvalidURL, "%s: %v", what, err)
+		}
 	}
 	if s.deps.URLs == nil {
 		return nil

@@ -145,7 +145,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 // so a slow DNS answer holds only this session. An error refuses the
 // request: the session never existed for the client.
 func (ss *Session) setUp(offer *rtm.SessionDescription) error {
-	release, err := ss.srv.deps.Admission.AcquireSession()
+	release, err := ss.srv.deps.Admission.AcquireSession(ss.principal.Tenant())
 	if err != nil {
 		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
 	}

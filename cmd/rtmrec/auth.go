@@ -4,12 +4,14 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/session"
 )
@@ -45,28 +47,16 @@ func newAuthenticator(cfg *config) (*authenticator, error) {
 
 func (a *authenticator) enabled() bool { return a.verifier != nil }
 
-// middleware answers 401 without upgrading when the token is missing or
-// invalid, and otherwise hands the token's claims to the session layer.
-func (a *authenticator) middleware(next http.Handler) http.Handler {
-	if a.verifier == nil {
-		return next
+// verify returns the claims of the request's token, or why there are none.
+func (a *authenticator) verify(r *http.Request) (*auth.Claims, error) {
+	tok := auth.TokenFromRequest(r)
+	if tok == "" {
+		return nil, errNoToken
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := auth.TokenFromRequest(r)
-		if tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="rtmrec"`)
-			http.Error(w, "unauthorized: a bearer token is required (Authorization header or access_token parameter)", http.StatusUnauthorized)
-			return
-		}
-		claims, err := a.verifier.Verify(tok)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="rtmrec", error="invalid_token"`)
-			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(session.WithPrincipal(r.Context(), principal{claims})))
-	})
+	return a.verifier.Verify(tok)
 }
+
+var errNoToken = errors.New("a bearer token is required (Authorization header or access_token parameter)")
 
 // principal adapts verified claims to what the session layer asks.
 type principal struct{ c *auth.Claims }
@@ -78,35 +68,80 @@ func (p principal) MaySupervise(id string) bool    { return p.c.MaySupervise(id)
 func (p principal) AllowsUploadURL(u string) bool  { return p.c.AllowsUploadURL(u) }
 func (p principal) AllowsWebhookURL(u string) bool { return p.c.AllowsWebhookURL(u) }
 
-// admitConn applies the per-IP connection limits before anything else.
-func admitConn(lim *limits.Limiter, next http.Handler) http.Handler {
+// gate admits /rtm connections before the WebSocket upgrade: it finds the
+// client address (behind -trusted-proxies), checks the token, and applies
+// the per-IP limits. Those charge only what cannot be attributed to anyone
+// (no auth configured, no token, a bad token), so a contact center's agents
+// sharing one NAT address are limited per tenant, not per address.
+type gate struct {
+	clients *clientaddr.Resolver
+	authn   *authenticator
+	lim     *limits.Limiter
+	log     *slog.Logger
+}
+
+func (g *gate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := clientIP(r)
-		release, err := lim.AdmitConn(ip)
-		if err != nil {
-			status := http.StatusServiceUnavailable
-			var re *limits.RefusedError
-			if errors.As(err, &re) {
-				status = re.HTTPStatus
-				if status == http.StatusTooManyRequests {
-					w.Header().Set("Retry-After", strconv.Itoa(1))
+		ip := g.clients.ClientAddr(r)
+		ctx := clientaddr.NewContext(r.Context(), ip)
+		var release func()
+		var err error
+		if !g.authn.enabled() {
+			release, err = g.lim.AdmitConn(ip)
+		} else {
+			// The token is verified even from an address over its
+			// allowance, so that an agent gets in while a colleague's
+			// client behind the same NAT retries a bad token. That costs
+			// tens (HS256) to hundreds (RS256, ES256) of microseconds,
+			// about what the attempt's TLS handshake costs: refusals close
+			// the connection, so a flood cannot skip the handshake by
+			// sending its attempts down one connection.
+			claims, authErr := g.authn.verify(r)
+			if authErr != nil {
+				if err := g.lim.FailedAttempt(ip); err != nil {
+					g.refuse(w, ip, err)
+				} else {
+					g.unauthorized(w, ip, authErr)
 				}
+				return
 			}
-			http.Error(w, "server_busy: "+err.Error(), status)
+			release, err = g.lim.AdmitAuthenticated(ip)
+			ctx = session.WithPrincipal(ctx, principal{claims})
+		}
+		if err != nil {
+			g.refuse(w, ip, err)
 			return
 		}
 		defer release()
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// clientIP is the TCP peer: forwarded headers are not trusted, since any
-// client can set them.
-func clientIP(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+// unauthorized answers 401 with the reason.
+func (g *gate) unauthorized(w http.ResponseWriter, ip netip.Addr, err error) {
+	g.log.Debug("connection refused: no valid token", "client_ip", ip, "err", err)
+	challenge := `Bearer realm="rtmrec"`
+	if !errors.Is(err, errNoToken) {
+		challenge += `, error="invalid_token"`
 	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
+	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("Connection", "close")
+	http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+}
+
+// refuse answers a limit's refusal: 429 with Retry-After for the per-IP
+// limits a client can cure by slowing down, 503 for server capacity.
+func (g *gate) refuse(w http.ResponseWriter, ip netip.Addr, err error) {
+	g.log.Debug("connection refused", "client_ip", ip, "err", err)
+	w.Header().Set("Connection", "close")
+	status := http.StatusServiceUnavailable
+	var re *limits.RefusedError
+	if errors.As(err, &re) {
+		status = re.HTTPStatus
+		if status == http.StatusTooManyRequests {
+			secs := max(1, int(math.Ceil(re.RetryAfter.Seconds())))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+		}
+	}
+	http.Error(w, "server_busy: "+err.Error(), status)
 }

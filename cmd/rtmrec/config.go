@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/rtmrec/rtmrec/internal/clientaddr"
+	"github.com/rtmrec/rtmrec/internal/s3allow"
 )
 
 // config is everything an operator can set. Each flag may also come from
@@ -29,6 +32,9 @@ type config struct {
 	AuthPublicKeys   list
 	InsecureNoAuth   bool
 
+	TrustedProxies list
+	ClientIPHeader string
+
 	ConnectTimeout    time.Duration
 	DisconnectTimeout time.Duration
 	MaxDuration       time.Duration
@@ -37,6 +43,10 @@ type config struct {
 	MaxConnsPerIP     int
 	ConnRatePerIP     float64
 	MinFreeDiskMB     uint64
+
+	MaxAuthConnsPerIP      int
+	MaxSessionsPerTenant   int
+	MaxRecordingsPerTenant int
 
 	ICEPortMin, ICEPortMax int
 	ICEUDPPort, ICETCPPort int
@@ -51,6 +61,7 @@ type config struct {
 	S3Endpoint        string
 	S3Region          string
 	S3PathStyle       bool
+	S3Allow           list
 
 	WebhookSecrets     list
 	WebhookRetryPeriod time.Duration
@@ -76,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate address for /metrics, /healthz and /readyz (default: on -listen)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "where recordings are spooled and durable job state lives")
 	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let upload_url/webhook_url point at loopback and private addresses")
-	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls)")
+	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls; only on a loopback -listen, since it hands out tokens)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a graceful shutdown may take before exiting anyway")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for https/wss (re-read on SIGHUP)")
@@ -90,8 +101,15 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.DurationVar(&c.MaxDuration, "max-duration", 0, "end sessions older than this (0: no limit)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "sessions on the server at once (0: no limit)")
 	fs.IntVar(&c.MaxRecordings, "max-recordings", 500, "recordings being written at once (0: no limit)")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "WebSocket connections per client IP (0: no limit)")
-	fs.Float64Var(&c.ConnRatePerIP, "conn-rate-per-ip", 10, "new connections per second per client IP (0: no limit)")
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "CIDR or address of a load balancer or proxy in front of rtmrec (repeatable). Only from these peers is the client address read from -client-ip-header (from the right, skipping trusted hops); from any other peer the header is ignored, since a client can write it")
+	fs.StringVar(&c.ClientIPHeader, "client-ip-header", string(clientaddr.XForwardedFor), "the header the -trusted-proxies write: X-Forwarded-For or Forwarded (RFC 7239). Only this one is read: a proxy that writes one passes the other through from the client")
+	// Per-IP limits guard what cannot be attributed to anyone; a verified
+	// token is attributable, and its work is bounded per tenant.
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "unauthenticated WebSocket connections open at once per client IP; applies when rtmrec runs without auth, since with auth an unauthenticated connection is refused (0: no limit)")
+	fs.Float64Var(&c.ConnRatePerIP, "conn-rate-per-ip", 10, "unauthenticated or failed connection attempts per second per client IP, with bursts of twice that; beyond it they get 429 (floods, clients retrying a bad token). Connections whose token verifies spend none of it, so a contact center's agents behind one NAT address are not throttled by their number (0: no limit)")
+	fs.IntVar(&c.MaxAuthConnsPerIP, "max-auth-conns-per-ip", 2000, "connections with a valid token open at once per client IP. High, because a contact center's agents leave through one NAT address (1,000 agents, each reconnecting once, fit), yet a bound on what one leaked token can hold open (0: no limit)")
+	fs.IntVar(&c.MaxSessionsPerTenant, "max-sessions-per-tenant", 0, "sessions of one tenant at once, so that on a server shared by several tenants one cannot take every slot (0: only -max-sessions)")
+	fs.IntVar(&c.MaxRecordingsPerTenant, "max-recordings-per-tenant", 0, "recordings of one tenant at once (0: only -max-recordings)")
 	fs.Uint64Var(&c.MinFreeDiskMB, "min-free-disk-mb", 1024, "refuse new recordings when the data directory has less free space")
 	fs.IntVar(&c.ICEPortMin, "ice-port-min", 0, "lowest UDP port for ICE (0: any)")
 	fs.IntVar(&c.ICEPortMax, "ice-port-max", 0, "highest UDP port for ICE (0: any)")
@@ -107,6 +125,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "endpoint for s3:// uploads to an S3-compatible store")
 	fs.StringVar(&c.S3Region, "s3-region", "", "region for s3:// uploads (default from the AWS config)")
 	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible stores)")
+	fs.Var(&c.S3Allow, "s3-allow", "bucket or bucket/prefix that s3:// upload URLs may write to with the server's credentials (repeatable; {tenant} in the prefix is the token's tenant, e.g. recordings/{tenant}/). Without any, s3:// is refused")
 	fs.Var(&c.WebhookSecrets, "webhook-secret", "HMAC secret for webhook-signature (repeatable for rotation: both signatures are sent)")
 	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
 
@@ -138,6 +157,15 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	return c, c.validate()
 }
 
+// clientAddrs is how client addresses are found behind -trusted-proxies.
+func (c *config) clientAddrs() (*clientaddr.Resolver, error) {
+	h, err := clientaddr.ParseHeader(c.ClientIPHeader)
+	if err != nil {
+		return nil, err
+	}
+	return clientaddr.New(c.TrustedProxies, h)
+}
+
 func (c *config) authConfigured() bool {
 	return len(c.AuthHS256Secrets) > 0 || len(c.AuthPublicKeys) > 0
 }
@@ -147,8 +175,19 @@ func (c *config) validate() error {
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("-listen %q: %w", c.Listen, err))
-	} else if !c.authConfigured() && !c.InsecureNoAuth && !isLoopback(host) {
-		errs = append(errs, fmt.Errorf("authentication is required to listen on %s: set -auth-hs256-secret or -auth-public-key, or pass -insecure-no-auth to run without it", c.Listen))
+	} else {
+		if !c.authConfigured() && !c.InsecureNoAuth && !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("authentication is required to listen on %s: set -auth-hs256-secret or -auth-public-key, or pass -insecure-no-auth to run without it", c.Listen))
+		}
+		if c.Dev && !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("-dev only runs on a loopback -listen (127.0.0.1, ::1 or localhost), not %s: it hands out tokens and shows every tenant's sessions to whoever reaches it", c.Listen))
+		}
+	}
+	if _, err := c.clientAddrs(); err != nil {
+		errs = append(errs, fmt.Errorf("-trusted-proxies/-client-ip-header: %w", err))
+	}
+	if _, err := s3allow.Parse(c.S3Allow); err != nil {
+		errs = append(errs, fmt.Errorf("-s3-allow: %w", err))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("-tls-cert and -tls-key go together"))

@@ -8,11 +8,14 @@ import (
 
 func TestConfigFlagsAndEnvironment(t *testing.T) {
 	env := map[string]string{
-		"RTMREC_DATA_DIR":           "/from/env",
-		"RTMREC_LISTEN":             "127.0.0.1:9999",
-		"RTMREC_CONNECT_TIMEOUT":    "3s",
-		"RTMREC_WEBHOOK_SECRET":     "a,b",
-		"RTMREC_ALLOW_PRIVATE_URLS": "true",
+		"RTMREC_DATA_DIR":                "/from/env",
+		"RTMREC_LISTEN":                  "127.0.0.1:9999",
+		"RTMREC_CONNECT_TIMEOUT":         "3s",
+		"RTMREC_WEBHOOK_SECRET":          "a,b",
+		"RTMREC_ALLOW_PRIVATE_URLS":      "true",
+		"RTMREC_TRUSTED_PROXIES":         "10.0.0.0/8, 192.0.2.7",
+		"RTMREC_S3_ALLOW":                "recordings/{tenant}/,archive",
+		"RTMREC_MAX_SESSIONS_PER_TENANT": "7",
 	}
 	getenv := func(k string) string { return env[k] }
 	c, err := parseConfig([]string{"-listen", "127.0.0.1:7000", "-webhook-secret", "flag"}, getenv)
@@ -24,6 +27,9 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 	}
 	if c.DataDir != "/from/env" || c.ConnectTimeout != 3*time.Second || !c.AllowPrivateURLs {
 		t.Errorf("environment not applied: %+v", c)
+	}
+	if strings.Join(c.TrustedProxies, " ") != "10.0.0.0/8 192.0.2.7" || strings.Join(c.S3Allow, " ") != "recordings/{tenant}/ archive" || c.MaxSessionsPerTenant != 7 {
+		t.Errorf("lists from the environment: proxies %q, s3 %q, sessions per tenant %d", c.TrustedProxies, c.S3Allow, c.MaxSessionsPerTenant)
 	}
 	if strings.Join(c.WebhookSecrets, ",") != "flag" {
 		t.Errorf("webhook secrets = %v: a repeatable flag replaces the environment's list", c.WebhookSecrets)
@@ -56,6 +62,16 @@ func TestConfigValidation(t *testing.T) {
 		{"three webhook secrets", []string{"-webhook-secret", "a", "-webhook-secret", "b", "-webhook-secret", "c"}, "at most two"},
 		{"stray argument", []string{"serve"}, "unexpected"},
 		{"dev implies private urls", []string{"-dev"}, ""},
+		{"dev on all interfaces", []string{"-dev", "-listen", "0.0.0.0:8080", "-auth-hs256-secret", "x"}, "-dev only runs on a loopback -listen"},
+		{"dev on no host", []string{"-dev", "-listen", ":8080", "-insecure-no-auth"}, "-dev only runs on a loopback"},
+		{"dev on ipv6 loopback", []string{"-dev", "-listen", "[::1]:0"}, ""},
+		{"trusted proxies", []string{"-trusted-proxies", "10.0.0.0/8", "-trusted-proxies", "192.0.2.7,2001:db8::/32"}, ""},
+		{"trusted proxy by name", []string{"-trusted-proxies", "lb.internal"}, "-trusted-proxies"},
+		{"Forwarded header", []string{"-trusted-proxies", "10.0.0.0/8", "-client-ip-header", "forwarded"}, ""},
+		{"unknown client ip header", []string{"-client-ip-header", "X-Real-IP"}, "X-Real-IP"},
+		{"s3 allow-list", []string{"-s3-allow", "recordings/{tenant}/", "-s3-allow", "archive"}, ""},
+		{"s3 allow rule climbing out", []string{"-s3-allow", "recordings/../x"}, "-s3-allow"},
+		{"s3 allow rule with an unknown placeholder", []string{"-s3-allow", "recordings/{tenant_id}"}, "-s3-allow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

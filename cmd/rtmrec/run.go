@@ -44,13 +44,19 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 
 	lim, err := limits.New(limits.Config{
 		MaxConnsPerIP: cfg.MaxConnsPerIP, ConnRatePerIP: cfg.ConnRatePerIP, ConnBurstPerIP: max(1, int(2*cfg.ConnRatePerIP)),
-		MaxSessions: cfg.MaxSessions, MaxRecordings: cfg.MaxRecordings,
+		MaxAuthConnsPerIP: cfg.MaxAuthConnsPerIP,
+		MaxSessions:       cfg.MaxSessions, MaxRecordings: cfg.MaxRecordings,
+		MaxSessionsPerTenant: cfg.MaxSessionsPerTenant, MaxRecordingsPerTenant: cfg.MaxRecordingsPerTenant,
 		DiskDir: cfg.DataDir, MinFreeDiskBytes: cfg.MinFreeDiskMB << 20, Metrics: reg,
 	})
 	if err != nil {
 		return fmt.Errorf("limits: %w", err)
 	}
 	authn, err := newAuthenticator(cfg)
+	if err != nil {
+		return err
+	}
+	clients, err := cfg.clientAddrs()
 	if err != nil {
 		return err
 	}
@@ -74,7 +80,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins,
 	}, session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
-		Events: st.outbox, Journeys: st.journeys, URLs: st.guard,
+		Events: st.outbox, Journeys: st.journeys, URLs: st.guard, S3: st.s3,
 		Admission: lim, RecorderMetrics: recorder.NewMetrics(reg),
 	})
 	if err != nil {
@@ -104,7 +110,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /rtm", admitConn(lim, authn.middleware(srv)))
+	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
 	if cfg.Dev {
 		if err := mountDev(mux, cfg, srv, authn, log); err != nil {
 			return err

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,7 +16,9 @@ import (
 	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/s3allow"
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/session"
 	"github.com/rtmrec/rtmrec/upload"
 	"github.com/rtmrec/rtmrec/webhook"
 )
@@ -26,6 +30,7 @@ type state struct {
 	log        *slog.Logger
 	recordings string
 	guard      *netguard.Guard
+	s3         session.S3Policy
 	ledger     *ledger.Ledger
 	outbox     *webhook.Outbox
 	journeys   *delivery.Journeys
@@ -38,11 +43,18 @@ type state struct {
 // an earlier process left, and schedules it: the TERMINATED of sessions it
 // left open first, then the repair and upload of its recordings.
 func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state, error) {
+	s3List, err := s3allow.Parse(cfg.S3Allow)
+	if err != nil {
+		return nil, fmt.Errorf("-s3-allow: %w", err)
+	}
 	l, err := ledger.Open(cfg.DataDir, ledger.Options{})
 	if err != nil {
 		return nil, err
 	}
 	st := &state{log: log, ledger: l, recordings: filepath.Join(cfg.DataDir, "recordings")}
+	if s3List.Len() > 0 {
+		st.s3 = s3List // without any rule s3:// is refused outright (nil policy)
+	}
 	st.guard = netguard.New(netguard.Config{AllowPrivate: cfg.AllowPrivateURLs})
 	secrets, err := parseSecrets(cfg.WebhookSecrets)
 	if err != nil {
@@ -67,6 +79,7 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		Ledger: l, Outbox: st.outbox, Uploader: up, Dir: st.recordings,
 		MaxAttempts: cfg.UploadMaxAttempts, Deadline: cfg.UploadDeadline, Retention: cfg.UploadRetention,
 		Logger: log.With("component", "delivery"), Metrics: reg,
+		Allow:  st.allowUpload,
 		Announce: func(id string, m rtm.Message) {
 			if f := st.announce.Load(); f != nil {
 				(*f)(id, m)
@@ -77,6 +90,21 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		return nil, errors.Join(err, l.Close())
 	}
 	return st, nil
+}
+
+// allowUpload applies the S3 allow-list again before each upload attempt.
+func (st *state) allowUpload(tenant, raw string) error {
+	if !strings.HasPrefix(raw, "s3://") {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("malformed s3 URL")
+	}
+	if st.s3 == nil {
+		return errors.New("s3:// uploads are not enabled on this server")
+	}
+	return st.s3.AllowS3(tenant, u)
 }
 
 // parseSecrets turns -webhook-secret values into HMAC keys.

@@ -30,12 +30,15 @@ func sourceKey(ip netip.Addr) netip.Addr {
 
 // ipEntry is the admission state of one source.
 type ipEntry struct {
-	key    netip.Addr
-	conns  int
+	key netip.Addr
+	// conns and authConns count the open unauthenticated and authenticated
+	// connections.
+	conns, authConns int
+	// bucket is spent by unauthenticated connections and failed attempts.
 	bucket bucket
 
-	// While conns is 0 the entry sits on the table's idle list, oldest
-	// first, so pruning and eviction are O(1) per entry.
+	// While the source holds no connection the entry sits on the table's
+	// idle list, oldest first, so pruning and eviction are O(1) per entry.
 	idle       bool
 	idleSince  time.Time
 	prev, next *ipEntry
@@ -79,12 +82,13 @@ func (t *ipTable) lookup(key netip.Addr, now time.Time, burst float64) *ipEntry 
 	return e
 }
 
-// settle files e as idle or busy after its connection count changed.
+// settle files e as idle or busy after its connection counts changed.
 func (t *ipTable) settle(e *ipEntry, now time.Time) {
+	busy := e.conns+e.authConns > 0
 	switch {
-	case e.conns > 0 && e.idle:
+	case busy && e.idle:
 		t.unlinkIdle(e)
-	case e.conns == 0 && !e.idle:
+	case !busy && !e.idle:
 		e.idle, e.idleSince = true, now
 		e.prev, e.next = t.idleTail, nil
 		if t.idleTail != nil {

@@ -2,6 +2,13 @@
 // WebSocket from a client address, a new session, a new recording (contract
 // §8, "Limits"). Refusals become HTTP 429/503 before the upgrade, or
 // error server_busy on the WebSocket.
+//
+// Per-source limits are for attempts the server cannot attribute to anyone:
+// unauthenticated connections and failed token checks (floods, a client
+// retrying a bad token). A connection whose token verifies only counts
+// against a much higher per-source cap, because a contact center's agents
+// all leave through one NAT address; its work (sessions, recordings) is
+// limited per tenant instead.
 package limits
 
 import (
@@ -25,6 +32,12 @@ const (
 	LimitSessions   = "sessions"
 	LimitRecordings = "recordings"
 	LimitDisk       = "disk"
+	// LimitAuthConnsPerIP caps the connections with a verified token from
+	// one source.
+	LimitAuthConnsPerIP = "auth_conns_per_ip"
+	// LimitTenantSessions and LimitTenantRecordings are the per-tenant caps.
+	LimitTenantSessions   = "tenant_sessions"
+	LimitTenantRecordings = "tenant_recordings"
 	// LimitTrackedIPs refuses a new source while the per-IP table is full
 	// of sources that all hold open connections.
 	LimitTrackedIPs = "tracked_ips"
@@ -36,20 +49,29 @@ const DefaultMaxTrackedIPs = 100_000
 
 // Config sets the limits. A zero limit means no limit.
 type Config struct {
-	// MaxConnsPerIP caps concurrent WebSocket connections per client source
-	// (an IPv4 address or an IPv6 /64). Clients behind one NAT share it.
+	// MaxConnsPerIP caps concurrent unauthenticated WebSocket connections
+	// (AdmitConn) per client source (an IPv4 address or an IPv6 /64).
+	// Clients behind one NAT share it.
 	MaxConnsPerIP int
-	// ConnRatePerIP is the sustained rate of new connections per source per
-	// second, with bursts of up to ConnBurstPerIP (default: the rate rounded
-	// up, at least 1).
+	// ConnRatePerIP is the sustained rate per source of unauthenticated
+	// connections (AdmitConn) and failed attempts (FailedAttempt), with
+	// bursts of up to ConnBurstPerIP (default: the rate rounded up, at
+	// least 1). Authenticated connections do not spend it.
 	ConnRatePerIP  float64
 	ConnBurstPerIP int
+	// MaxAuthConnsPerIP caps concurrent connections with a verified token
+	// (AdmitAuthenticated) per source.
+	MaxAuthConnsPerIP int
 	// MaxTrackedIPs caps the per-source table; default DefaultMaxTrackedIPs.
 	MaxTrackedIPs int
 	// MaxSessions caps the sessions on the whole server.
 	MaxSessions int
 	// MaxRecordings caps the concurrent recordings on the whole server.
 	MaxRecordings int
+	// MaxSessionsPerTenant and MaxRecordingsPerTenant cap each tenant's
+	// share of those, so that one tenant cannot take every slot.
+	MaxSessionsPerTenant   int
+	MaxRecordingsPerTenant int
 	// DiskDir is where recordings are spooled; new recordings are refused
 	// while it has less than MinFreeDiskBytes free (for unprivileged users).
 	DiskDir          string
@@ -79,7 +101,10 @@ func (e *RefusedError) Error() string { return "server busy: " + e.Limit }
 // Stats is a snapshot of what the limiter is holding, for tests and
 // diagnostics.
 type Stats struct {
+	// Conns counts every admitted connection, authenticated or not.
 	Conns, TrackedIPs, Sessions, Recordings int
+	// Tenants is how many tenants hold sessions or recordings.
+	Tenants int
 }
 
 // Limiter admits or refuses new work. It is safe for concurrent use and
@@ -95,13 +120,19 @@ type Limiter struct {
 	conns      int
 	sessions   int
 	recordings int
+	// tenants holds the tenants with sessions or recordings; an entry goes
+	// when both reach zero, so the map is bounded by the work admitted.
+	tenants map[string]*tenantLoad
 }
+
+// tenantLoad is what one tenant holds.
+type tenantLoad struct{ sessions, recordings int }
 
 // New validates cfg and returns a Limiter.
 func New(cfg Config) (*Limiter, error) {
 	switch {
-	case cfg.MaxConnsPerIP < 0, cfg.ConnBurstPerIP < 0, cfg.MaxTrackedIPs < 0,
-		cfg.MaxSessions < 0, cfg.MaxRecordings < 0:
+	case cfg.MaxConnsPerIP < 0, cfg.ConnBurstPerIP < 0, cfg.MaxTrackedIPs < 0, cfg.MaxAuthConnsPerIP < 0,
+		cfg.MaxSessions < 0, cfg.MaxRecordings < 0, cfg.MaxSessionsPerTenant < 0, cfg.MaxRecordingsPerTenant < 0:
 		return nil, errors.New("limits: negative limit")
 	case cfg.ConnRatePerIP < 0, math.IsNaN(cfg.ConnRatePerIP), math.IsInf(cfg.ConnRatePerIP, 0):
 		return nil, fmt.Errorf("limits: connection rate %v is not a finite non-negative number", cfg.ConnRatePerIP)
@@ -114,7 +145,7 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.MaxTrackedIPs == 0 {
 		cfg.MaxTrackedIPs = DefaultMaxTrackedIPs
 	}
-	l := &Limiter{cfg: cfg, freeDisk: freeDiskBytes}
+	l := &Limiter{cfg: cfg, freeDisk: freeDiskBytes, tenants: map[string]*tenantLoad{}}
 
 	var refill time.Duration
 	if cfg.ConnRatePerIP > 0 {
@@ -148,7 +179,8 @@ func refusalCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		}
 	}
 	// Export every limit from the start so a dashboard sees zeros, not gaps.
-	for _, name := range []string{LimitConnsPerIP, LimitConnRate, LimitSessions, LimitRecordings, LimitDisk, LimitTrackedIPs} {
+	for _, name := range []string{LimitConnsPerIP, LimitConnRate, LimitSessions, LimitRecordings, LimitDisk, LimitTrackedIPs,
+		LimitAuthConnsPerIP, LimitTenantSessions, LimitTenantRecordings} {
 		cv.WithLabelValues(name)
 	}
 	return cv, nil
@@ -159,37 +191,77 @@ func (l *Limiter) refuse(limit string, status int, retryAfter time.Duration) *Re
 	return &RefusedError{Limit: limit, HTTPStatus: status, RetryAfter: retryAfter}
 }
 
-func (l *Limiter) perIPLimited() bool {
-	return l.cfg.MaxConnsPerIP > 0 || l.cfg.ConnRatePerIP > 0
+// AdmitConn decides whether a new unauthenticated WebSocket connection
+// from ip may be upgraded (a server running without auth): it counts
+// against MaxConnsPerIP and spends ConnRatePerIP. On success the caller
+// must call release when the connection closes; release may be called more
+// than once.
+func (l *Limiter) AdmitConn(ip netip.Addr) (release func(), err error) {
+	return l.admit(ip, false)
 }
 
-// AdmitConn decides whether a new WebSocket connection from ip may be
-// upgraded. On success the caller must call release when the connection
-// closes; release may be called more than once.
-func (l *Limiter) AdmitConn(ip netip.Addr) (release func(), err error) {
-	if !l.perIPLimited() {
+// AdmitAuthenticated decides whether a new connection whose token verified
+// may be upgraded. It counts only against MaxAuthConnsPerIP and spends no
+// rate: a contact center's agents share one address, and their work is
+// bounded per tenant. Release as for AdmitConn.
+func (l *Limiter) AdmitAuthenticated(ip netip.Addr) (release func(), err error) {
+	return l.admit(ip, true)
+}
+
+// FailedAttempt charges ip for a connection attempt that presented no
+// valid token. It returns a RefusedError (LimitConnRate, 429) when the
+// source has already spent its allowance, so the caller can answer 429
+// with Retry-After instead of 401.
+func (l *Limiter) FailedAttempt(ip netip.Addr) error {
+	if l.cfg.ConnRatePerIP == 0 {
+		return nil
+	}
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.ips.lookup(sourceKey(ip), now, l.burst)
+	if e == nil {
+		return l.refuse(LimitTrackedIPs, http.StatusServiceUnavailable, 0)
+	}
+	defer l.ips.settle(e, now)
+	if !e.bucket.take(now, l.cfg.ConnRatePerIP, l.burst) {
+		return l.refuse(LimitConnRate, http.StatusTooManyRequests, e.bucket.wait(l.cfg.ConnRatePerIP))
+	}
+	return nil
+}
+
+func (l *Limiter) admit(ip netip.Addr, authenticated bool) (func(), error) {
+	limit, rate := l.cfg.MaxConnsPerIP, l.cfg.ConnRatePerIP
+	if authenticated {
+		limit, rate = l.cfg.MaxAuthConnsPerIP, 0
+	}
+	if limit == 0 && rate == 0 {
 		return l.countConn(), nil
 	}
-	key := sourceKey(ip)
 	now := l.cfg.Now()
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.ips.lookup(key, now, l.burst)
+	e := l.ips.lookup(sourceKey(ip), now, l.burst)
 	if e == nil {
 		return nil, l.refuse(LimitTrackedIPs, http.StatusServiceUnavailable, 0)
 	}
+	held := &e.conns
+	name := LimitConnsPerIP
+	if authenticated {
+		held, name = &e.authConns, LimitAuthConnsPerIP
+	}
 	// The concurrency check comes first so a refused connection does not
 	// also spend a token.
-	if l.cfg.MaxConnsPerIP > 0 && e.conns >= l.cfg.MaxConnsPerIP {
+	if limit > 0 && *held >= limit {
 		l.ips.settle(e, now)
-		return nil, l.refuse(LimitConnsPerIP, http.StatusTooManyRequests, 0)
+		return nil, l.refuse(name, http.StatusTooManyRequests, 0)
 	}
-	if l.cfg.ConnRatePerIP > 0 && !e.bucket.take(now, l.cfg.ConnRatePerIP, l.burst) {
+	if rate > 0 && !e.bucket.take(now, rate, l.burst) {
 		l.ips.settle(e, now)
-		return nil, l.refuse(LimitConnRate, http.StatusTooManyRequests, e.bucket.wait(l.cfg.ConnRatePerIP))
+		return nil, l.refuse(LimitConnRate, http.StatusTooManyRequests, e.bucket.wait(rate))
 	}
-	e.conns++
+	*held++
 	l.conns++
 	l.ips.settle(e, now)
 
@@ -201,10 +273,10 @@ func (l *Limiter) AdmitConn(ip netip.Addr) (release func(), err error) {
 			return
 		}
 		done = true
-		e.conns--
+		*held--
 		l.conns--
 		// Entries with open connections are never evicted, so e is still
-		// the table's entry for key.
+		// the table's entry for its source.
 		l.ips.settle(e, l.cfg.Now())
 	}, nil
 }
@@ -214,45 +286,72 @@ func (l *Limiter) countConn() func() {
 	l.mu.Lock()
 	l.conns++
 	l.mu.Unlock()
-	return l.releaser(&l.conns)
+	return l.once(func() { l.conns-- })
 }
 
-// releaser returns an idempotent func that gives back one unit of *n.
-func (l *Limiter) releaser(n *int) func() {
+// once returns an idempotent func that runs give under the lock.
+func (l *Limiter) once(give func()) func() {
 	done := false
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if !done {
 			done = true
-			*n--
+			give()
 		}
 	}
 }
 
-// acquire takes one unit of *n if it is below limit (0: no limit).
-func (l *Limiter) acquire(n *int, limit int, name string) (func(), error) {
+// acquire takes one session (or recording) for tenant if neither the
+// server-wide nor the tenant's limit is reached (0: no limit).
+func (l *Limiter) acquire(tenant string, recording bool) (func(), error) {
+	total, limit, name := &l.sessions, l.cfg.MaxSessions, LimitSessions
+	tenantLimit, tenantName := l.cfg.MaxSessionsPerTenant, LimitTenantSessions
+	if recording {
+		total, limit, name = &l.recordings, l.cfg.MaxRecordings, LimitRecordings
+		tenantLimit, tenantName = l.cfg.MaxRecordingsPerTenant, LimitTenantRecordings
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if limit > 0 && *n >= limit {
+	if limit > 0 && *total >= limit {
 		return nil, l.refuse(name, http.StatusServiceUnavailable, 0)
 	}
-	*n++
-	return l.releaser(n), nil
+	t := l.tenants[tenant]
+	if t == nil {
+		t = &tenantLoad{}
+	}
+	held := &t.sessions
+	if recording {
+		held = &t.recordings
+	}
+	if tenantLimit > 0 && *held >= tenantLimit {
+		return nil, l.refuse(tenantName, http.StatusServiceUnavailable, 0)
+	}
+	l.tenants[tenant] = t
+	*total++
+	*held++
+	return l.once(func() {
+		*total--
+		*held--
+		if *t == (tenantLoad{}) {
+			delete(l.tenants, tenant)
+		}
+	}), nil
 }
 
-// AcquireSession reserves room for one more session. On success the caller
-// must call release when the session ends; release is idempotent.
-func (l *Limiter) AcquireSession() (release func(), err error) {
-	return l.acquire(&l.sessions, l.cfg.MaxSessions, LimitSessions)
+// AcquireSession reserves room for one more session of tenant ("" is the
+// default tenant). On success the caller must call release when the
+// session ends; release is idempotent.
+func (l *Limiter) AcquireSession(tenant string) (release func(), err error) {
+	return l.acquire(tenant, false)
 }
 
-// AcquireRecording reserves room for one more recording, refusing also when
-// the data directory is short of free space. On success the caller must
-// call release when the recording's file is closed (the upload may go on);
-// release is idempotent.
-func (l *Limiter) AcquireRecording() (release func(), err error) {
-	release, err = l.acquire(&l.recordings, l.cfg.MaxRecordings, LimitRecordings)
+// AcquireRecording reserves room for one more recording of tenant,
+// refusing also when the data directory is short of free space. On success
+// the caller must call release when the recording's file is closed (the
+// upload may go on); release is idempotent.
+func (l *Limiter) AcquireRecording(tenant string) (release func(), err error) {
+	release, err = l.acquire(tenant, true)
 	if err != nil {
 		return nil, err
 	}
@@ -274,5 +373,6 @@ func (l *Limiter) Stats() Stats {
 		TrackedIPs: len(l.ips.entries),
 		Sessions:   l.sessions,
 		Recordings: l.recordings,
+		Tenants:    len(l.tenants),
 	}
 }

@@ -104,7 +104,7 @@ func TestLimitReachedAndRecovered(t *testing.T) {
 		{
 			name:       "sessions",
 			cfg:        Config{MaxSessions: 3},
-			acquire:    (*Limiter).AcquireSession,
+			acquire:    func(l *Limiter) (func(), error) { return l.AcquireSession("") },
 			admitted:   3,
 			wantLimit:  LimitSessions,
 			wantStatus: http.StatusServiceUnavailable,
@@ -112,7 +112,7 @@ func TestLimitReachedAndRecovered(t *testing.T) {
 		{
 			name:       "recordings",
 			cfg:        Config{MaxRecordings: 1},
-			acquire:    (*Limiter).AcquireRecording,
+			acquire:    func(l *Limiter) (func(), error) { return l.AcquireRecording("") },
 			admitted:   1,
 			wantLimit:  LimitRecordings,
 			wantStatus: http.StatusServiceUnavailable,
@@ -120,7 +120,7 @@ func TestLimitReachedAndRecovered(t *testing.T) {
 		{
 			name:       "disk",
 			cfg:        Config{DiskDir: "/data", MinFreeDiskBytes: 1000},
-			acquire:    (*Limiter).AcquireRecording,
+			acquire:    func(l *Limiter) (func(), error) { return l.AcquireRecording("") },
 			admitted:   0,
 			wantLimit:  LimitDisk,
 			wantStatus: http.StatusServiceUnavailable,
@@ -348,11 +348,12 @@ func TestIdleSourcesPruned(t *testing.T) {
 }
 
 func TestReleaseIdempotent(t *testing.T) {
-	l := newLimiter(t, Config{MaxConnsPerIP: 1, MaxSessions: 1, MaxRecordings: 1})
+	l := newLimiter(t, Config{MaxConnsPerIP: 1, MaxAuthConnsPerIP: 1, MaxSessions: 1, MaxRecordings: 1})
 	acquires := map[string]func() (func(), error){
 		"conn":      func() (func(), error) { return l.AdmitConn(ipA) },
-		"session":   l.AcquireSession,
-		"recording": l.AcquireRecording,
+		"auth conn": func() (func(), error) { return l.AdmitAuthenticated(ipA) },
+		"session":   func() (func(), error) { return l.AcquireSession("acme") },
+		"recording": func() (func(), error) { return l.AcquireRecording("acme") },
 	}
 	for name, acquire := range acquires {
 		t.Run(name, func(t *testing.T) {
@@ -383,8 +384,9 @@ func TestUnlimited(t *testing.T) {
 	for range 1000 {
 		for _, acquire := range []func() (func(), error){
 			func() (func(), error) { return l.AdmitConn(ipA) },
-			l.AcquireSession,
-			l.AcquireRecording,
+			func() (func(), error) { return l.AdmitAuthenticated(ipA) },
+			func() (func(), error) { return l.AcquireSession("t") },
+			func() (func(), error) { return l.AcquireRecording("t") },
 		} {
 			r, err := acquire()
 			if err != nil {
@@ -393,7 +395,7 @@ func TestUnlimited(t *testing.T) {
 			releases = append(releases, r)
 		}
 	}
-	if s := l.Stats(); s.Conns != 1000 || s.Sessions != 1000 || s.Recordings != 1000 || s.TrackedIPs != 0 {
+	if s := l.Stats(); s.Conns != 2000 || s.Sessions != 1000 || s.Recordings != 1000 || s.TrackedIPs != 0 || s.Tenants != 1 {
 		t.Fatalf("stats = %+v", s)
 	}
 	for _, r := range releases {
@@ -413,7 +415,9 @@ func TestConcurrent(t *testing.T) {
 		goroutines = 8
 		iterations = 2000
 	)
-	l := newLimiter(t, Config{MaxConnsPerIP: maxPerIP, ConnRatePerIP: 1e9, ConnBurstPerIP: 1000, MaxSessions: maxSess, MaxRecordings: 2, MaxTrackedIPs: 3})
+	l := newLimiter(t, Config{MaxConnsPerIP: maxPerIP, ConnRatePerIP: 1e9, ConnBurstPerIP: 1000, MaxSessions: maxSess, MaxRecordings: 2,
+		MaxSessionsPerTenant: 3, MaxRecordingsPerTenant: 1, MaxTrackedIPs: 3})
+	tenants := []string{"", "acme", "globex"}
 	ips := []netip.Addr{ipA, ipB, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:0:1::1")}
 	var perIP [4]atomic.Int32
 	var sessions atomic.Int32
@@ -432,11 +436,17 @@ func TestConcurrent(t *testing.T) {
 				} else if re := (*RefusedError)(nil); !errors.As(err, &re) {
 					t.Errorf("AdmitConn: %v", err)
 				}
-				if release, err := l.AcquireSession(); err == nil {
+				if release, err := l.AdmitAuthenticated(ips[k]); err == nil {
+					release()
+				}
+				if err := l.FailedAttempt(ips[k]); err != nil && !errors.As(err, new(*RefusedError)) {
+					t.Errorf("FailedAttempt: %v", err)
+				}
+				if release, err := l.AcquireSession(tenants[i%len(tenants)]); err == nil {
 					if n := sessions.Add(1); n > maxSess {
 						t.Errorf("%d sessions, max %d", n, maxSess)
 					}
-					if rec, err := l.AcquireRecording(); err == nil {
+					if rec, err := l.AcquireRecording(tenants[g%len(tenants)]); err == nil {
 						rec()
 					}
 					sessions.Add(-1)
@@ -446,7 +456,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if s := l.Stats(); s.Conns != 0 || s.Sessions != 0 || s.Recordings != 0 || s.TrackedIPs > 3 {
+	if s := l.Stats(); s.Conns != 0 || s.Sessions != 0 || s.Recordings != 0 || s.Tenants != 0 || s.TrackedIPs > 3 {
 		t.Fatalf("stats after all released = %+v", s)
 	}
 }
@@ -463,6 +473,9 @@ func TestNewRejects(t *testing.T) {
 		{"negative sessions", Config{MaxSessions: -1}},
 		{"negative recordings", Config{MaxRecordings: -1}},
 		{"negative table", Config{MaxTrackedIPs: -1}},
+		{"negative auth conns", Config{MaxAuthConnsPerIP: -1}},
+		{"negative tenant sessions", Config{MaxSessionsPerTenant: -1}},
+		{"negative tenant recordings", Config{MaxRecordingsPerTenant: -1}},
 		{"watermark without dir", Config{MinFreeDiskBytes: 1}},
 	}
 	for _, tt := range tests {
@@ -493,10 +506,10 @@ func TestMetricsSharedRegistry(t *testing.T) {
 	l1 := newLimiter(t, Config{MaxSessions: 1, Metrics: reg})
 	l2 := newLimiter(t, Config{MaxSessions: 1, Metrics: reg})
 	for _, l := range []*Limiter{l1, l2} {
-		if _, err := l.AcquireSession(); err != nil {
+		if _, err := l.AcquireSession(""); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.AcquireSession(); err == nil {
+		if _, err := l.AcquireSession(""); err == nil {
 			t.Fatal("second session admitted")
 		}
 	}
@@ -510,8 +523,8 @@ func TestMetricsSharedRegistry(t *testing.T) {
 			n += len(f.GetMetric())
 		}
 	}
-	if n != 6 {
-		t.Errorf("%d series, want one per limit (6)", n)
+	if n != 9 {
+		t.Errorf("%d series, want one per limit (9)", n)
 	}
 	if got := counterValue(t, l1.refused.WithLabelValues(LimitSessions)); got != 2 {
 		t.Errorf("sessions refusals = %v, want 2 (shared counter)", got)
@@ -529,14 +542,14 @@ func TestDiskReal(t *testing.T) {
 	}
 
 	l := newLimiter(t, Config{DiskDir: dir, MinFreeDiskBytes: 1})
-	release, err := l.AcquireRecording()
+	release, err := l.AcquireRecording("")
 	if err != nil {
 		t.Fatalf("1 byte watermark: %v", err)
 	}
 	release()
 
 	l = newLimiter(t, Config{DiskDir: dir, MinFreeDiskBytes: 1 << 62})
-	_, err = l.AcquireRecording()
+	_, err = l.AcquireRecording("")
 	mustRefuse(t, err, LimitDisk, http.StatusServiceUnavailable)
 	if s := l.Stats(); s.Recordings != 0 {
 		t.Fatalf("refused recording still counted: %+v", s)
@@ -544,7 +557,7 @@ func TestDiskReal(t *testing.T) {
 
 	missing := filepath.Join(dir, "missing")
 	l = newLimiter(t, Config{DiskDir: missing, MinFreeDiskBytes: 1})
-	_, err = l.AcquireRecording()
+	_, err = l.AcquireRecording("")
 	var re *RefusedError
 	if err == nil || errors.As(err, &re) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing dir: err = %v, want a not-exist error", err)
