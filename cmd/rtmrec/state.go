@@ -79,7 +79,7 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		Ledger: l, Outbox: st.outbox, Uploader: up, Dir: st.recordings,
 		MaxAttempts: cfg.UploadMaxAttempts, Deadline: cfg.UploadDeadline, Retention: cfg.UploadRetention,
 		Logger: log.With("component", "delivery"), Metrics: reg,
-		Allow:  st.allowUpload,
+		Allow: st.allowUpload,
 		Announce: func(id string, m rtm.Message) {
 			if f := st.announce.Load(); f != nil {
 				(*f)(id, m)
