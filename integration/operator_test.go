@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +22,12 @@ func TestOperatorEndpoints(t *testing.T) {
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		_, body = srv.get("/metrics")
-		if !strings.Contains(body, `rtmrec_rtp_packets_received_total{kind="audio"} 0`) {
+		if metricValue(body, `rtmrec_rtp_packets_received_total{kind="audio"}`) > 0 {
 			break
 		}
+	}
+	if v := metricValue(body, `rtmrec_rtp_packets_received_total{kind="audio"}`); v <= 0 {
+		t.Errorf("audio packets received = %v, want the call's packets counted", v)
 	}
 	for _, want := range []string{
 		`rtmrec_sessions{state="CONNECTED"} 1`,
@@ -56,4 +60,18 @@ func TestAdminListenKeepsMetricsOffThePublicPort(t *testing.T) {
 	if code, _ := srv.getFrom("http://"+srv.admin, "/readyz"); code != 200 {
 		t.Fatalf("/readyz on the admin port = %d", code)
 	}
+}
+
+// metricValue is the value of one series in a Prometheus text exposition
+// (-1 when absent).
+func metricValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }

@@ -527,7 +527,10 @@ func processCPU() time.Duration {
 // TestStalledSupervisorDoesNotSlowTheCall adds a supervisor that never
 // reads its tracks next to a healthy one: the monitored session's packet
 // rate and the healthy supervisor's must stay at least 80% of what they
-// were without it.
+// were without it. pion's send path does not block on a peer that stops
+// reading (its packets are lost past pion's own buffers), so rtmrec's
+// forwarder queue does not fill here; TestForwarderDropsWhenItsQueueIsFull
+// covers the queue-full path itself.
 func TestStalledSupervisorDoesNotSlowTheCall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams for about ten seconds")
@@ -589,12 +592,9 @@ func TestStalledSupervisorDoesNotSlowTheCall(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	dropped0 := gatherCounter(t, reg, "rtmrec_supervisor_packets_dropped_total")
 	callAfter, supAfter := rates()
-	dropped := gatherCounter(t, reg, "rtmrec_supervisor_packets_dropped_total") - dropped0
-
-	t.Logf("call %.1f → %.1f packets/s; healthy supervisor %.1f → %.1f packets/s; forwarder drops during the stall: %.0f",
-		callBefore, callAfter, supBefore, supAfter, dropped)
+	t.Logf("call %.1f → %.1f packets/s; healthy supervisor %.1f → %.1f packets/s",
+		callBefore, callAfter, supBefore, supAfter)
 	if callAfter < 0.8*callBefore {
 		t.Errorf("the call's packet rate fell from %.1f/s to %.1f/s with a stalled supervisor", callBefore, callAfter)
 	}

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,10 +118,42 @@ func TestSessionEndingWhileRecordingFinishesTheFile(t *testing.T) {
 	}
 }
 
-func TestSupervisorCannotRecordAndFormatsAreChecked(t *testing.T) {
+// TestRecordingRequestsAreChecked: a supervisor cannot record, and a
+// format that cannot hold the session's tracks is refused with the reason.
+func TestRecordingRequestsAreChecked(t *testing.T) {
 	h := newHarness(t, nil)
-	c := h.dial()
-	h.start(c, "s", testclient.Camera)
-	_ = c.Send(rtm.TypeRecordingStart, "c", "s", rtm.RecordingStart{UploadURL: "https://u.example.com/x", Format: "ogg"})
-	h.wait(c, testclient.IsError(rtm.CodeNotSupported))
+	agent := h.dial()
+	h.start(agent, "s", testclient.Camera, testclient.Tone)
+	boss := h.dial()
+	h.watcher(boss, "sup", "s", 1, 1)
+	tests := []struct {
+		name    string
+		c       *testclient.Client
+		session string
+		req     rtm.RecordingStart
+		code    rtm.Code
+		message string
+	}{
+		{"supervisor records", boss, "sup", rtm.RecordingStart{UploadURL: "https://u.example.com/x"}, rtm.CodeNotSupported, "supervisor session cannot record"},
+		{"ogg with video", agent, "s", rtm.RecordingStart{UploadURL: "https://u.example.com/x", Format: "ogg"}, rtm.CodeNotSupported, "cannot hold video"},
+		{"unknown format", agent, "s", rtm.RecordingStart{UploadURL: "https://u.example.com/x", Format: "mp3"}, rtm.CodeInvalidMessage, "format must be"},
+		{"no upload url", agent, "s", rtm.RecordingStart{}, rtm.CodeInvalidMessage, "upload_url is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.c.Send(rtm.TypeRecordingStart, "c", tt.session, tt.req); err != nil {
+				t.Fatal(err)
+			}
+			m := h.wait(tt.c, func(m rtm.Message) bool {
+				return m.Type == rtm.TypeError && strings.Contains(testclient.Data[rtm.ErrorData](m).Message, tt.message)
+			})
+			d := testclient.Data[rtm.ErrorData](m)
+			if d.Code != tt.code || !strings.Contains(d.Message, tt.message) || d.RequestType != rtm.TypeRecordingStart {
+				t.Fatalf("error %+v, want %s mentioning %q", d, tt.code, tt.message)
+			}
+		})
+	}
+	if len(h.done.list()) != 0 {
+		t.Fatal("a refused request started a recording")
+	}
 }
