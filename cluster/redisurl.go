@@ -29,29 +29,41 @@ import (
 // The client is not contacted here; the Node reports whether it is
 // reachable. Errors never contain the URL, which may hold a password.
 func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
+	opt, failover, err := redisOptions(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if failover != nil {
+		return redis.NewFailoverClient(failover), nil
+	}
+	return redis.NewClient(opt), nil
+}
+
+// redisOptions parses a -redis-url: standalone options, or Sentinel ones.
+func redisOptions(rawURL string) (*redis.Options, *redis.FailoverOptions, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, errors.New("redis URL is malformed")
+		return nil, nil, errors.New("redis URL is malformed")
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
 		opt, err := redis.ParseURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("redis URL: %w", redactErr(err, u))
+			return nil, nil, fmt.Errorf("redis URL: %w", redactErr(err, u))
 		}
-		return redis.NewClient(opt), nil
+		return opt, nil, nil
 	case "redis+sentinel", "rediss+sentinel":
 		u.Scheme = strings.TrimSuffix(u.Scheme, "+sentinel")
 		opt, err := redis.ParseFailoverURL(u.String())
 		if err != nil {
-			return nil, fmt.Errorf("redis sentinel URL: %w", redactErr(err, u))
+			return nil, nil, fmt.Errorf("redis sentinel URL: %w", redactErr(err, u))
 		}
 		if opt.MasterName == "" {
-			return nil, errors.New("redis sentinel URL: master_name is required")
+			return nil, nil, errors.New("redis sentinel URL: master_name is required")
 		}
-		return redis.NewFailoverClient(opt), nil
+		return nil, opt, nil
 	default:
-		return nil, fmt.Errorf("redis URL scheme %q is not one of redis, rediss, unix, redis+sentinel, rediss+sentinel", u.Scheme)
+		return nil, nil, fmt.Errorf("redis URL scheme %q is not one of redis, rediss, unix, redis+sentinel, rediss+sentinel", u.Scheme)
 	}
 }
 

@@ -246,35 +246,51 @@ func TestRelayDropsDuplicates(t *testing.T) {
 			mu.Unlock()
 		}
 	}})
-	var out inbox
-	l, err := b.Dial(a.Self(), "t", LinkOptions{}, &out, newClosedCh().fn)
+	again := func() {
+		t.Helper()
+		mu.Lock()
+		copies := append([]map[string]any(nil), frames...)
+		mu.Unlock()
+		for _, v := range copies {
+			if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: a.keys.relay("a"), Values: v}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// probe dials a new link and waits for its answer: a has read all that
+	// was written before.
+	probe := func() {
+		t.Helper()
+		var out inbox
+		l, err := b.Dial(a.Self(), "t", LinkOptions{}, &out, newClosedCh().fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Send(candidate(t, "probe", 0))
+		inOrder(t, "a probe", &out, 1)
+		l.Close()
+	}
+
+	l, err := b.Dial(a.Self(), "t", LinkOptions{}, &inbox{}, newClosedCh().fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sendCandidates(t, l, "s", 0, 5)
 	served := acceptedLink(t, a, 1)
 	inOrder(t, "the first copy", &served.got, 5)
+
+	again() // while the link is open
+	sendCandidates(t, l, "s", 5, 6)
+	probe()
+	inOrder(t, "after copies on an open link", &served.got, 6)
+
 	l.Close()
 	waitUntil(t, "the serving core link closed", served.isClosed)
-
-	mu.Lock()
-	again := append([]map[string]any(nil), frames...)
-	mu.Unlock()
-	for _, v := range again {
-		if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: a.keys.relay("a"), Values: v}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A link dialled afterwards shows when a has read the copies.
-	var out2 inbox
-	l2, err := b.Dial(a.Self(), "t", LinkOptions{}, &out2, newClosedCh().fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2.Send(candidate(t, "s", 0))
-	inOrder(t, "a link dialled after the copies", &out2, 1)
-	if len(served.got.all()) != 5 || len(a.core.openLinks()) != 2 {
-		t.Fatalf("after the copies: %d messages, %d core links", len(served.got.all()), len(a.core.openLinks()))
+	again() // after it closed
+	probe()
+	if len(served.got.all()) != 6 || len(a.core.openLinks()) != 3 {
+		t.Fatalf("after the copies: %d messages, %d core links (want 6 and 3: the link and two probes)",
+			len(served.got.all()), len(a.core.openLinks()))
 	}
 }
 

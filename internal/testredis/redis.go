@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -86,6 +87,12 @@ func (s *Server) start() {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	s.run(args)
+}
+
+// run starts the binary with args and waits until it answers PING.
+func (s *Server) run(args []string) {
+	s.t.Helper()
 	// A restart may find the port still held by the killed process's
 	// sockets for a moment.
 	deadline := time.Now().Add(15 * time.Second)
@@ -155,4 +162,27 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
 	s.start()
+}
+
+// StartSentinel runs a Sentinel that monitors s as master "name", and
+// returns its address; it is killed when the test ends.
+func (s *Server) StartSentinel(name string) string {
+	s.t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := s.t.TempDir()
+	// Sentinel rewrites its configuration file, so it gets one of its own.
+	conf := filepath.Join(dir, "sentinel.conf")
+	text := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n", port, dir, name, s.port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	sentinel := &Server{t: s.t, bin: s.bin, dir: dir, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	s.t.Cleanup(sentinel.Kill)
+	sentinel.run([]string{conf, "--sentinel"})
+	return sentinel.Addr
 }
