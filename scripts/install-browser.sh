@@ -11,15 +11,7 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 [ -d /usr/share/fonts/truetype/liberation ] || need_apt+=(fonts-liberation)
 command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "install-browser: need root to apt-get install ${need_apt[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+bash scripts/apt-install.sh ${need_apt[@]+"${need_apt[@]}"}
 
 command -v npm >/dev/null || { echo "install-browser: npm (Node.js >= 20) is required" >&2; exit 1; }
 # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core downloads nothing itself,

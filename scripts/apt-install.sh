@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs Debian packages (as root, or through sudo): the one place the
+# install scripts call apt-get.
+#
+#   bash scripts/apt-install.sh PACKAGE...
+set -euo pipefail
+[ $# -gt 0 ] || exit 0
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "apt-install: need root to apt-get install $*" >&2; exit 1; }
+  sudo=sudo
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
