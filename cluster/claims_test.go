@@ -200,6 +200,7 @@ func TestReclaimAfterDataLoss(t *testing.T) {
 		n2, err2 := b.Locate(ctx, "t", "s2")
 		return err1 == nil && err2 == nil && n1.ID == "a" && n2.ID == "a"
 	})
+	waitUntil(t, "b registered again", func() bool { return mr.Exists(b.keys.node("b")) })
 	wantCode(t, b.Claim(ctx, "t", "s1"), ErrTaken, rtm.CodeSessionExists)
 }
 

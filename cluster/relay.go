@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -65,10 +66,10 @@ type endpoint struct {
 	nextIn   uint64
 	lastOut  time.Time
 
-	// dmu orders deliveries and the end: nothing is delivered after the
-	// end callback, which runs once.
+	// dmu orders deliveries and the end: the end callback, which runs
+	// once, comes after the last delivery. Nothing is delivered once done.
 	dmu     sync.Mutex
-	done    bool
+	done    atomic.Bool
 	deliver func(rtm.Message)
 	ended   func(error)
 }
@@ -272,11 +273,9 @@ func (r *relay) closeLink(e *endpoint) {
 		r.sendLocked(e, frame{Kind: kindClose, Cause: causeClosed})
 	}
 	r.mu.Unlock()
-	e.dmu.Lock()
-	wasDone := e.done
-	e.done = true
-	e.dmu.Unlock()
-	if !wasDone {
+	// Without the delivery lock: the owner may close the link from inside
+	// a delivery.
+	if e.done.CompareAndSwap(false, true) {
 		r.n.m.links.Dec()
 	}
 }
@@ -286,11 +285,10 @@ func (r *relay) closeLink(e *endpoint) {
 // goroutine: it waits for the link's sessions to be torn down).
 func (r *relay) end(e *endpoint, err error) {
 	e.dmu.Lock()
-	if e.done {
+	if !e.done.CompareAndSwap(false, true) {
 		e.dmu.Unlock()
 		return
 	}
-	e.done = true
 	ended := e.ended
 	e.dmu.Unlock()
 	r.n.m.links.Dec()
@@ -313,7 +311,7 @@ func (r *relay) endAll(es []*endpoint, err error) {
 func (e *endpoint) deliverMsg(m rtm.Message) {
 	e.dmu.Lock()
 	defer e.dmu.Unlock()
-	if !e.done && e.deliver != nil {
+	if !e.done.Load() && e.deliver != nil {
 		e.deliver(m)
 	}
 }
@@ -441,7 +439,7 @@ func (r *relay) accept(f frame) {
 		return
 	}
 	e.dmu.Lock()
-	if e.done {
+	if e.done.Load() {
 		e.dmu.Unlock()
 		r.closers.Go(cl.Close)
 		return

@@ -313,6 +313,22 @@ func (h copyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
+// inStream counts the frames of a kind in node id's stream.
+func inStream(t testing.TB, tn *testNode, id string, kind frameKind) int {
+	t.Helper()
+	entries, err := tn.rdb.XRange(context.Background(), tn.keys.relay(id), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.Values["k"] == string(kind) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestRelayLostFramesFailLink: Redis lost frames a node had not read yet
 // (a restart without persistence). The link fails loudly on both ends
 // instead of delivering what is left as if nothing were missing: on the
@@ -341,8 +357,7 @@ func TestRelayLostFramesFailLink(t *testing.T) {
 			pa.setCut(true) // a cannot read for a moment...
 			sendCandidates(t, l, "s", 3, 6)
 			waitUntil(t, "the frames in a's stream", func() bool {
-				n, _ := b.rdb.XLen(context.Background(), a.keys.relay("a")).Result()
-				return n >= 3
+				return inStream(t, b, "a", kindMsg) == 6 // 3 before, 3 now
 			})
 			mr.Del(a.keys.relay("a")) // ...and Redis loses them.
 			pa.setCut(false)
@@ -373,10 +388,7 @@ func TestRelayLostOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the open in a's stream", func() bool {
-		n, _ := b.rdb.XLen(context.Background(), a.keys.relay("a")).Result()
-		return n >= 1
-	})
+	waitUntil(t, "the open in a's stream", func() bool { return inStream(t, b, "a", kindOpen) == 1 })
 	mr.Del(a.keys.relay("a"))
 	pa.setCut(false)
 	l.Send(candidate(t, "s", 0))
@@ -415,7 +427,8 @@ func TestRelaySurvivesShortOutage(t *testing.T) {
 }
 
 // TestRelayOutageLongerThanExpiry: a node that cannot reach Redis for a
-// whole expiry gives its links up, as its peers give it up.
+// whole expiry gives its links up, as its peers give it up. (That a shorter
+// outage keeps them is TestRelaySurvivesShortOutage.)
 func TestRelayOutageLongerThanExpiry(t *testing.T) {
 	mr := newMiniredis(t)
 	pb := newProxy(t, mr.Addr())
@@ -427,13 +440,8 @@ func TestRelayOutageLongerThanExpiry(t *testing.T) {
 	}
 	acceptedLink(t, a, 1)
 	pb.setCut(true)
-	start := time.Now()
 	if err := closed.wait(t); !errors.Is(err, ErrNodeDead) {
 		t.Fatalf("closed with %v, want ErrNodeDead", err)
-	}
-	// The last confirmation came at most a quarter heartbeat before the cut.
-	if d := time.Since(start); d < 4*testInterval-testInterval/4 {
-		t.Fatalf("gave the link up after %v, before the expiry", d)
 	}
 }
 
