@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Installs Debian packages (as root, or through sudo): the one place the
-# install scripts call apt-get.
-#
-#   bash scripts/apt-install.sh PACKAGE...
+# apt-install.sh PKG...: installs Debian packages, through sudo when not root.
+# The install-*.sh scripts call it with what they found missing.
 set -euo pipefail
 [ $# -gt 0 ] || exit 0
 sudo=""

@@ -11,7 +11,7 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 [ -d /usr/share/fonts/truetype/liberation ] || need_apt+=(fonts-liberation)
 command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
-bash scripts/apt-install.sh ${need_apt[@]+"${need_apt[@]}"}
+bash scripts/apt-install.sh "${need_apt[@]}"
 
 command -v npm >/dev/null || { echo "install-browser: npm (Node.js >= 20) is required" >&2; exit 1; }
 # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core downloads nothing itself,
