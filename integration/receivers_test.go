@@ -100,6 +100,14 @@ func (u *uploadTarget) wait(path string) upload {
 	return upload{}
 }
 
+// get returns what arrived at path, if anything.
+func (u *uploadTarget) get(path string) (upload, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	up, ok := u.got[path]
+	return up, ok
+}
+
 func (u *uploadTarget) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -197,6 +205,18 @@ func (h *hookReceiver) waitFor(sessionID string, match func(hookEvent) bool) []h
 	}
 	h.t.Fatalf("webhook for session %s never matched", sessionID)
 	return nil
+}
+
+// has reports whether an event of the session matching match arrived.
+func (h *hookReceiver) has(sessionID string, match func(hookEvent) bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.events {
+		if e.SessionID == sessionID && match(e) {
+			return true
+		}
+	}
+	return false
 }
 
 func states(events []hookEvent) []string {

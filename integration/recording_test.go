@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,6 +255,61 @@ func TestGracefulShutdown(t *testing.T) {
 	up := target.wait("/rec/drain.ogg")
 	ffprobe(t, up.File)
 	hooks.waitFor("call-4", func(e hookEvent) bool { return e.Type == "recording_state" && e.state() == "STOPPED" })
+}
+
+// TestSIGTERMWhileManyRecord: SIGTERM while 20 sessions record. Every
+// recording is finished and uploaded, and its STOPPED delivered, before the
+// process exits, and the exit is 0. RTMREC_DRAIN_SESSIONS changes the
+// number (the drain time is logged).
+func TestSIGTERMWhileManyRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("records 20 sessions; not in -short mode")
+	}
+	n := 20
+	if v, err := strconv.Atoi(os.Getenv("RTMREC_DRAIN_SESSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	target := newUploadTarget(t)
+	hooks := newHookReceiver(t, "")
+	srv := runRTMRec(t, t.TempDir(), "-allow-private-urls", "-log-level", "info", "-max-recordings", strconv.Itoa(n))
+	calls := make([]*call, n)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			calls[i] = startCall(t, srv.wsURL(), fmt.Sprintf("drain-%d", i), hooks.url(), nil, testclient.Tone)
+		})
+	}
+	wg.Wait()
+	for i, c := range calls {
+		c.record(target.url(fmt.Sprintf("/drain/%d.ogg", i)), "")
+	}
+	time.Sleep(2 * time.Second)
+	sent := time.Now()
+	if code := srv.terminate(60 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	drain := time.Since(sent)
+	// Everything is there the moment the process is gone.
+	for i := range calls {
+		up, ok := target.get(fmt.Sprintf("/drain/%d.ogg", i))
+		if !ok {
+			t.Errorf("recording %d was not uploaded before the exit", i)
+			continue
+		}
+		if p := ffprobe(t, up.File); p.duration() < 1.5 {
+			t.Errorf("recording %d: %.2f s", i, p.duration())
+		}
+	}
+	stopped := 0
+	for i := range calls {
+		if hooks.has(fmt.Sprintf("drain-%d", i), func(e hookEvent) bool { return e.Type == "recording_state" && e.state() == "STOPPED" }) {
+			stopped++
+		}
+	}
+	if stopped != n {
+		t.Errorf("%d of %d STOPPED delivered before the exit", stopped, n)
+	}
+	t.Logf("SIGTERM with %d recording sessions: exit after %v", n, drain.Round(time.Millisecond))
 }
 
 // waitGone waits until path no longer exists.
