@@ -89,9 +89,14 @@ type Recording struct {
 	c         container
 	mux       muxQueue
 	frameFree []*[]byte
+	states    []*trackState // every track, in the order added
 	ntpOffset int64
 	ntpSet    bool
-	writeErr  error
+	// senderOffset is the smallest arrival minus NTP time of the Sender Reports on the
+	// recording's clock (ns): the sender's clock plus the least network delay, used to
+	// report wall-clock times on the sender's clock.
+	senderOffset int64
+	writeErr     error
 }
 
 type pauseWall struct{ start, end int64 } // unix ns; end 0 while paused
@@ -135,6 +140,18 @@ type trackState struct {
 	width, height                int
 	codecPrivate                 []byte
 	lastMS                       int64
+	lastT                        int64 // file time of the last frame queued for the muxer
+	q                            trackQuality
+}
+
+// inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
+// Sender Report that re-anchors a track earlier than its arrival-time placement (video
+// arrives later than the audio captured with it) must not put the next frames before the
+// keyframe already queued, which decoders could not decode.
+func (st *trackState) inOrderTime(t int64) int64 {
+	t = max(t, st.lastT)
+	st.lastT = t
+	return t
 }
 
 type queueItem struct {
@@ -265,7 +282,7 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 	if r.stopping.Load() {
 		return nil, errors.New("recorder: recording stopped")
 	}
-	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo}
+	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo, q: newTrackQuality()}
 	st.tl.clock = int64(info.ClockRate)
 	if info.Kind == KindVideo {
 		st.asm = newAssembler(info.Codec)
@@ -285,6 +302,7 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 		r.mu.Lock()
 		r.tracks = append(r.tracks, tr)
 		r.mu.Unlock()
+		r.states = append(r.states, st)
 		if info.Kind == KindVideo {
 			r.requestKeyframe(st, r.cfg.Now().UnixNano())
 		}
@@ -508,6 +526,7 @@ func (r *Recording) handle(it queueItem) {
 			r.flushReorder(st)
 			st.ro = reorder{}
 			st.tl.reset()
+			st.q.restart()
 			if st.asm != nil {
 				st.asm.reset()
 				st.needKey = true
@@ -520,7 +539,11 @@ func (r *Recording) handle(it queueItem) {
 		buf: it.buf, payload: h.payload, ts: h.ts, marker: h.marker,
 		arrival: it.arrival, valid: true,
 	}
+	anchors := st.tl.arrivalAnchors
 	p.local = st.tl.local(h.ts, it.arrival)
+	if st.tl.arrivalAnchors != anchors {
+		st.q.arrivalAnchored(it.arrival)
+	}
 	p.ext = st.ro.extend(h.seq)
 	r.reorderPush(st, p)
 }
@@ -529,10 +552,16 @@ func (r *Recording) senderReport(st *trackState, it queueItem) {
 	ntp := ntpToNS(it.ntp)
 	if !r.ntpSet {
 		r.ntpOffset, r.ntpSet = it.arrival-ntp, true
+		r.senderOffset = r.ntpOffset
 	}
 	local := ntp + r.ntpOffset
 	if d := local - it.arrival; d > srMaxSkewNS || d < -srMaxSkewNS {
 		local = it.arrival // another sender's clock: only its own arrival is comparable
+	} else {
+		r.senderOffset = min(r.senderOffset, it.arrival-ntp)
+	}
+	if st.tl.have && !st.tl.fromSR {
+		st.q.senderReport(st.tl.at(it.rtpTS)-local, it.arrival)
 	}
 	st.tl.senderReport(it.rtpTS, local)
 }
@@ -561,6 +590,7 @@ func (r *Recording) reorderPush(st *trackState, p rtpPacket) {
 	}
 	*slot = p
 	ro.count++
+	st.q.arrived(p.ts, p.arrival, int64(st.info.ClockRate))
 	r.drain(st, p.arrival, false)
 }
 
@@ -615,20 +645,27 @@ func (r *Recording) flushReorder(st *trackState) {
 // emit handles an in-order packet.
 func (r *Recording) emit(st *trackState, p rtpPacket) {
 	t := r.fileTime(p.local)
+	clock := int64(st.info.ClockRate)
+	if e := r.resumeEpoch.Load(); e != st.epoch {
+		// What was not sent during a pause is neither a gap nor silence of the sender.
+		st.epoch = e
+		st.q.restart()
+		if st.info.Kind == KindVideo {
+			st.needKey = true
+			st.lastKeyReq = -1 << 62
+		}
+	}
 	if st.info.Kind == KindAudio {
+		st.q.inOrder(p.ext, p.ts, int64(opusSamples(p.payload))*clock/opusSampleRate, len(p.payload), p.arrival, clock)
 		if len(p.payload) == 0 {
 			r.pool.Put(p.buf)
 			return
 		}
-		r.mux.push(muxFrame{t: t, tr: st, key: true, buf: p.buf, data: p.payload})
+		r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: true, buf: p.buf, data: p.payload})
 		r.release(false)
 		return
 	}
-	if e := r.resumeEpoch.Load(); e != st.epoch {
-		st.epoch = e
-		st.needKey = true
-		st.lastKeyReq = -1 << 62
-	}
+	st.q.inOrder(p.ext, p.ts, -1, len(p.payload), p.arrival, clock)
 	frame, lost := st.asm.push(p.ext, p.ts, p.marker, p.payload)
 	if lost && !st.needKey {
 		st.needKey = true
@@ -684,6 +721,9 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 		return
 	}
 	st.needKey = false
+	if key && st.q.firstKey < 0 {
+		st.q.firstKey = t
+	}
 	if key && w > 0 && h > 0 && st.width == 0 {
 		st.width, st.height = w, h
 		if err := r.c.updateTrack(st); err != nil {
@@ -702,7 +742,7 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 		bp = new([]byte)
 	}
 	*bp = append((*bp)[:0], frame...)
-	r.mux.push(muxFrame{t: t, tr: st, key: key, buf: bp, data: *bp, video: true})
+	r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: key, buf: bp, data: *bp, video: true})
 	r.release(false)
 }
 
@@ -775,7 +815,7 @@ func (r *Recording) manifest(state string) *Manifest {
 		RecordingID: r.cfg.RecordingID, SessionID: r.cfg.SessionID, ClientID: r.cfg.ClientID,
 		Identity: r.cfg.Identity, Format: r.format, ContentType: ContentType(r.format),
 		File: filepath.Base(r.path), PauseMode: r.cfg.PauseMode, State: state,
-		StartedAt: r.started, Path: r.path,
+		StartedAt: r.started, Clock: ClockServer, Path: r.path,
 		Tracks: []TrackStats{}, Pauses: []PauseSpan{}, Audit: slices.Clone(r.audit),
 	}
 	if m.Audit == nil {
@@ -798,27 +838,62 @@ func (r *Recording) manifest(state string) *Manifest {
 	return m
 }
 
+// ntpUnixOffsetNS is the NTP epoch (1900) to Unix epoch (1970) distance (RFC 5905 §6).
+const ntpUnixOffsetNS = 2208988800e9
+
+// finishManifest runs after the writer goroutine ended, so it may read its state.
 func (r *Recording) finishManifest() (*Manifest, error) {
 	m := r.manifest(StateFinished)
 	stopped := r.stopWall.UTC()
+	if r.ntpSet {
+		// The sender's clock at a local instant is the instant minus senderOffset.
+		shift := -r.senderOffset - ntpUnixOffsetNS
+		m.Clock = ClockSender
+		m.StartedAt = time.Unix(0, r.t0+shift).UTC()
+		stopped = time.Unix(0, r.stopWall.UnixNano()+shift).UTC()
+		m.SenderClockOffsetMS = new(shift / 1e6)
+	}
 	m.StoppedAt = &stopped
 	m.DurationMS = r.c.duration() / 1e6
+	var audio *trackState
+	for _, st := range r.states {
+		if st.info.Kind == KindAudio {
+			audio = st
+			break
+		}
+	}
 	r.mu.Lock()
 	tracks := slices.Clone(r.tracks)
 	r.mu.Unlock()
 	for _, t := range tracks {
 		st := t.st
 		paused := t.paused.Load()
+		clock := int64(st.info.ClockRate)
 		ts := TrackStats{
 			ID: st.info.ID, Kind: st.info.Kind, Codec: st.info.Codec, Number: st.num,
 			PacketsReceived: t.received.Load(),
 			PacketsLost:     st.lost - min(st.lost, paused),
+			LongestGapMS:    ticksToMS(st.q.longestGap, clock),
+			SilenceMS:       ticksToMS(st.q.silence, clock),
+			JitterMS:        st.q.jitterMS(),
 			Duplicates:      st.dups,
 			PacketsDropped:  t.dropped.Load(),
 			FramesWritten:   st.framesWritten,
 			FramesDropped:   st.framesDropped,
 			Width:           st.width,
 			Height:          st.height,
+		}
+		sent := ts.PacketsReceived - min(ts.PacketsReceived, paused+ts.Duplicates+ts.PacketsDropped)
+		ts.LossPercent = lossPercent(ts.PacketsLost, sent)
+		if st.info.Kind == KindVideo {
+			if st.q.firstKey >= 0 {
+				ts.FirstKeyframeMS = new(st.q.firstKey / 1e6)
+			}
+			if audio != nil {
+				if off, ok := avOffset(&st.q, &audio.q); ok {
+					ts.AVOffsetMS = new(off / 1e6)
+				}
+			}
 		}
 		m.PacketsDropped += ts.PacketsDropped
 		m.Tracks = append(m.Tracks, ts)
