@@ -106,7 +106,7 @@ type container interface {
 	addTrack(tr *trackState) error
 	updateTrack(tr *trackState) error
 	writeFrame(tr *trackState, t int64, key bool, data []byte) error
-	finish(end int64) error
+	finish(end int64, marks []fileMark) error
 	duration() int64
 	flushPending() error
 }
@@ -779,13 +779,18 @@ func (r *Recording) release(all bool) {
 func (r *Recording) finish() {
 	r.mu.Lock()
 	stop := r.stopWall.UnixNano()
+	pauses := slices.Clone(r.pauses)
 	r.mu.Unlock()
 	for _, st := range r.trackStates() {
 		r.flushReorder(st)
 	}
 	r.release(true)
+	marks := make([]fileMark, 0, len(pauses))
+	for _, p := range pauses {
+		marks = append(marks, fileMark{startMS: r.fileTime(p.start) / 1e6, endMS: r.fileTime(p.end) / 1e6, label: markPaused})
+	}
 	if r.writeErr == nil {
-		if err := r.c.finish(r.fileTime(stop)); err != nil {
+		if err := r.c.finish(r.fileTime(stop), marks); err != nil {
 			r.fail(err)
 		}
 	}

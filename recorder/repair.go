@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/at-wat/ebml-go"
@@ -44,9 +43,9 @@ func Repair(m *Manifest) error {
 	var tracks []TrackStats
 	switch m.Format {
 	case FormatOgg:
-		dur, tracks, err = repairOgg(m.Path, tmp)
+		dur, tracks, err = repairOgg(m.Path, tmp, pauseMarks(m.Pauses))
 	case FormatWebM, FormatMKV:
-		dur, tracks, err = repairMKV(m.Path, tmp, m.Format, m.RecordingID, m.StartedAt)
+		dur, tracks, err = repairMKV(m.Path, tmp, m.Format, m.RecordingID, m.StartedAt, pauseMarks(m.Pauses))
 	default:
 		err = fmt.Errorf("unknown format %q", m.Format)
 	}
@@ -98,10 +97,14 @@ type repairStream struct {
 	trackID  string
 	headPage []byte
 	tagsPage []byte
+	tagsSeq  uint32
+	tagsSize int   // of the comment header, when it is alone on its page
+	tagsOff  int64 // in the repaired file
 }
 
-// repairOgg copies the complete pages and ends every stream with an EOS page.
-func repairOgg(src, dst string) (int64, []TrackStats, error) {
+// repairOgg copies the complete pages, ends every stream with an EOS page, and writes the
+// marks (a pause still open at the crash lasts to the end) into the comment headers.
+func repairOgg(src, dst string, marks []fileMark) (int64, []TrackStats, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, nil, err
@@ -142,10 +145,12 @@ func repairOgg(src, dst string) (int64, []TrackStats, error) {
 			}
 			s.headers = 2
 			s.tagsPage = append([]byte(nil), p.Raw...)
-			if i := strings.Index(string(p.Data), "RTMREC_TRACK_ID="); i >= 0 {
-				s.trackID = string(p.Data[i+len("RTMREC_TRACK_ID="):])
+			comments, _ := parseOpusTags(p.Data)
+			s.trackID, _ = tagValue(comments, tagTrackID)
+			if countPackets(p.Lacing) == 1 && p.Flags&oggFlagContinued == 0 && p.Lacing[len(p.Lacing)-1] < 255 {
+				s.tagsSize = len(p.Data)
 			}
-			s.lastSeq = p.Seq
+			s.lastSeq, s.tagsSeq = p.Seq, p.Seq
 			continue
 		}
 		if s.headers != 2 {
@@ -197,6 +202,18 @@ func repairOgg(src, dst string) (int64, []TrackStats, error) {
 	if len(tracks) == 0 {
 		return 0, nil, errors.New("no complete Opus stream header")
 	}
+	if marks = untilEnd(marks, dur/1e6); len(marks) > 0 {
+		for _, s := range order {
+			if s.headers != 2 || s.tagsSize == 0 {
+				continue
+			}
+			if tags, ok := markedTags(s.trackID, marks, s.tagsSize); ok {
+				if err := w.writeAt(o.renderPage(s.serial, s.tagsSeq, 0, 0, tags), s.tagsOff); err != nil {
+					return 0, nil, err
+				}
+			}
+		}
+	}
 	if err := w.sync(); err != nil {
 		return 0, nil, err
 	}
@@ -214,6 +231,7 @@ func flushHeaders(w *fileWriter, order []*repairStream) error {
 	}
 	for _, s := range order {
 		if s.headers == 2 && s.headPage != nil {
+			s.tagsOff = w.off
 			if _, err := w.Write(s.tagsPage); err != nil {
 				return err
 			}
@@ -334,7 +352,7 @@ func codecFromMatroska(id string) Codec {
 }
 
 // repairMKV copies the complete blocks of src into a finalized file at dst.
-func repairMKV(src, dst string, f Format, id string, started time.Time) (int64, []TrackStats, error) {
+func repairMKV(src, dst string, f Format, id string, started time.Time, marks []fileMark) (int64, []TrackStats, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, nil, err
@@ -439,7 +457,7 @@ loop:
 	if tracks == nil {
 		return 0, nil, errors.New("no complete Tracks element")
 	}
-	if err := mw.finish(0); err != nil {
+	if err := mw.finish(0, untilEnd(marks, mw.endMS)); err != nil {
 		return 0, nil, err
 	}
 	if err := w.sync(); err != nil {
