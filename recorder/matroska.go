@@ -2,10 +2,12 @@ package recorder
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/at-wat/ebml-go"
@@ -463,8 +465,11 @@ func (m *mkvWriter) finish(end int64, marks []fileMark) error {
 }
 
 // chaptersElement renders one edition with a chapter per mark (times in ns, RFC 9559
-// §5.1.7.1.4.3); a mark of no length (a pause cut out with PauseSkip) has no end.
+// §5.1.7.1.4.3), in time order (ffmpeg ignores a chapter that starts before the previous
+// one); a mark of no length (a pause cut out with PauseSkip) has no end.
 func (m *mkvWriter) chaptersElement(marks []fileMark) ([]byte, error) {
+	marks = slices.Clone(marks)
+	slices.SortStableFunc(marks, func(a, b fileMark) int { return cmp.Compare(a.startMS, b.startMS) })
 	var ed mkvEdition
 	for i, mk := range marks {
 		a := mkvChapterAtom{
