@@ -38,6 +38,8 @@ type Redaction struct {
 	SilencedFrom, SilencedTo time.Duration
 	AudioPackets             int // packets replaced by silence
 	VideoFrames              int // frames dropped
+	// Duration is the file's, which the redaction does not change.
+	Duration time.Duration
 }
 
 // Redact writes src, redacted over [from, to) of its timeline, to dst, which must not
@@ -193,6 +195,7 @@ func redactOgg(in io.Reader, w *fileWriter, res *Redaction) error {
 				start := (pos - s.preSkip) * 1e9 / opusSampleRate
 				end := (pos + d - s.preSkip) * 1e9 / opusSampleRate
 				pos += d
+				res.Duration = max(res.Duration, time.Duration(end))
 				if end <= from || start >= to {
 					continue
 				}
@@ -344,5 +347,9 @@ func redactMKV(in io.Reader, w *fileWriter, res *Redaction) error {
 		return fmt.Errorf("%d BlockGroups are not supported", info.blockGroups)
 	}
 	marks := append(info.chapters, fileMark{startMS: from / 1e6, endMS: to / 1e6, label: markRedacted})
-	return mw.finish(int64(info.durationMS*1e6), marks)
+	if err := mw.finish(int64(info.durationMS*1e6), marks); err != nil {
+		return err
+	}
+	res.Duration = time.Duration(mw.duration())
+	return nil
 }
