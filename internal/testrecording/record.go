@@ -82,7 +82,7 @@ func Record(t testing.TB, dir string, o Options) *recorder.Manifest {
 		a.Payload = opus[i%len(opus)]
 		ev = append(ev, event{at: at + 10*time.Millisecond, pkt: marshal(t, &a)})
 		if o.SenderClock != 0 && i%50 == 0 {
-			ev = append(ev, event{at: at + 11*time.Millisecond, sr: true, ntp: ntp(Start.Add(at+o.SenderClock)), ts: a.Timestamp})
+			ev = append(ev, event{at: at + 11*time.Millisecond, sr: true, ntp: ntp(Start.Add(at + o.SenderClock)), ts: a.Timestamp})
 		}
 		a.SequenceNumber++
 		a.Timestamp += 960
@@ -99,7 +99,7 @@ func Record(t testing.TB, dir string, o Options) *recorder.Manifest {
 				v.SequenceNumber++
 			}
 			if o.SenderClock != 0 && k%30 == 0 {
-				ev = append(ev, event{at: at + 16*time.Millisecond, video: true, sr: true, ntp: ntp(Start.Add(at+o.SenderClock)), ts: v.Timestamp})
+				ev = append(ev, event{at: at + 16*time.Millisecond, video: true, sr: true, ntp: ntp(Start.Add(at + o.SenderClock)), ts: v.Timestamp})
 			}
 			v.Timestamp += 3000
 		}
