@@ -16,6 +16,7 @@ func TestQualityFigures(t *testing.T) {
 		audio    streamSpec
 		video    *streamSpec
 		lose20th bool // the network loses every 20th packet of each track (5%)
+		pauses   [][2]time.Duration
 		stop     time.Duration
 		check    func(t *testing.T, a TrackStats, v *TrackStats, sent map[int]int, got map[int]int)
 	}{
@@ -52,6 +53,20 @@ func TestQualityFigures(t *testing.T) {
 				within(t, "silence_ms", time.Duration(a.SilenceMS)*time.Millisecond, 3500*time.Millisecond, 20*time.Millisecond)
 				if a.LongestGapMS != 0 || a.PacketsLost != 0 || a.LossPercent != 0 {
 					t.Errorf("DTX counted as loss: %+v", a)
+				}
+			},
+		},
+		{
+			name:   "a pause is neither a gap nor loss",
+			audio:  streamSpec{end: 10 * s, ssrc: 1},
+			video:  &streamSpec{track: 1, end: 10 * s, ssrc: 2},
+			pauses: [][2]time.Duration{{3 * s, 6 * s}},
+			stop:   10 * s,
+			check: func(t *testing.T, a TrackStats, v *TrackStats, _, _ map[int]int) {
+				for _, tr := range []TrackStats{a, *v} {
+					if tr.LongestGapMS != 0 || tr.PacketsLost != 0 || tr.SilenceMS != 0 {
+						t.Errorf("%s: %+v", tr.ID, tr)
+					}
 				}
 			},
 		},
@@ -127,7 +142,7 @@ func TestQualityFigures(t *testing.T) {
 				}
 				ev = kept
 			}
-			_, m := runEvents(t, Config{}, newTestClock(), tracks, ev, tc.stop)
+			_, m := runWithPauses(t, Config{}, newTestClock(), tracks, ev, tc.pauses, tc.stop)
 			var v *TrackStats
 			if len(m.Tracks) > 1 {
 				v = &m.Tracks[1]

@@ -158,6 +158,7 @@ type queueItem struct {
 	st      *trackState
 	buf     *[]byte // nil for a Sender Report
 	arrival int64
+	epoch   uint64 // resumes before the packet arrived
 	ntp     uint64
 	rtpTS   uint32
 }
@@ -332,9 +333,12 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 		t.paused.Add(1) // nothing received while paused is written
 		return
 	}
+	// Resume bumps the epoch before it clears paused, so a packet let through here
+	// carries the epoch of the stretch it belongs to, whenever the writer gets to it.
+	epoch := r.resumeEpoch.Load()
 	bp := r.pool.Get().(*[]byte)
 	*bp = append((*bp)[:0], pkt...)
-	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano()}) {
+	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano(), epoch: epoch}) {
 		r.pool.Put(bp)
 		t.dropped.Add(1)
 		if r.cfg.Metrics != nil {
@@ -537,7 +541,7 @@ func (r *Recording) handle(it queueItem) {
 	}
 	p := rtpPacket{
 		buf: it.buf, payload: h.payload, ts: h.ts, marker: h.marker,
-		arrival: it.arrival, valid: true,
+		arrival: it.arrival, epoch: it.epoch, valid: true,
 	}
 	anchors := st.tl.arrivalAnchors
 	p.local = st.tl.local(h.ts, it.arrival)
@@ -646,9 +650,9 @@ func (r *Recording) flushReorder(st *trackState) {
 func (r *Recording) emit(st *trackState, p rtpPacket) {
 	t := r.fileTime(p.local)
 	clock := int64(st.info.ClockRate)
-	if e := r.resumeEpoch.Load(); e != st.epoch {
+	if p.epoch > st.epoch {
 		// What was not sent during a pause is neither a gap nor silence of the sender.
-		st.epoch = e
+		st.epoch = p.epoch
 		st.q.restart()
 		if st.info.Kind == KindVideo {
 			st.needKey = true

@@ -91,6 +91,7 @@ type rtpPacket struct {
 	marker  bool
 	local   int64
 	arrival int64
+	epoch   uint64 // of the pause/resume stretch it arrived in
 	valid   bool
 }
 
