@@ -81,3 +81,18 @@ func TestVerifyInNode(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsShowTheVerifier: the verifier shown in docs/evidence.md is the one tested here.
+func TestDocsShowTheVerifier(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("..", "docs", "examples", "verify-manifest.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "evidence.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, script) {
+		t.Error("docs/evidence.md does not show docs/examples/verify-manifest.mjs as it is")
+	}
+}
