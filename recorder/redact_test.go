@@ -73,7 +73,7 @@ func TestRedact(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Format != format || res.AudioPackets < 100 || res.SilencedFrom > from || res.SilencedFrom < from-20*time.Millisecond ||
+			if res.Format != format || res.AudioPackets < 100 || res.Duration.Round(100*time.Millisecond) != 10*s || res.SilencedFrom > from || res.SilencedFrom < from-20*time.Millisecond ||
 				res.SilencedTo < to || res.SilencedTo > to+20*time.Millisecond {
 				t.Errorf("result %+v", res)
 			}
