@@ -25,19 +25,12 @@ type Evidence struct {
 	Supervisors []Supervisor `json:"supervisors"`
 }
 
-// Track is the quality of one track (see recorder.TrackStats for each figure).
+// Track is the quality of one track (recorder.TrackQuality says what each figure is).
 type Track struct {
-	ID              string  `json:"id"`
-	Kind            string  `json:"kind"`
-	Codec           string  `json:"codec"`
-	PacketsReceived uint64  `json:"packets_received"`
-	PacketsLost     uint64  `json:"packets_lost"`
-	LossPercent     float64 `json:"loss_percent"`
-	LongestGapMS    int64   `json:"longest_gap_ms"`
-	SilenceMS       int64   `json:"silence_ms"`
-	FirstKeyframeMS *int64  `json:"first_keyframe_ms,omitempty"`
-	AVOffsetMS      *int64  `json:"av_offset_ms,omitempty"`
-	JitterMS        float64 `json:"jitter_ms"`
+	ID    string `json:"id"`
+	Kind  string `json:"kind"`
+	Codec string `json:"codec"`
+	recorder.TrackQuality
 }
 
 // Pause is a paused span on the file's timeline (equal ends: cut out, PauseSkip).
@@ -120,12 +113,7 @@ func EvidenceOf(m *recorder.Manifest) Evidence {
 		e.StoppedAt = ms(*m.StoppedAt)
 	}
 	for _, t := range m.Tracks {
-		e.Tracks = append(e.Tracks, Track{
-			ID: t.ID, Kind: t.Kind.String(), Codec: t.Codec.String(),
-			PacketsReceived: t.PacketsReceived, PacketsLost: t.PacketsLost, LossPercent: t.LossPercent,
-			LongestGapMS: t.LongestGapMS, SilenceMS: t.SilenceMS, FirstKeyframeMS: t.FirstKeyframeMS,
-			AVOffsetMS: t.AVOffsetMS, JitterMS: t.JitterMS,
-		})
+		e.Tracks = append(e.Tracks, Track{ID: t.ID, Kind: t.Kind.String(), Codec: t.Codec.String(), TrackQuality: t.TrackQuality})
 	}
 	for _, p := range m.Pauses {
 		e.Pauses = append(e.Pauses, Pause{StartMS: p.StartMS, EndMS: p.EndMS})

@@ -202,26 +202,23 @@ func ParsePublicKey(pemData []byte) (ed25519.PublicKey, error) {
 
 // LoadPrivateKey reads ParsePrivateKey's PEM from a file (the -evidence-key flag).
 func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("evidence key: %w", err)
-	}
-	k, err := ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("evidence key %s: %w", path, err)
-	}
-	return k, nil
+	return loadKey("evidence key", path, ParsePrivateKey)
 }
 
 // LoadPublicKey reads ParsePublicKey's PEM from a file.
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	return loadKey("public key", path, ParsePublicKey)
+}
+
+func loadKey[K any](what, path string, parse func([]byte) (K, error)) (K, error) {
+	var zero K
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
+		return zero, fmt.Errorf("%s: %w", what, err)
 	}
-	k, err := ParsePublicKey(b)
+	k, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return zero, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return k, nil
 }

@@ -55,15 +55,28 @@ const (
 	ClockServer Clock = "server" // the server's: the sender sent no Sender Report
 )
 
-// TrackStats are the per-track counters and quality figures of a recording (the quality
-// figures are defined in quality.go and named as in the contract's "Evidence").
+// TrackStats are the per-track counters and quality figures of a recording.
 type TrackStats struct {
-	ID              string `json:"id"`
-	Kind            Kind   `json:"kind"`
-	Codec           Codec  `json:"codec"`
-	Number          int    `json:"number"` // Matroska track number / Ogg stream index (1-based)
+	ID     string `json:"id"`
+	Kind   Kind   `json:"kind"`
+	Codec  Codec  `json:"codec"`
+	Number int    `json:"number"` // Matroska track number / Ogg stream index (1-based)
+	TrackQuality
+	Duplicates     uint64 `json:"duplicates"`
+	PacketsDropped uint64 `json:"packets_dropped"` // queue full
+	FramesWritten  uint64 `json:"frames_written"`
+	FramesDropped  uint64 `json:"frames_dropped"` // incomplete or waiting for a keyframe
+	Width          int    `json:"width,omitempty"`
+	Height         int    `json:"height,omitempty"`
+}
+
+// TrackQuality are the figures of a track that the contract's "Evidence" names (quality.go
+// says how each is measured).
+type TrackQuality struct {
+	// PacketsReceived counts the RTP packets that arrived (duplicates and paused included).
 	PacketsReceived uint64 `json:"packets_received"`
-	PacketsLost     uint64 `json:"packets_lost"`
+	// PacketsLost counts the packets the sender sent that never arrived (not while paused).
+	PacketsLost uint64 `json:"packets_lost"`
 	// LossPercent is PacketsLost over the packets the sender sent (received once, or lost).
 	LossPercent float64 `json:"loss_percent"`
 	// LongestGapMS is the longest stretch of lost media, on the sender's clock.
@@ -76,13 +89,7 @@ type TrackStats struct {
 	// the file, positive when video is late, as measured by Sender Reports (video only).
 	AVOffsetMS *int64 `json:"av_offset_ms,omitempty"`
 	// JitterMS is the mean RFC 3550 §6.4.1 interarrival jitter.
-	JitterMS       float64 `json:"jitter_ms"`
-	Duplicates     uint64  `json:"duplicates"`
-	PacketsDropped uint64  `json:"packets_dropped"` // queue full
-	FramesWritten  uint64  `json:"frames_written"`
-	FramesDropped  uint64  `json:"frames_dropped"` // incomplete or waiting for a keyframe
-	Width          int     `json:"width,omitempty"`
-	Height         int     `json:"height,omitempty"`
+	JitterMS float64 `json:"jitter_ms"`
 }
 
 // PauseSpan is one pause. StartMS/EndMS are on the file timeline (equal in PauseSkip mode,

@@ -28,7 +28,7 @@ const (
 	silentPayload = 2    // Opus packets this short carry no audio (RFC 6716 §3.2.1, DTX)
 )
 
-type trackQuality struct {
+type qualityMeter struct {
 	// Jitter, in arrival order.
 	haveTransit bool
 	lastArrival int64
@@ -66,10 +66,10 @@ type arrivalSpan struct {
 	known      bool
 }
 
-func newTrackQuality() trackQuality { return trackQuality{firstKey: -1} }
+func newQualityMeter() qualityMeter { return qualityMeter{firstKey: -1} }
 
 // arrived updates the jitter with a packet accepted in arrival order. clock is in Hz.
-func (q *trackQuality) arrived(ts uint32, arrival, clock int64) {
+func (q *qualityMeter) arrived(ts uint32, arrival, clock int64) {
 	if q.haveTransit {
 		d := (arrival - q.lastArrival) - int64(int32(ts-q.lastTS))*1e9/clock
 		if d < 0 {
@@ -88,7 +88,7 @@ func (q *trackQuality) arrived(ts uint32, arrival, clock int64) {
 
 // inOrder updates gaps and silence with the next packet in sequence order. dur is the RTP
 // ticks the packet covers (audio), or -1 for video, whose packets share a frame's timestamp.
-func (q *trackQuality) inOrder(ext uint64, ts uint32, dur int64, payloadLen int, arrival, clock int64) {
+func (q *qualityMeter) inOrder(ext uint64, ts uint32, dur int64, payloadLen int, arrival, clock int64) {
 	if dur >= 0 && payloadLen <= silentPayload {
 		q.silence += dur
 	}
@@ -119,7 +119,7 @@ func (q *trackQuality) inOrder(ext uint64, ts uint32, dur int64, payloadLen int,
 }
 
 // arrivalAnchored notes that the timeline re-anchored on arrival at time at (ns).
-func (q *trackQuality) arrivalAnchored(at int64) {
+func (q *qualityMeter) arrivalAnchored(at int64) {
 	if q.firstArrival == 0 {
 		q.firstArrival = at
 	}
@@ -131,7 +131,7 @@ func (q *trackQuality) arrivalAnchored(at int64) {
 }
 
 // senderReport closes the open arrival span with the placement error the report measured.
-func (q *trackQuality) senderReport(err, at int64) {
+func (q *qualityMeter) senderReport(err, at int64) {
 	if q.nspans == 0 {
 		return
 	}
@@ -142,7 +142,7 @@ func (q *trackQuality) senderReport(err, at int64) {
 }
 
 // errAt is the track's placement error at arrival time t, and whether it is known.
-func (q *trackQuality) errAt(t int64) (int64, bool) {
+func (q *qualityMeter) errAt(t int64) (int64, bool) {
 	if q.firstArrival == 0 || t < q.firstArrival {
 		return 0, false
 	}
@@ -157,7 +157,7 @@ func (q *trackQuality) errAt(t int64) (int64, bool) {
 
 // avOffset is the largest offset (ns) of video track v against audio track a, measured at
 // the start and end of every arrival span of either; ok is false if none was measurable.
-func avOffset(v, a *trackQuality) (off int64, ok bool) {
+func avOffset(v, a *qualityMeter) (off int64, ok bool) {
 	try := func(t int64) {
 		ev, okv := v.errAt(t)
 		ea, oka := a.errAt(t)
@@ -168,7 +168,7 @@ func avOffset(v, a *trackQuality) (off int64, ok bool) {
 			off, ok = d, true
 		}
 	}
-	for _, q := range []*trackQuality{v, a} {
+	for _, q := range []*qualityMeter{v, a} {
 		for i := max(q.nspans-maxArrivalSpans, 0); i < q.nspans; i++ {
 			s := q.spans[i%maxArrivalSpans]
 			try(s.start)
@@ -188,12 +188,12 @@ func abs64(v int64) int64 {
 }
 
 // restart forgets the stream's history (new SSRC): no gap is measured across it.
-func (q *trackQuality) restart() {
+func (q *qualityMeter) restart() {
 	q.haveTransit, q.haveLast = false, false
 }
 
 // jitterMS is the mean RFC 3550 jitter in ms, rounded to 0.01 ms.
-func (q *trackQuality) jitterMS() float64 {
+func (q *qualityMeter) jitterMS() float64 {
 	if q.jitterN == 0 {
 		return 0
 	}

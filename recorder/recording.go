@@ -141,7 +141,7 @@ type trackState struct {
 	codecPrivate                 []byte
 	lastMS                       int64
 	lastT                        int64 // file time of the last frame queued for the muxer
-	q                            trackQuality
+	q                            qualityMeter
 }
 
 // inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
@@ -283,7 +283,7 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 	if r.stopping.Load() {
 		return nil, errors.New("recorder: recording stopped")
 	}
-	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo, q: newTrackQuality()}
+	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo, q: newQualityMeter()}
 	st.tl.clock = int64(info.ClockRate)
 	if info.Kind == KindVideo {
 		st.asm = newAssembler(info.Codec)
@@ -880,17 +880,19 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 		clock := int64(st.info.ClockRate)
 		ts := TrackStats{
 			ID: st.info.ID, Kind: st.info.Kind, Codec: st.info.Codec, Number: st.num,
-			PacketsReceived: t.received.Load(),
-			PacketsLost:     st.lost - min(st.lost, paused),
-			LongestGapMS:    ticksToMS(st.q.longestGap, clock),
-			SilenceMS:       ticksToMS(st.q.silence, clock),
-			JitterMS:        st.q.jitterMS(),
-			Duplicates:      st.dups,
-			PacketsDropped:  t.dropped.Load(),
-			FramesWritten:   st.framesWritten,
-			FramesDropped:   st.framesDropped,
-			Width:           st.width,
-			Height:          st.height,
+			TrackQuality: TrackQuality{
+				PacketsReceived: t.received.Load(),
+				PacketsLost:     st.lost - min(st.lost, paused),
+				LongestGapMS:    ticksToMS(st.q.longestGap, clock),
+				SilenceMS:       ticksToMS(st.q.silence, clock),
+				JitterMS:        st.q.jitterMS(),
+			},
+			Duplicates:     st.dups,
+			PacketsDropped: t.dropped.Load(),
+			FramesWritten:  st.framesWritten,
+			FramesDropped:  st.framesDropped,
+			Width:          st.width,
+			Height:         st.height,
 		}
 		sent := ts.PacketsReceived - min(ts.PacketsReceived, paused+ts.Duplicates+ts.PacketsDropped)
 		ts.LossPercent = lossPercent(ts.PacketsLost, sent)
