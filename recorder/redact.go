@@ -137,7 +137,6 @@ type redactStream struct {
 func redactOgg(in io.Reader, w *fileWriter, res *Redaction) error {
 	from, to := int64(res.From), int64(res.To)
 	or := newOggReader(in)
-	o := &oggWriter{w: w, crc: or.crc}
 	streams := map[uint32]*redactStream{}
 	mark := fileMark{startMS: from / 1e6, endMS: to / 1e6, label: markRedacted}
 	var packets [][]byte
@@ -215,7 +214,7 @@ func redactOgg(in io.Reader, w *fileWriter, res *Redaction) error {
 			}
 			continue
 		}
-		if _, err := w.Write(rebuildPage(o.crc, p.Raw[:oggHeaderLen], packets)); err != nil {
+		if _, err := w.Write(rebuildPage(or.crc, p.Raw[:oggHeaderLen], packets)); err != nil {
 			return err
 		}
 	}
