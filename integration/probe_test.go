@@ -24,11 +24,31 @@ type probe struct {
 		StartTime string `json:"start_time"`
 		Packets   string `json:"nb_read_packets"`
 	} `json:"streams"`
+	Chapters []struct {
+		StartTime string `json:"start_time"`
+		EndTime   string `json:"end_time"`
+		Tags      struct {
+			Title string `json:"title"`
+		} `json:"tags"`
+	} `json:"chapters"`
 }
 
 func (p probe) duration() float64 {
 	d, _ := strconv.ParseFloat(p.Format.Duration, 64)
 	return d
+}
+
+// chapter returns the start and end (s) of the chapters titled title: the file's marks
+// (pauses, redactions).
+func (p probe) chapter(title string) (spans [][2]float64) {
+	for _, c := range p.Chapters {
+		if c.Tags.Title == title {
+			s, _ := strconv.ParseFloat(c.StartTime, 64)
+			e, _ := strconv.ParseFloat(c.EndTime, 64)
+			spans = append(spans, [2]float64{s, e})
+		}
+	}
+	return spans
 }
 
 // codecs lists the streams' codecs, sorted: a track that sends its first
@@ -47,7 +67,7 @@ func (p probe) codecs() string {
 func ffprobe(t *testing.T, file string) probe {
 	t.Helper()
 	bin := requireTool(t, "ffprobe", "checks that recordings play")
-	out, err := exec.Command(bin, "-v", "error", "-show_format", "-show_streams", "-count_packets", "-of", "json", file).Output()
+	out, err := exec.Command(bin, "-v", "error", "-show_format", "-show_streams", "-show_chapters", "-count_packets", "-of", "json", file).Output()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v", file, err)
 	}

@@ -1,6 +1,9 @@
 package recorder
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -112,4 +115,28 @@ func BenchmarkOpusVP8ToWebM(b *testing.B) {
 		b.Fatalf("written %+v of %d", m.Tracks, n)
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "audio-packets/s")
+}
+
+// BenchmarkRedact10Min redacts one minute out of a 10-minute recording (audio + VP8 video
+// in WebM, audio in Ogg) and reports seconds of media processed per second.
+func BenchmarkRedact10Min(b *testing.B) {
+	for _, format := range []Format{FormatWebM, FormatOgg} {
+		b.Run(string(format), func(b *testing.B) {
+			const length = 10 * time.Minute
+			m := toneRecording(b, format, length, nil)
+			dir := b.TempDir()
+			n := 0
+			for b.Loop() {
+				dst := filepath.Join(dir, fmt.Sprintf("r%d.%s", n, format.Ext()))
+				res, err := Redact(m.Path, dst, 4*time.Minute, 5*time.Minute)
+				if err != nil || res.AudioPackets < 3000 {
+					b.Fatalf("%+v %v", res, err)
+				}
+				_ = os.Remove(dst)
+				n++
+			}
+			b.ReportMetric(float64(n)*length.Seconds()/b.Elapsed().Seconds(), "media-s/s")
+			b.ReportMetric(float64(m.SizeBytes)/1e6, "MB/file")
+		})
+	}
 }

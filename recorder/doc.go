@@ -42,7 +42,15 @@
 //
 // Nothing received while paused is written. PauseSilence (default) keeps the span in the
 // timeline (Ogg: TOC-only packets, WebM: no blocks); PauseSkip subtracts it from all later
-// timestamps. Spans are listed in the manifest.
+// timestamps. Spans are listed in the manifest and marked in the file itself (marks.go:
+// Matroska chapters, Ogg comments).
+//
+// # Evidence
+//
+// The manifest's TrackQuality figures (loss, longest gap, silence, first keyframe, A/V
+// offset, jitter; quality.go) and its times on the sender's clock are measured on the
+// writer goroutine without allocating. Redact (redact.go) copies a finished file with a
+// span silenced and its video dropped, without re-encoding or moving anything else.
 //
 // # Durability and resources
 //

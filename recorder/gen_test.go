@@ -82,7 +82,29 @@ type streamSpec struct {
 	ssrcAt    time.Duration      // switch SSRC/timestamp base at this time (0: never)
 	tsJumpAt  time.Duration      // jump timestamps by +30 min at this time (0: never)
 	srEvery   time.Duration      // send SRs (sender NTP = capture time) this often (0: never)
+	srStart   time.Duration      // the first SR follows the packet captured at this time
 	ntpBase   time.Time
+	outages   [][2]time.Duration // capture spans whose packets are sent but lost
+	jitter    time.Duration      // extra delay, pseudo-random in [0, jitter), per packet
+}
+
+// deliver times a packet captured at c (or drops it in an outage); rnd is the stream's
+// deterministic jitter source.
+func (s streamSpec) deliver(c time.Duration, rnd *uint64) (time.Duration, bool) {
+	if inGaps(c, s.outages) {
+		return 0, false
+	}
+	at := c + s.delay
+	if s.jitter > 0 {
+		*rnd = *rnd*6364136223846793005 + 1442695040888963407
+		at += time.Duration(*rnd>>33) % s.jitter
+	}
+	return at, true
+}
+
+// sendSR reports whether an SR goes out with the packet captured at c.
+func (s streamSpec) sendSR(c, last time.Duration) bool {
+	return s.srEvery > 0 && c >= s.srStart && c-last >= s.srEvery
 }
 
 func inGaps(t time.Duration, gaps [][2]time.Duration) bool {
@@ -130,6 +152,7 @@ func opusEvents(m *media, s streamSpec) []event {
 	var ev []event
 	var lastSR time.Duration = -time.Hour
 	i := 0
+	rnd := uint64(s.ssrc)
 	for c := s.start; c < s.end; c += 20 * time.Millisecond {
 		if s.ssrcAt > 0 && c == s.ssrcAt {
 			rs.ssrc++
@@ -139,14 +162,21 @@ func opusEvents(m *media, s streamSpec) []event {
 		if s.tsJumpAt > 0 && c == s.tsJumpAt {
 			rs.ts += 48000 * 1800
 		}
-		if s.srEvery > 0 && c-lastSR >= s.srEvery {
+		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
 			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
 		}
 		if !inGaps(c, s.gaps) {
 			p := m.opus[i%len(m.opus)]
 			i++
-			ev = append(ev, event{at: c + s.delay, track: s.track, pkt: rs.packet(p, false)})
+			pkt := rs.packet(p, false)
+			if at, ok := s.deliver(c, &rnd); ok {
+				ev = append(ev, event{at: at, track: s.track, pkt: pkt})
+			}
+		}
+		if s.sendSR(c, lastSR) && s.srStart > 0 {
+			lastSR = c
+			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
 		}
 		rs.ts += 960
 	}
@@ -160,11 +190,12 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 	var ev []event
 	var lastSR time.Duration = -time.Hour
 	k := 0
+	rnd := uint64(s.ssrc)
 	var vp9 codecs.VP9Payloader
 	vp9.InitialPictureIDFn = func() uint16 { return 0 }
 	h264 := &codecs.H264Payloader{}
 	for c := s.start; c < s.end; c += time.Second / 30 {
-		if s.srEvery > 0 && c-lastSR >= s.srEvery {
+		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
 			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
 		}
@@ -182,9 +213,16 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 				}
 			}
 			for j, pl := range pls {
-				ev = append(ev, event{at: c + s.delay + time.Duration(j)*100*time.Microsecond, track: s.track, pkt: rs.packet(pl, j == len(pls)-1)})
+				pkt := rs.packet(pl, j == len(pls)-1)
+				if at, ok := s.deliver(c, &rnd); ok {
+					ev = append(ev, event{at: at + time.Duration(j)*100*time.Microsecond, track: s.track, pkt: pkt})
+				}
 			}
 			k++
+		}
+		if s.sendSR(c, lastSR) && s.srStart > 0 {
+			lastSR = c
+			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
 		}
 		rs.ts += 3000
 	}

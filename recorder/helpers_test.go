@@ -218,6 +218,7 @@ type oggStreamInfo struct {
 	packets    int
 	samples    int64 // sum of packet durations after the headers
 	trackID    string
+	comments   []string
 	granulesOK bool
 }
 
@@ -264,9 +265,12 @@ func parseOggFile(t testing.TB, path string) []*oggStreamInfo {
 			if !bytes.HasPrefix(p.Data, []byte("OpusTags")) {
 				t.Fatalf("second page is not OpusTags")
 			}
-			if i := bytes.Index(p.Data, []byte("RTMREC_TRACK_ID=")); i >= 0 {
-				s.trackID = string(p.Data[i+16:])
+			comments, ok := parseOpusTags(p.Data)
+			if !ok {
+				t.Fatalf("OpusTags of stream %d do not parse", p.Serial)
 			}
+			s.trackID, _ = tagValue(comments, tagTrackID)
+			s.comments = comments
 		}
 		if s.pages >= 2 {
 			if p.Granule < s.lastGran {

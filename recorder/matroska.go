@@ -2,10 +2,12 @@ package recorder
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/at-wat/ebml-go"
@@ -16,7 +18,8 @@ import (
 //
 //	EBML header
 //	Segment (size unknown while recording, patched at the end)
-//	  SeekHead   fixed 66 bytes: Info, Tracks, and a Void slot that becomes the Cues entry
+//	  SeekHead   fixed 89 bytes: Info, Tracks, and Void slots that become the Cues and
+//	             Chapters entries
 //	  Info       with an 11-byte Void slot that becomes Duration at the end
 //	  Tracks     a fixed 4 KiB region: TrackEntry elements plus a Void filler. Tracks are
 //	             rewritten in place when a track is added (renegotiation) or a video track
@@ -24,6 +27,7 @@ import (
 //	  Cluster... one per video keyframe of the first video track, at most 5 s each; sizes
 //	             patched when the cluster closes. Blocks are SimpleBlocks, ms timestamps.
 //	  Cues       one CuePoint per cluster (video keyframe, or audio when no keyframe)
+//	  Chapters   one ChapterAtom per mark (pause, redaction), only when there are any
 //
 // A file cut by a crash plays up to its last complete block; Repair rebuilds Duration and
 // Cues from the clusters.
@@ -31,7 +35,7 @@ const (
 	mkvTracksRegion   = 4096
 	mkvMaxClusterMS   = 5000
 	mkvMaxClusterSize = 16 << 20
-	mkvSeekHeadLen    = 4 + 1 + 3*21
+	mkvSeekHeadLen    = 4 + 1 + 4*21
 	mkvDurationSlot   = 11
 	mkvMuxingApp      = "rtmrec"
 )
@@ -65,6 +69,27 @@ type mkvTracksBody struct {
 	TrackEntry []mkvTrackEntry `ebml:"TrackEntry"`
 }
 
+// Chapters (RFC 9559 §5.1.7), with only the elements WebM allows.
+type mkvChapters struct {
+	EditionEntry []mkvEdition `ebml:"EditionEntry"`
+}
+
+type mkvEdition struct {
+	ChapterAtom []mkvChapterAtom `ebml:"ChapterAtom"`
+}
+
+type mkvChapterAtom struct {
+	ChapterUID       uint64              `ebml:"ChapterUID"`
+	ChapterTimeStart uint64              `ebml:"ChapterTimeStart"`
+	ChapterTimeEnd   uint64              `ebml:"ChapterTimeEnd,omitempty"`
+	ChapterDisplay   []mkvChapterDisplay `ebml:"ChapterDisplay"`
+}
+
+type mkvChapterDisplay struct {
+	ChapString   string `ebml:"ChapString"`
+	ChapLanguage string `ebml:"ChapLanguage"`
+}
+
 type mkvCuePoint struct {
 	timeMS uint64
 	track  uint64
@@ -79,7 +104,7 @@ type mkvWriter struct {
 	tracks  []*trackState
 
 	segData    int64 // offset of the Segment's data
-	cuesSlot   int64 // offset of the SeekHead Void slot for Cues
+	cuesSlot   int64 // offset of the SeekHead Void slot for Cues (Chapters: the next 21 bytes)
 	durSlot    int64 // offset of the Info Void slot for Duration
 	tracksPos  int64
 	clusterPos int64 // -1 when no cluster is open
@@ -118,7 +143,7 @@ func newMKVWriter(w *fileWriter, f Format, uidSeed string, started time.Time) (*
 	// SeekHead: positions are relative to the Segment data (RFC 9559 §5.1.1.1.2).
 	seekHeadStart := len(b)
 	b = appendID(b, idSeekHead)
-	b = append(b, 0x80|3*21)
+	b = append(b, 0x80|(mkvSeekHeadLen-5))
 	infoPos := int64(mkvSeekHeadLen)
 	b = appendSeek(b, idInfo, uint64(infoPos))
 	// Tracks follow Info; Info's length is fixed below, so compute it first.
@@ -127,6 +152,7 @@ func newMKVWriter(w *fileWriter, f Format, uidSeed string, started time.Time) (*
 	m.tracksPos = m.segData + infoPos + int64(infoLen)
 	b = appendSeek(b, idTracks, uint64(m.tracksPos-m.segData))
 	m.cuesSlot = int64(len(b))
+	b = appendVoid(b, 21)
 	b = appendVoid(b, 21)
 	if len(b)-seekHeadStart != mkvSeekHeadLen {
 		return nil, fmt.Errorf("matroska: internal: seekhead length %d", len(b)-seekHeadStart)
@@ -362,8 +388,9 @@ func (m *mkvWriter) closeCluster() error {
 	return m.w.writeAt(b, pos+4)
 }
 
-// finish closes the last cluster and writes Cues, Duration and the sizes.
-func (m *mkvWriter) finish(end int64) error {
+// finish closes the last cluster and writes Cues, Chapters for the marks, Duration and the
+// sizes.
+func (m *mkvWriter) finish(end int64, marks []fileMark) error {
 	if m.finished {
 		return nil
 	}
@@ -411,6 +438,19 @@ func (m *mkvWriter) finish(end int64) error {
 			return fmt.Errorf("matroska: seekhead: %w", err)
 		}
 	}
+	if len(marks) > 0 {
+		chapPos := m.w.off
+		b, err := m.chaptersElement(marks)
+		if err != nil {
+			return err
+		}
+		if _, err := m.w.Write(b); err != nil {
+			return fmt.Errorf("matroska: write chapters: %w", err)
+		}
+		if err := m.w.writeAt(appendSeek(nil, idChapters, uint64(chapPos-m.segData)), m.cuesSlot+21); err != nil {
+			return fmt.Errorf("matroska: seekhead: %w", err)
+		}
+	}
 	m.endMS = max(m.endMS, max(end, 0)/1e6)
 	dur := appendID(nil, idDuration)
 	dur = append(dur, 0x88)
@@ -422,6 +462,33 @@ func (m *mkvWriter) finish(end int64) error {
 		return fmt.Errorf("matroska: segment size: %w", err)
 	}
 	return m.w.flush()
+}
+
+// chaptersElement renders one edition with a chapter per mark (times in ns, RFC 9559
+// §5.1.7.1.4.3), in time order (ffmpeg ignores a chapter that starts before the previous
+// one); a mark of no length (a pause cut out with PauseSkip) has no end.
+func (m *mkvWriter) chaptersElement(marks []fileMark) ([]byte, error) {
+	marks = slices.Clone(marks)
+	slices.SortStableFunc(marks, func(a, b fileMark) int { return cmp.Compare(a.startMS, b.startMS) })
+	var ed mkvEdition
+	for i, mk := range marks {
+		a := mkvChapterAtom{
+			ChapterUID:       m.trackUID(1000+i, "chapter"),
+			ChapterTimeStart: uint64(max(mk.startMS, 0)) * 1e6,
+			ChapterDisplay:   []mkvChapterDisplay{{ChapString: mk.label, ChapLanguage: "eng"}},
+		}
+		if mk.endMS > mk.startMS {
+			a.ChapterTimeEnd = uint64(mk.endMS) * 1e6
+		}
+		ed.ChapterAtom = append(ed.ChapterAtom, a)
+	}
+	var buf bytes.Buffer
+	if err := ebml.Marshal(&struct {
+		Chapters mkvChapters `ebml:"Chapters"`
+	}{mkvChapters{EditionEntry: []mkvEdition{ed}}}, &buf); err != nil {
+		return nil, fmt.Errorf("matroska: marshal chapters: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 func (m *mkvWriter) duration() int64 { return m.endMS * 1e6 }

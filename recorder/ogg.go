@@ -103,6 +103,16 @@ type oggWriter struct {
 	nextSer   uint32
 	hdr       [oggHeaderLen + 255]byte
 	fill      [2]byte
+	tagPages  []oggTagPage
+}
+
+// oggTagPage is an OpusTags page already written, rewritten in place with the marks.
+type oggTagPage struct {
+	off     int64
+	serial  uint32
+	seq     uint32
+	trackID string
+	size    int // of the comment header
 }
 
 func newOggWriter(w *fileWriter, serialSeed uint32) *oggWriter {
@@ -174,7 +184,9 @@ func (o *oggWriter) writeHeaders() error {
 		}
 	}
 	for _, s := range o.streams {
-		if err := o.writePage(s, 0, 0, opusTags(s.id)); err != nil {
+		tags := trackTags(s.id)
+		o.tagPages = append(o.tagPages, oggTagPage{off: o.w.off, serial: s.serial, seq: s.pageSeq, trackID: s.id, size: len(tags)})
+		if err := o.writePage(s, 0, 0, tags); err != nil {
 			return err
 		}
 		// Pre-roll covered by pre-skip: does not advance the timeline.
@@ -316,8 +328,9 @@ func (o *oggWriter) endStream(s *oggStream) error {
 	return o.flushPage(s, oggFlagEOS)
 }
 
-// finish fills every stream up to the end of the recording (ns) and ends the streams.
-func (o *oggWriter) finish(end int64) error {
+// finish fills every stream up to the end of the recording (ns), ends the streams, and
+// writes the marks into the comment headers.
+func (o *oggWriter) finish(end int64, marks []fileMark) error {
 	if err := o.commit(); err != nil {
 		return err
 	}
@@ -330,7 +343,37 @@ func (o *oggWriter) finish(end int64) error {
 			return err
 		}
 	}
+	if len(marks) == 0 {
+		return nil
+	}
+	for _, tp := range o.tagPages {
+		tags, ok := markedTags(tp.trackID, marks, tp.size)
+		if !ok {
+			continue
+		}
+		if err := o.w.writeAt(o.renderPage(tp.serial, tp.seq, 0, 0, tags), tp.off); err != nil {
+			return fmt.Errorf("ogg: mark pauses: %w", err)
+		}
+	}
 	return nil
+}
+
+// renderPage builds a single-packet page (headers, off the hot path).
+func (o *oggWriter) renderPage(serial, seq uint32, flags byte, granule int64, p []byte) []byte {
+	b := make([]byte, oggHeaderLen, oggHeaderLen+len(p)/255+1+len(p))
+	copy(b, "OggS")
+	b[5] = flags
+	binary.LittleEndian.PutUint64(b[6:], uint64(granule))
+	binary.LittleEndian.PutUint32(b[14:], serial)
+	binary.LittleEndian.PutUint32(b[18:], seq)
+	n := len(p)/255 + 1
+	b[26] = byte(n)
+	for l := len(p); l >= 0; l -= 255 {
+		b = append(b, byte(min(l, 255)))
+	}
+	b = append(b, p...)
+	binary.LittleEndian.PutUint32(b[22:], o.crc.update(0, b))
+	return b
 }
 
 // duration is the longest stream's length (ns).

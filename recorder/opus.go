@@ -1,6 +1,12 @@
 package recorder
 
-import "encoding/binary"
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // opusSampleRate is the rate of Ogg Opus granule positions (RFC 7845 §4).
 const opusSampleRate = 48000
@@ -91,17 +97,148 @@ func opusHead(channels uint16, preSkip uint16) []byte {
 	return b
 }
 
-// opusTags builds the comment header (RFC 7845 §5.2); the track id is kept as a comment so
-// a multi-stream file can be mapped back to the session's tracks.
-func opusTags(trackID string) []byte {
-	const vendor = "rtmrec"
-	comment := "RTMREC_TRACK_ID=" + trackID
-	b := make([]byte, 0, 8+4+len(vendor)+4+4+len(comment))
+// Opus comment header (RFC 7845 §5.2). Every stream's OpusTags carries its track id and
+// opusTagsReserve bytes of zero padding after the comments, which RFC 7845 §5.2 allows
+// ("MAY contain zero-padding"; a first padding byte with its low bit clear lets editors
+// reuse it). Pauses are known only at the end, so the writer then rewrites the page in
+// place with the marks as comments and less padding: the page keeps its size, and the
+// file stays playable and repairable at every moment.
+const (
+	opusTagsReserve = 2048
+	opusVendor      = "rtmrec"
+	tagTrackID      = "RTMREC_TRACK_ID"
+)
+
+// opusTags builds the comment header with the comments, zero-padded to size bytes. ok is
+// false when the comments do not fit in size (size 0: no padding, always fits).
+func opusTags(comments []string, size int) ([]byte, bool) {
+	n := 8 + 4 + len(opusVendor) + 4
+	for _, c := range comments {
+		n += 4 + len(c)
+	}
+	if size > 0 && n > size {
+		return nil, false
+	}
+	b := make([]byte, 0, max(n, size))
 	b = append(b, "OpusTags"...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(vendor)))
-	b = append(b, vendor...)
-	b = binary.LittleEndian.AppendUint32(b, 1)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(comment)))
-	b = append(b, comment...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(opusVendor)))
+	b = append(b, opusVendor...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(comments)))
+	for _, c := range comments {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(c)))
+		b = append(b, c...)
+	}
+	for len(b) < size {
+		b = append(b, 0)
+	}
+	return b, true
+}
+
+// trackTags is a stream's first comment header: its track id and the reserve.
+func trackTags(trackID string) []byte {
+	b, ok := opusTags([]string{tagTrackID + "=" + trackID}, opusTagsReserve)
+	if !ok { // an id too long for the reserve: no room for marks, but the id is kept
+		b, _ = opusTags([]string{tagTrackID + "=" + trackID}, 0)
+	}
 	return b
+}
+
+// markedTags fills a comment header of exactly size bytes with the track id and as many
+// marks as fit (see markComments); ok is false if not even the track id fits.
+func markedTags(trackID string, marks []fileMark, size int) ([]byte, bool) {
+	base := []string{tagTrackID + "=" + trackID}
+	best, ok := opusTags(base, size)
+	if !ok {
+		return nil, false
+	}
+	spans, chapters := markComments(marks)
+	for i := 1; i <= len(spans); i++ {
+		b, ok := opusTags(append(base, spans[:i]...), size)
+		if !ok {
+			return best, true
+		}
+		best = b
+	}
+	if b, ok := opusTags(append(append(base, spans...), chapters...), size); ok {
+		best = b
+	}
+	return best, true
+}
+
+// markComments renders marks as comments: RTMREC_PAUSE=start_ms-end_ms (or
+// RTMREC_REDACTED=…) for machines, and the Vorbis chapter extension
+// (CHAPTERnnn=HH:MM:SS.mmm, CHAPTERnnnNAME=label; https://wiki.xiph.org/Chapter_Extension)
+// that players and ffprobe -show_chapters show: a "recording" chapter from 0, a chapter
+// named after the mark at its start and "recording" again at its end.
+func markComments(marks []fileMark) (spans, chapters []string) {
+	type cut struct {
+		ms    int64
+		label string
+	}
+	cuts := []cut{{0, "recording"}}
+	for _, m := range marks {
+		spans = append(spans, fmt.Sprintf("%s=%d-%d", m.commentKey(), m.startMS, m.endMS))
+		cuts = append(cuts, cut{m.startMS, m.label}, cut{m.endMS, "recording"})
+	}
+	slices.SortStableFunc(cuts, func(a, b cut) int { return cmp.Compare(a.ms, b.ms) })
+	for i, c := range cuts {
+		if i > 999 {
+			break
+		}
+		ms := max(c.ms, 0)
+		chapters = append(chapters,
+			fmt.Sprintf("CHAPTER%03d=%02d:%02d:%02d.%03d", i, ms/3600000, ms/60000%60, ms/1000%60, ms%1000),
+			fmt.Sprintf("CHAPTER%03dNAME=%s", i, c.label))
+	}
+	return spans, chapters
+}
+
+// parseOpusTags reads a comment header; the padding after the comments is ignored.
+func parseOpusTags(b []byte) (comments []string, ok bool) {
+	if len(b) < 16 || string(b[:8]) != "OpusTags" {
+		return nil, false
+	}
+	b = b[8:]
+	next := func() ([]byte, bool) {
+		if len(b) < 4 {
+			return nil, false
+		}
+		n := binary.LittleEndian.Uint32(b)
+		if uint64(n) > uint64(len(b)-4) {
+			return nil, false
+		}
+		s := b[4 : 4+n]
+		b = b[4+n:]
+		return s, true
+	}
+	if _, ok := next(); !ok { // vendor
+		return nil, false
+	}
+	if len(b) < 4 {
+		return nil, false
+	}
+	count := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(count) > uint64(len(b))/4 {
+		return nil, false
+	}
+	for range count {
+		c, ok := next()
+		if !ok {
+			return nil, false
+		}
+		comments = append(comments, string(c))
+	}
+	return comments, true
+}
+
+// tagValue returns the value of the first comment KEY=value (keys are case-insensitive,
+// RFC 7845 §5.2.1).
+func tagValue(comments []string, key string) (string, bool) {
+	for _, c := range comments {
+		if k, v, ok := strings.Cut(c, "="); ok && strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return "", false
 }

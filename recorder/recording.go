@@ -89,9 +89,14 @@ type Recording struct {
 	c         container
 	mux       muxQueue
 	frameFree []*[]byte
+	states    []*trackState // every track, in the order added
 	ntpOffset int64
 	ntpSet    bool
-	writeErr  error
+	// senderOffset is the smallest arrival minus NTP time of the Sender Reports on the
+	// recording's clock (ns): the sender's clock plus the least network delay, used to
+	// report wall-clock times on the sender's clock.
+	senderOffset int64
+	writeErr     error
 }
 
 type pauseWall struct{ start, end int64 } // unix ns; end 0 while paused
@@ -101,7 +106,7 @@ type container interface {
 	addTrack(tr *trackState) error
 	updateTrack(tr *trackState) error
 	writeFrame(tr *trackState, t int64, key bool, data []byte) error
-	finish(end int64) error
+	finish(end int64, marks []fileMark) error
 	duration() int64
 	flushPending() error
 }
@@ -135,12 +140,25 @@ type trackState struct {
 	width, height                int
 	codecPrivate                 []byte
 	lastMS                       int64
+	lastT                        int64 // file time of the last frame queued for the muxer
+	q                            qualityMeter
+}
+
+// inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
+// Sender Report that re-anchors a track earlier than its arrival-time placement (video
+// arrives later than the audio captured with it) must not put the next frames before the
+// keyframe already queued, which decoders could not decode.
+func (st *trackState) inOrderTime(t int64) int64 {
+	t = max(t, st.lastT)
+	st.lastT = t
+	return t
 }
 
 type queueItem struct {
 	st      *trackState
 	buf     *[]byte // nil for a Sender Report
 	arrival int64
+	epoch   uint64 // resumes before the packet arrived
 	ntp     uint64
 	rtpTS   uint32
 }
@@ -265,7 +283,7 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 	if r.stopping.Load() {
 		return nil, errors.New("recorder: recording stopped")
 	}
-	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo}
+	st := &trackState{info: info, lastKeyReq: -1 << 62, needKey: info.Kind == KindVideo, q: newQualityMeter()}
 	st.tl.clock = int64(info.ClockRate)
 	if info.Kind == KindVideo {
 		st.asm = newAssembler(info.Codec)
@@ -285,6 +303,7 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 		r.mu.Lock()
 		r.tracks = append(r.tracks, tr)
 		r.mu.Unlock()
+		r.states = append(r.states, st)
 		if info.Kind == KindVideo {
 			r.requestKeyframe(st, r.cfg.Now().UnixNano())
 		}
@@ -314,9 +333,12 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 		t.paused.Add(1) // nothing received while paused is written
 		return
 	}
+	// Resume bumps the epoch before it clears paused, so a packet let through here
+	// carries the epoch of the stretch it belongs to, whenever the writer gets to it.
+	epoch := r.resumeEpoch.Load()
 	bp := r.pool.Get().(*[]byte)
 	*bp = append((*bp)[:0], pkt...)
-	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano()}) {
+	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano(), epoch: epoch}) {
 		r.pool.Put(bp)
 		t.dropped.Add(1)
 		if r.cfg.Metrics != nil {
@@ -508,6 +530,7 @@ func (r *Recording) handle(it queueItem) {
 			r.flushReorder(st)
 			st.ro = reorder{}
 			st.tl.reset()
+			st.q.restart()
 			if st.asm != nil {
 				st.asm.reset()
 				st.needKey = true
@@ -518,9 +541,13 @@ func (r *Recording) handle(it queueItem) {
 	}
 	p := rtpPacket{
 		buf: it.buf, payload: h.payload, ts: h.ts, marker: h.marker,
-		arrival: it.arrival, valid: true,
+		arrival: it.arrival, epoch: it.epoch, valid: true,
 	}
+	anchors := st.tl.arrivalAnchors
 	p.local = st.tl.local(h.ts, it.arrival)
+	if st.tl.arrivalAnchors != anchors {
+		st.q.arrivalAnchored(it.arrival)
+	}
 	p.ext = st.ro.extend(h.seq)
 	r.reorderPush(st, p)
 }
@@ -529,10 +556,16 @@ func (r *Recording) senderReport(st *trackState, it queueItem) {
 	ntp := ntpToNS(it.ntp)
 	if !r.ntpSet {
 		r.ntpOffset, r.ntpSet = it.arrival-ntp, true
+		r.senderOffset = r.ntpOffset
 	}
 	local := ntp + r.ntpOffset
 	if d := local - it.arrival; d > srMaxSkewNS || d < -srMaxSkewNS {
 		local = it.arrival // another sender's clock: only its own arrival is comparable
+	} else {
+		r.senderOffset = min(r.senderOffset, it.arrival-ntp)
+	}
+	if st.tl.have && !st.tl.fromSR {
+		st.q.senderReport(st.tl.at(it.rtpTS)-local, it.arrival)
 	}
 	st.tl.senderReport(it.rtpTS, local)
 }
@@ -561,6 +594,7 @@ func (r *Recording) reorderPush(st *trackState, p rtpPacket) {
 	}
 	*slot = p
 	ro.count++
+	st.q.arrived(p.ts, p.arrival, int64(st.info.ClockRate))
 	r.drain(st, p.arrival, false)
 }
 
@@ -615,20 +649,27 @@ func (r *Recording) flushReorder(st *trackState) {
 // emit handles an in-order packet.
 func (r *Recording) emit(st *trackState, p rtpPacket) {
 	t := r.fileTime(p.local)
+	clock := int64(st.info.ClockRate)
+	if p.epoch > st.epoch {
+		// What was not sent during a pause is neither a gap nor silence of the sender.
+		st.epoch = p.epoch
+		st.q.restart()
+		if st.info.Kind == KindVideo {
+			st.needKey = true
+			st.lastKeyReq = -1 << 62
+		}
+	}
 	if st.info.Kind == KindAudio {
+		st.q.inOrder(p.ext, p.ts, int64(opusSamples(p.payload))*clock/opusSampleRate, len(p.payload), p.arrival, clock)
 		if len(p.payload) == 0 {
 			r.pool.Put(p.buf)
 			return
 		}
-		r.mux.push(muxFrame{t: t, tr: st, key: true, buf: p.buf, data: p.payload})
+		r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: true, buf: p.buf, data: p.payload})
 		r.release(false)
 		return
 	}
-	if e := r.resumeEpoch.Load(); e != st.epoch {
-		st.epoch = e
-		st.needKey = true
-		st.lastKeyReq = -1 << 62
-	}
+	st.q.inOrder(p.ext, p.ts, -1, len(p.payload), p.arrival, clock)
 	frame, lost := st.asm.push(p.ext, p.ts, p.marker, p.payload)
 	if lost && !st.needKey {
 		st.needKey = true
@@ -684,6 +725,9 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 		return
 	}
 	st.needKey = false
+	if key && st.q.firstKey < 0 {
+		st.q.firstKey = t
+	}
 	if key && w > 0 && h > 0 && st.width == 0 {
 		st.width, st.height = w, h
 		if err := r.c.updateTrack(st); err != nil {
@@ -702,7 +746,7 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 		bp = new([]byte)
 	}
 	*bp = append((*bp)[:0], frame...)
-	r.mux.push(muxFrame{t: t, tr: st, key: key, buf: bp, data: *bp, video: true})
+	r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: key, buf: bp, data: *bp, video: true})
 	r.release(false)
 }
 
@@ -739,13 +783,18 @@ func (r *Recording) release(all bool) {
 func (r *Recording) finish() {
 	r.mu.Lock()
 	stop := r.stopWall.UnixNano()
+	pauses := slices.Clone(r.pauses)
 	r.mu.Unlock()
 	for _, st := range r.trackStates() {
 		r.flushReorder(st)
 	}
 	r.release(true)
+	marks := make([]fileMark, 0, len(pauses))
+	for _, p := range pauses {
+		marks = append(marks, fileMark{startMS: r.fileTime(p.start) / 1e6, endMS: r.fileTime(p.end) / 1e6, label: markPaused})
+	}
 	if r.writeErr == nil {
-		if err := r.c.finish(r.fileTime(stop)); err != nil {
+		if err := r.c.finish(r.fileTime(stop), marks); err != nil {
 			r.fail(err)
 		}
 	}
@@ -775,7 +824,7 @@ func (r *Recording) manifest(state string) *Manifest {
 		RecordingID: r.cfg.RecordingID, SessionID: r.cfg.SessionID, ClientID: r.cfg.ClientID,
 		Identity: r.cfg.Identity, Format: r.format, ContentType: ContentType(r.format),
 		File: filepath.Base(r.path), PauseMode: r.cfg.PauseMode, State: state,
-		StartedAt: r.started, Path: r.path,
+		StartedAt: r.started, Clock: ClockServer, Path: r.path,
 		Tracks: []TrackStats{}, Pauses: []PauseSpan{}, Audit: slices.Clone(r.audit),
 	}
 	if m.Audit == nil {
@@ -798,27 +847,64 @@ func (r *Recording) manifest(state string) *Manifest {
 	return m
 }
 
+// ntpUnixOffsetNS is the NTP epoch (1900) to Unix epoch (1970) distance (RFC 5905 §6).
+const ntpUnixOffsetNS = 2208988800e9
+
+// finishManifest runs after the writer goroutine ended, so it may read its state.
 func (r *Recording) finishManifest() (*Manifest, error) {
 	m := r.manifest(StateFinished)
 	stopped := r.stopWall.UTC()
+	if r.ntpSet {
+		// The sender's clock at a local instant is the instant minus senderOffset.
+		shift := -r.senderOffset - ntpUnixOffsetNS
+		m.Clock = ClockSender
+		m.StartedAt = time.Unix(0, r.t0+shift).UTC()
+		stopped = time.Unix(0, r.stopWall.UnixNano()+shift).UTC()
+		m.SenderClockOffsetMS = new(shift / 1e6)
+	}
 	m.StoppedAt = &stopped
 	m.DurationMS = r.c.duration() / 1e6
+	var audio *trackState
+	for _, st := range r.states {
+		if st.info.Kind == KindAudio {
+			audio = st
+			break
+		}
+	}
 	r.mu.Lock()
 	tracks := slices.Clone(r.tracks)
 	r.mu.Unlock()
 	for _, t := range tracks {
 		st := t.st
 		paused := t.paused.Load()
+		clock := int64(st.info.ClockRate)
 		ts := TrackStats{
 			ID: st.info.ID, Kind: st.info.Kind, Codec: st.info.Codec, Number: st.num,
-			PacketsReceived: t.received.Load(),
-			PacketsLost:     st.lost - min(st.lost, paused),
-			Duplicates:      st.dups,
-			PacketsDropped:  t.dropped.Load(),
-			FramesWritten:   st.framesWritten,
-			FramesDropped:   st.framesDropped,
-			Width:           st.width,
-			Height:          st.height,
+			TrackQuality: TrackQuality{
+				PacketsReceived: t.received.Load(),
+				PacketsLost:     st.lost - min(st.lost, paused),
+				LongestGapMS:    ticksToMS(st.q.longestGap, clock),
+				SilenceMS:       ticksToMS(st.q.silence, clock),
+				JitterMS:        st.q.jitterMS(),
+			},
+			Duplicates:     st.dups,
+			PacketsDropped: t.dropped.Load(),
+			FramesWritten:  st.framesWritten,
+			FramesDropped:  st.framesDropped,
+			Width:          st.width,
+			Height:         st.height,
+		}
+		sent := ts.PacketsReceived - min(ts.PacketsReceived, paused+ts.Duplicates+ts.PacketsDropped)
+		ts.LossPercent = lossPercent(ts.PacketsLost, sent)
+		if st.info.Kind == KindVideo {
+			if st.q.firstKey >= 0 {
+				ts.FirstKeyframeMS = new(st.q.firstKey / 1e6)
+			}
+			if audio != nil {
+				if off, ok := avOffset(&st.q, &audio.q); ok {
+					ts.AVOffsetMS = new(off / 1e6)
+				}
+			}
 		}
 		m.PacketsDropped += ts.PacketsDropped
 		m.Tracks = append(m.Tracks, ts)

@@ -1,18 +1,13 @@
 package recorder
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/at-wat/ebml-go"
 	"github.com/rtmrec/rtmrec/internal/durable"
 )
 
@@ -44,9 +39,9 @@ func Repair(m *Manifest) error {
 	var tracks []TrackStats
 	switch m.Format {
 	case FormatOgg:
-		dur, tracks, err = repairOgg(m.Path, tmp)
+		dur, tracks, err = repairOgg(m.Path, tmp, pauseMarks(m.Pauses))
 	case FormatWebM, FormatMKV:
-		dur, tracks, err = repairMKV(m.Path, tmp, m.Format, m.RecordingID, m.StartedAt)
+		dur, tracks, err = repairMKV(m.Path, tmp, m.Format, m.RecordingID, m.StartedAt, pauseMarks(m.Pauses))
 	default:
 		err = fmt.Errorf("unknown format %q", m.Format)
 	}
@@ -98,10 +93,14 @@ type repairStream struct {
 	trackID  string
 	headPage []byte
 	tagsPage []byte
+	tagsSeq  uint32
+	tagsSize int   // of the comment header, when it is alone on its page
+	tagsOff  int64 // in the repaired file
 }
 
-// repairOgg copies the complete pages and ends every stream with an EOS page.
-func repairOgg(src, dst string) (int64, []TrackStats, error) {
+// repairOgg copies the complete pages, ends every stream with an EOS page, and writes the
+// marks (a pause still open at the crash lasts to the end) into the comment headers.
+func repairOgg(src, dst string, marks []fileMark) (int64, []TrackStats, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, nil, err
@@ -142,10 +141,12 @@ func repairOgg(src, dst string) (int64, []TrackStats, error) {
 			}
 			s.headers = 2
 			s.tagsPage = append([]byte(nil), p.Raw...)
-			if i := strings.Index(string(p.Data), "RTMREC_TRACK_ID="); i >= 0 {
-				s.trackID = string(p.Data[i+len("RTMREC_TRACK_ID="):])
+			comments, _ := parseOpusTags(p.Data)
+			s.trackID, _ = tagValue(comments, tagTrackID)
+			if countPackets(p.Lacing) == 1 && p.Flags&oggFlagContinued == 0 && p.Lacing[len(p.Lacing)-1] < 255 {
+				s.tagsSize = len(p.Data)
 			}
-			s.lastSeq = p.Seq
+			s.lastSeq, s.tagsSeq = p.Seq, p.Seq
 			continue
 		}
 		if s.headers != 2 {
@@ -197,6 +198,18 @@ func repairOgg(src, dst string) (int64, []TrackStats, error) {
 	if len(tracks) == 0 {
 		return 0, nil, errors.New("no complete Opus stream header")
 	}
+	if marks = untilEnd(marks, dur/1e6); len(marks) > 0 {
+		for _, s := range order {
+			if s.headers != 2 || s.tagsSize == 0 {
+				continue
+			}
+			if tags, ok := markedTags(s.trackID, marks, s.tagsSize); ok {
+				if err := w.writeAt(o.renderPage(s.serial, s.tagsSeq, 0, 0, tags), s.tagsOff); err != nil {
+					return 0, nil, err
+				}
+			}
+		}
+	}
 	if err := w.sync(); err != nil {
 		return 0, nil, err
 	}
@@ -214,6 +227,7 @@ func flushHeaders(w *fileWriter, order []*repairStream) error {
 	}
 	for _, s := range order {
 		if s.headers == 2 && s.headPage != nil {
+			s.tagsOff = w.off
 			if _, err := w.Write(s.tagsPage); err != nil {
 				return err
 			}
@@ -233,124 +247,13 @@ func countPackets(lacing []byte) int {
 	return n
 }
 
-// ebmlScanner reads EBML element headers from a stream and knows its offset.
-type ebmlScanner struct {
-	r   *bufio.Reader
-	off int64
-	buf []byte
-}
-
-type elemHeader struct {
-	id   uint64
-	size uint64 // sizeUnknown if unknown
-	off  int64  // offset of the data
-}
-
-func (s *ebmlScanner) vint(marker bool) (uint64, error) {
-	b, err := s.r.Peek(1)
-	if err != nil {
-		return 0, err
-	}
-	if b[0] == 0 {
-		return 0, errors.New("invalid vint")
-	}
-	l := 1
-	for m := byte(0x80); b[0]&m == 0; m >>= 1 {
-		l++
-	}
-	b, err = s.r.Peek(l)
-	if err != nil {
-		return 0, unexpected(err)
-	}
-	v, n, ok := readVint(b, marker)
-	if !ok {
-		return 0, errors.New("invalid vint")
-	}
-	_, _ = s.r.Discard(n)
-	s.off += int64(n)
-	return v, nil
-}
-
-func (s *ebmlScanner) head() (elemHeader, error) {
-	id, err := s.vint(true)
-	if err != nil {
-		return elemHeader{}, err
-	}
-	size, err := s.vint(false)
-	if err != nil {
-		return elemHeader{}, unexpected(err)
-	}
-	return elemHeader{id: id, size: size, off: s.off}, nil
-}
-
-func (s *ebmlScanner) read(n uint64) ([]byte, error) {
-	if n > 64<<20 {
-		return nil, errors.New("element too large")
-	}
-	if uint64(cap(s.buf)) < n {
-		s.buf = make([]byte, n)
-	}
-	b := s.buf[:n]
-	if _, err := io.ReadFull(s.r, b); err != nil {
-		return nil, unexpected(err)
-	}
-	s.off += int64(n)
-	return b, nil
-}
-
-func (s *ebmlScanner) skip(n uint64) error {
-	if n == sizeUnknown {
-		return errors.New("unknown size")
-	}
-	d, err := s.r.Discard(int(min(n, 1<<40)))
-	s.off += int64(d)
-	if uint64(d) != n {
-		return unexpected(err)
-	}
-	return nil
-}
-
-// isClusterChild lists the elements that may appear in a Cluster (RFC 9559 §5.1.3).
-func isClusterChild(id uint64) bool {
-	switch id {
-	case idTimecode, idSimpleBlock, idBlockGroup, idPrevSize, idPosition, idVoid, 0xBF, 0x5854, 0xAF:
-		return true
-	}
-	return false
-}
-
-func codecFromMatroska(id string) Codec {
-	switch id {
-	case "A_OPUS":
-		return CodecOpus
-	case "V_VP8":
-		return CodecVP8
-	case "V_VP9":
-		return CodecVP9
-	case "V_MPEG4/ISO/AVC":
-		return CodecH264
-	}
-	return ""
-}
-
 // repairMKV copies the complete blocks of src into a finalized file at dst.
-func repairMKV(src, dst string, f Format, id string, started time.Time) (int64, []TrackStats, error) {
+func repairMKV(src, dst string, f Format, id string, started time.Time, marks []fileMark) (int64, []TrackStats, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer in.Close()
-	sc := &ebmlScanner{r: bufio.NewReaderSize(in, 1<<20)}
-	h, err := sc.head()
-	if err != nil || h.id != idEBML {
-		return 0, nil, errors.New("not an EBML file")
-	}
-	if err := sc.skip(h.size); err != nil {
-		return 0, nil, fmt.Errorf("EBML header: %w", err)
-	}
-	if h, err = sc.head(); err != nil || h.id != idSegment {
-		return 0, nil, errors.New("no Segment")
-	}
 	out, w, err := createOut(dst)
 	if err != nil {
 		return 0, nil, err
@@ -361,85 +264,19 @@ func repairMKV(src, dst string, f Format, id string, started time.Time) (int64, 
 		return 0, nil, err
 	}
 	var tracks []*trackState // index = old track number - 1 (nil if unusable)
-	var pend *elemHeader
-	clusterMS := int64(0)
-loop:
-	for {
-		var h elemHeader
-		if pend != nil {
-			h, pend = *pend, nil
-		} else if h, err = sc.head(); err != nil {
-			break
-		}
-		switch h.id {
-		case idTracks:
-			if tracks != nil || h.size == sizeUnknown {
-				break loop
-			}
-			body, err := sc.read(h.size)
-			if err != nil {
-				break loop
-			}
-			if tracks, err = repairTracks(mw, body); err != nil {
-				return 0, nil, err
-			}
-		case idCluster:
-			if tracks == nil {
-				break loop
-			}
-			end := int64(-1)
-			if h.size != sizeUnknown {
-				end = h.off + int64(h.size)
-			}
-			for end < 0 || sc.off < end {
-				c, err := sc.head()
-				if err != nil {
-					break loop
-				}
-				if !isClusterChild(c.id) {
-					if end >= 0 {
-						break loop // corrupt
-					}
-					pend = &c
-					break
-				}
-				if c.size == sizeUnknown || (end >= 0 && c.off+int64(c.size) > end) {
-					break loop
-				}
-				switch c.id {
-				case idTimecode:
-					b, err := sc.read(c.size)
-					if err != nil || len(b) > 8 {
-						break loop
-					}
-					clusterMS = 0
-					for _, x := range b {
-						clusterMS = clusterMS<<8 | int64(x)
-					}
-				case idSimpleBlock:
-					b, err := sc.read(c.size)
-					if err != nil {
-						break loop
-					}
-					if err := repairBlock(mw, tracks, clusterMS, b); err != nil {
-						return 0, nil, err
-					}
-				default:
-					if err := sc.skip(c.size); err != nil {
-						break loop
-					}
-				}
-			}
-		default:
-			if err := sc.skip(h.size); err != nil {
-				break loop
-			}
-		}
+	_, err = scanMKV(in, func(_ *mkvScan, body []byte) error {
+		tracks, err = repairTracks(mw, body)
+		return err
+	}, func(clusterMS int64, b []byte) error {
+		return repairBlock(mw, tracks, clusterMS, b)
+	})
+	if err != nil && !errors.Is(err, errMKVDamaged) {
+		return 0, nil, err // not Matroska, or the copy failed
 	}
 	if tracks == nil {
 		return 0, nil, errors.New("no complete Tracks element")
 	}
-	if err := mw.finish(0); err != nil {
+	if err := mw.finish(0, untilEnd(marks, mw.endMS)); err != nil {
 		return 0, nil, err
 	}
 	if err := w.sync(); err != nil {
@@ -456,12 +293,12 @@ loop:
 }
 
 func repairTracks(mw *mkvWriter, body []byte) ([]*trackState, error) {
-	var tb mkvTracksBody
-	if err := ebml.Unmarshal(bytes.NewReader(body), &tb); err != nil {
-		return nil, fmt.Errorf("parse Tracks: %w", err)
+	entries, err := parseTracks(body)
+	if err != nil {
+		return nil, err
 	}
 	var tracks []*trackState
-	for _, e := range tb.TrackEntry {
+	for _, e := range entries {
 		if e.TrackNumber == 0 || e.TrackNumber > 126 {
 			continue
 		}

@@ -30,6 +30,8 @@ type timeline struct {
 	anchorExt   int64
 	anchorLocal int64
 	fromSR      bool
+	// arrivalAnchors counts re-anchorings on arrival time (quality.go measures them).
+	arrivalAnchors uint32
 }
 
 // local maps an RTP timestamp received at arrival (unix ns) to local time (unix ns).
@@ -38,6 +40,7 @@ func (tl *timeline) local(ts uint32, arrival int64) int64 {
 		tl.have = true
 		tl.lastTS, tl.extTS, tl.lastArrival = ts, 1<<32, arrival
 		tl.anchorExt, tl.anchorLocal, tl.fromSR = tl.extTS, arrival, false
+		tl.arrivalAnchors++
 		return arrival
 	}
 	d := int64(int32(ts - tl.lastTS))
@@ -45,6 +48,7 @@ func (tl *timeline) local(ts uint32, arrival int64) int64 {
 	dts := d * 1e9 / tl.clock
 	if dts < -tsJumpNS || dts > arrival-tl.lastArrival+tsJumpNS {
 		tl.anchorExt, tl.anchorLocal, tl.fromSR = ext, arrival, false
+		tl.arrivalAnchors++
 	}
 	if d > 0 {
 		tl.lastTS, tl.extTS, tl.lastArrival = ts, ext, arrival
@@ -53,6 +57,13 @@ func (tl *timeline) local(ts uint32, arrival int64) int64 {
 }
 
 func (tl *timeline) reset() { tl.have = false }
+
+// at maps an RTP timestamp near the last one to local time under the current anchor,
+// changing nothing.
+func (tl *timeline) at(ts uint32) int64 {
+	ext := tl.extTS + int64(int32(ts-tl.lastTS))
+	return tl.anchorLocal + (ext-tl.anchorExt)*1e9/tl.clock
+}
 
 // senderReport re-anchors the track on an SR; srLocal is the SR's NTP time in local time.
 func (tl *timeline) senderReport(rtpTS uint32, srLocal int64) {
@@ -80,6 +91,7 @@ type rtpPacket struct {
 	marker  bool
 	local   int64
 	arrival int64
+	epoch   uint64 // of the pause/resume stretch it arrived in
 	valid   bool
 }
 

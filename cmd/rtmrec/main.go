@@ -1,6 +1,9 @@
 // Command rtmrec is the RTM recording server: clients open a WebSocket on
 // /rtm, send media over WebRTC, and rtmrec records it, uploads the file to
 // the URL they gave and reports to their webhook.
+//
+// `rtmrec verify` checks a recording against its signed manifest and `rtmrec redact`
+// silences a span of one (see docs/evidence.md).
 package main
 
 import (
@@ -15,6 +18,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		if cmd, ok := subcommands[os.Args[1]]; ok {
+			os.Exit(cmd(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	args := os.Args[1:]
 	recovering := len(args) > 0 && args[0] == "recover"
 	if recovering {
