@@ -20,12 +20,15 @@ const (
 	RoleClient Role = "client"
 	// RoleSupervisor may only join the sessions its "sessions" claim lists.
 	RoleSupervisor Role = "supervisor"
+	// RoleOperator may use the operators' API on -admin-listen (redaction)
+	// and nothing on /rtm.
+	RoleOperator Role = "operator"
 )
 
 // String returns the role as it appears in the token.
 func (r Role) String() string { return string(r) }
 
-func (r Role) valid() bool { return r == RoleClient || r == RoleSupervisor }
+func (r Role) valid() bool { return r == RoleClient || r == RoleSupervisor || r == RoleOperator }
 
 // AnySession in a supervisor's Sessions lets it monitor every session of its
 // tenant.

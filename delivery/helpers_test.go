@@ -100,6 +100,14 @@ type hooks struct {
 
 	mu     sync.Mutex
 	events []hook
+	raw    [][]byte
+}
+
+// rawList is every delivered body, as received.
+func (h *hooks) rawList() [][]byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([][]byte(nil), h.raw...)
 }
 
 type hook struct {
@@ -121,6 +129,7 @@ func newHooks(t *testing.T) *hooks {
 		}
 		h.mu.Lock()
 		h.events = append(h.events, ev)
+		h.raw = append(h.raw, b)
 		h.mu.Unlock()
 	}))
 	t.Cleanup(h.srv.Close)

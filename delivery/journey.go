@@ -12,8 +12,10 @@ package delivery
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -30,7 +32,10 @@ type Route struct {
 	ClientID   string `json:"client_id,omitempty"`
 	Identity   string `json:"identity,omitempty"`
 	UploadURL  string `json:"upload_url"`
-	WebhookURL string `json:"webhook_url,omitempty"`
+	// ManifestURL, if set, receives the signed manifest (a PUT like the
+	// upload); for an s3:// upload it defaults to <key>.manifest.json.
+	ManifestURL string `json:"manifest_url,omitempty"`
+	WebhookURL  string `json:"webhook_url,omitempty"`
 	// OrderKey is the webhook order key of the recording's session, so the
 	// recording's events keep their place among the session's.
 	OrderKey string `json:"order_key"`
@@ -60,6 +65,12 @@ type journey struct {
 	Manifest *recorder.Manifest `json:"manifest"`
 	// Repaired is set when the file was finished by a repair after a crash.
 	Repaired bool `json:"repaired,omitempty"`
+	// Signed is the signed manifest (when the server signs), made once the
+	// file is final, so that every retry sends the same bytes.
+	Signed json.RawMessage `json:"signed,omitempty"`
+	// MediaDone is set once the media file is uploaded (the manifest, if
+	// any, goes next).
+	MediaDone bool `json:"media_done,omitempty"`
 	// Finished is when the file became final; the upload deadline runs
 	// from it.
 	Finished    time.Time `json:"finished,omitzero"`
@@ -79,6 +90,20 @@ func (j *journey) clone() *journey {
 		c.Manifest = &m
 	}
 	return &c
+}
+
+// manifestTarget is where the signed manifest goes: the client's
+// manifest_url, or beside an s3:// upload; "" for nowhere.
+func (j *journey) manifestTarget() string {
+	switch {
+	case len(j.Signed) == 0:
+		return ""
+	case j.Route.ManifestURL != "":
+		return j.Route.ManifestURL
+	case strings.HasPrefix(j.Route.UploadURL, "s3://"):
+		return j.Route.UploadURL + ".manifest.json"
+	}
+	return ""
 }
 
 func loadJourney(tx *ledger.Tx, id string) (*journey, error) {
@@ -117,20 +142,33 @@ func deleteJourney(tx *ledger.Tx, id string) error {
 	return b.Delete([]byte(id))
 }
 
+// finalData is the data of STOPPED and FAILED: the recording's state with
+// the evidence its manifest holds (contract §4, "Evidence"), and the signed
+// manifest when there is one.
+type finalData struct {
+	rtm.RecordingStateData
+	evidence.Evidence
+	Manifest json.RawMessage `json:"manifest,omitempty"`
+}
+
 // recordingEvent is the recording_state message of j in state st, with
 // what the manifest knows, and the webhook event that carries it. The id
 // depends only on the recording, the state and n (the n-th pause or
 // resume), so the same event keeps its id whichever process sends it.
 func recordingEvent(j *journey, st rtm.RecordingState, n int) (rtm.Message, webhook.Event, error) {
 	d := rtm.RecordingStateData{RecordingID: j.ID, State: st, Reason: j.Reason}
+	var data any = d
 	if m := j.Manifest; m != nil {
 		d.Format = string(m.Format)
 		if st == rtm.RecordingStopped || st == rtm.RecordingFailed {
 			dur, size := m.DurationMS, m.SizeBytes
 			d.DurationMS, d.SizeBytes = &dur, &size
+			data = finalData{RecordingStateData: d, Evidence: evidence.EvidenceOf(m), Manifest: j.Signed}
+		} else {
+			data = d
 		}
 	}
-	msg, err := rtm.NewMessage(rtm.TypeRecordingState, j.Route.ClientID, j.Route.SessionID, d)
+	msg, err := rtm.NewMessage(rtm.TypeRecordingState, j.Route.ClientID, j.Route.SessionID, data)
 	if err != nil {
 		return msg, webhook.Event{}, err
 	}

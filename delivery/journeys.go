@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/backoff"
+	"github.com/rtmrec/rtmrec/internal/durable"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/workpool"
 	"github.com/rtmrec/rtmrec/recorder"
@@ -61,6 +64,11 @@ type Config struct {
 	// BaseBackoff and MaxBackoff shape the retry delays (full jitter);
 	// defaults 1s and 5m. A longer Retry-After from the target wins.
 	BaseBackoff, MaxBackoff time.Duration
+	// EvidenceKey, if set, signs every recording's manifest (contract §4,
+	// "Evidence"): the signed manifest is kept beside the file as
+	// <id>.manifest.json, carried in STOPPED, and uploaded to the
+	// recording's manifest URL.
+	EvidenceKey ed25519.PrivateKey
 	// Retention keeps an uploaded file (and its journey) this long after
 	// the upload; 0 removes both at once. A failed recording's file is
 	// never removed.
@@ -354,52 +362,97 @@ func (j *Journeys) Audit(id string, e recorder.AuditEvent) {
 // FAILED. It blocks on disk: call it off the session loop.
 func (j *Journeys) Finish(id string, m *recorder.Manifest, werr error) error {
 	now := j.cfg.Now()
-	var jr *journey
-	err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error {
-		cur, err := loadJourney(tx, id)
-		if err != nil {
-			return err
-		}
-		if cur == nil || cur.State != stateRecording {
-			jr = nil
-			return nil
-		}
-		jr = cur
-		if werr != nil {
-			return nil // decided below, with its FAILED
-		}
-		if m != nil {
-			// The journey's pauses and visits were recorded as they happened;
-			// the recorder's own list is the same, but the journey's wins.
-			pauses, audit := jr.Manifest.Pauses, jr.Manifest.Audit
-			jr.Manifest = m
-			if len(m.Pauses) < len(pauses) {
-				jr.Manifest.Pauses = pauses
-			}
-			if len(m.Audit) < len(audit) {
-				jr.Manifest.Audit = audit
-			}
-		}
-		jr.State, jr.Finished, jr.NextAttempt = stateFinished, now, now
-		return saveJourney(tx, jr)
-	})
-	switch {
-	case err != nil:
+	var cur *journey
+	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		var err error
+		cur, err = loadJourney(tx, id)
+		return err
+	}); err != nil {
 		return fmt.Errorf("delivery: finish %s: %w", id, err)
-	case jr == nil:
+	}
+	if cur == nil || cur.State != stateRecording {
 		j.log.Error("delivery: finish of a recording without a journey", "recording_id", id)
 		return nil
+	}
+	switch {
 	case errors.Is(werr, recorder.ErrNoMedia):
-		return j.decide(jr, stateFailed, reasonEmpty, 0)
+		return j.decide(cur, stateFailed, reasonEmpty, 0)
 	case werr != nil:
 		j.log.Error("recording could not be written", "recording_id", id, "error", werr)
-		return j.decide(jr, stateFailed, "recording_failed: the file could not be written on the server; what was written is kept there", 0)
+		return j.decide(cur, stateFailed, "recording_failed: the file could not be written on the server; what was written is kept there", 0)
+	}
+	next := cur.clone()
+	if m != nil {
+		// The journey's pauses and visits were recorded as they happened,
+		// the recorder's kept in memory: they agree, and should one miss
+		// an entry, the longer list wins.
+		pauses, audit := next.Manifest.Pauses, next.Manifest.Audit
+		next.Manifest = m
+		if len(m.Pauses) < len(pauses) {
+			next.Manifest.Pauses = pauses
+		}
+		if len(m.Audit) < len(audit) {
+			next.Manifest.Audit = audit
+		}
+	}
+	next.State, next.Finished, next.NextAttempt = stateFinished, now, now
+	j.seal(next)
+	if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return saveJourney(tx, next) }); err != nil {
+		return fmt.Errorf("delivery: finish %s: %w", id, err)
 	}
 	j.m.pending.Inc()
 	j.mu.Lock()
-	j.schedule(jr, now)
+	j.schedule(next, now)
 	j.mu.Unlock()
 	return nil
+}
+
+// seal signs a journey's final manifest (when the server signs) and keeps
+// the signed manifest beside the media file, where operators and the
+// upload find it. A manifest that cannot be signed or written is logged:
+// the recording still goes out, unsigned.
+func (j *Journeys) seal(jr *journey) {
+	if j.cfg.EvidenceKey == nil {
+		return
+	}
+	signed, err := evidence.Sign(evidence.FromManifest(jr.Manifest), j.cfg.EvidenceKey)
+	if err == nil {
+		err = durable.WriteFile(j.manifestPath(jr), signed)
+	}
+	if err != nil {
+		j.log.Error("delivery: manifest not signed", "recording_id", jr.ID, "error", err)
+		return
+	}
+	jr.Signed = signed
+}
+
+func (j *Journeys) mediaPath(jr *journey) string {
+	return filepath.Join(j.cfg.Dir, filepath.Base(jr.Manifest.File))
+}
+
+func (j *Journeys) manifestPath(jr *journey) string {
+	return filepath.Join(j.cfg.Dir, jr.ID+".manifest.json")
+}
+
+// Recording finds a recording still in the data directory: its media file
+// and signed manifest (for the operators' redaction API).
+func (j *Journeys) Recording(_ context.Context, id string) (media string, manifest []byte, err error) {
+	var jr *journey
+	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		var err error
+		jr, err = loadJourney(tx, id)
+		return err
+	}); err != nil {
+		return "", nil, err
+	}
+	if jr == nil || jr.Manifest == nil || jr.State == stateRecording {
+		return "", nil, evidence.ErrUnknownRecording
+	}
+	media = j.mediaPath(jr)
+	if _, err := os.Stat(media); err != nil {
+		return "", nil, evidence.ErrUnknownRecording
+	}
+	return media, jr.Signed, nil
 }
 
 // Run repairs, uploads and cleans up with Config.Workers workers until ctx
@@ -490,6 +543,7 @@ func (j *Journeys) repair(jr *journey) error {
 	now := j.cfg.Now()
 	next.Manifest, next.Repaired = &m, true
 	next.State, next.Finished, next.NextAttempt = stateFinished, now, now
+	j.seal(next)
 	if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return saveJourney(tx, next) }); err != nil {
 		return err
 	}
@@ -515,13 +569,25 @@ func (j *Journeys) attempt(ctx context.Context, jr *journey) error {
 	}
 	*jr = *counted
 	log := j.log.With("recording_id", jr.ID, "session_id", jr.Route.SessionID)
-	job := upload.Job{
-		File:        filepath.Join(j.cfg.Dir, filepath.Base(jr.Manifest.File)),
-		ContentType: jr.Manifest.ContentType,
-		URL:         jr.Route.UploadURL,
-	}
 	start := j.cfg.Now()
-	out := j.cfg.Uploader.Put(ctx, job)
+	out := upload.Outcome{OK: true}
+	if !jr.MediaDone {
+		out = j.cfg.Uploader.Put(ctx, upload.Job{File: j.mediaPath(jr), ContentType: jr.Manifest.ContentType, URL: jr.Route.UploadURL})
+		if out.OK {
+			done := jr.clone()
+			done.MediaDone = true
+			if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return saveJourney(tx, done) }); err != nil {
+				return err
+			}
+			*jr = *done
+		}
+	}
+	if target := jr.manifestTarget(); out.OK && target != "" {
+		out = j.cfg.Uploader.Put(ctx, upload.Job{File: j.manifestPath(jr), ContentType: "application/json", URL: target})
+		if !out.OK && out.Reason != "" {
+			out.Reason = "manifest: " + out.Reason
+		}
+	}
 	now := j.cfg.Now()
 	if !out.OK && ctx.Err() != nil {
 		// Shutdown, not the target's fault: the attempt does not count.
@@ -616,9 +682,10 @@ func (j *Journeys) cleanUp(jr *journey) error {
 	if now := j.cfg.Now(); jr.Decided.Add(j.cfg.Retention).After(now) {
 		return nil
 	}
-	path := filepath.Join(j.cfg.Dir, filepath.Base(jr.Manifest.File))
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delivery: remove uploaded file: %w", err)
+	for _, path := range []string{j.mediaPath(jr), j.manifestPath(jr)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delivery: remove uploaded file: %w", err)
+		}
 	}
 	if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return deleteJourney(tx, jr.ID) }); err != nil {
 		return err

@@ -3,6 +3,8 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -324,5 +327,51 @@ func TestCrashAfterUpload(t *testing.T) {
 	}
 	if len(ids) != 1 {
 		t.Fatalf("STOPPED under %d ids: %v", len(ids), ids)
+	}
+}
+
+// TestSignedManifestGoesWithTheFile: with an evidence key the manifest is
+// signed once the file is final, sent to the manifest URL after the file,
+// and carried in STOPPED with the evidence; it verifies against the file.
+func TestSignedManifestGoesWithTheFile(t *testing.T) {
+	tg, h := newTarget(t, "200"), newHooks(t)
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e := start(t, dir, func(c *Config) { c.EvidenceKey = key })
+	rec := record(t, filepath.Join(dir, "recordings"), "m", time.Second)
+	r := route(tg, h, "m")
+	r.ManifestURL = tg.srv.URL + "/m.manifest.json?sig=topsecret"
+	e.begin(rec, r)
+	e.finish(rec)
+	final := h.waitFinal(t, "m")
+	puts := tg.received()
+	if final.Data.State != rtm.RecordingStopped || len(puts) != 2 || puts[0].path != "/m.ogg" || puts[1].path != "/m.manifest.json" {
+		t.Fatalf("%s with uploads %v", final.Data.State, puts)
+	}
+	if _, err := evidence.Verify(bytes.NewReader(puts[0].body), puts[1].body, pub); err != nil {
+		t.Fatalf("the uploaded manifest does not verify the uploaded file: %v", err)
+	}
+	var stopped struct {
+		SHA256   string          `json:"sha256"`
+		Manifest json.RawMessage `json:"manifest"`
+	}
+	for _, ev := range h.rawList() {
+		if bytes.Contains(ev, []byte(`"STOPPED"`)) {
+			_ = json.Unmarshal(ev, &struct {
+				Data *struct {
+					SHA256   *string          `json:"sha256"`
+					Manifest *json.RawMessage `json:"manifest"`
+				} `json:"data"`
+			}{Data: &struct {
+				SHA256   *string          `json:"sha256"`
+				Manifest *json.RawMessage `json:"manifest"`
+			}{&stopped.SHA256, &stopped.Manifest}})
+		}
+	}
+	if !bytes.Equal(stopped.Manifest, puts[1].body) || stopped.SHA256 == "" {
+		t.Fatalf("STOPPED carries sha256 %q and a manifest of %d bytes", stopped.SHA256, len(stopped.Manifest))
 	}
 }

@@ -130,6 +130,9 @@ type RecordingStart struct {
 	// PauseMode is an extension: silence (default) keeps paused spans in the
 	// timeline, skip cuts them out.
 	PauseMode string `json:"pause_mode,omitempty"`
+	// ManifestURL is an extension: where the signed manifest is PUT (a
+	// pre-signed URL) when the server signs manifests.
+	ManifestURL string `json:"manifest_url,omitempty"`
 }
 
 // Validate checks the required upload URL and the enumerations.
@@ -137,7 +140,7 @@ func (r *RecordingStart) Validate() error {
 	if r.UploadURL == "" {
 		return Errorf(CodeInvalidMessage, "upload_url is required")
 	}
-	if len(r.UploadURL) > MaxURLLen || len(r.WebhookURL) > MaxURLLen {
+	if len(r.UploadURL) > MaxURLLen || len(r.WebhookURL) > MaxURLLen || len(r.ManifestURL) > MaxURLLen {
 		return Errorf(CodeInvalidURL, "URLs are limited to %d bytes", MaxURLLen)
 	}
 	switch r.Format {

@@ -29,6 +29,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// DataDir is where recordings are written.
 	DataDir string
+	// SignsManifests says the server signs recording manifests, which a
+	// recording_start may then ask to have PUT to its manifest_url.
+	SignsManifests bool
 	// AllowedOrigins restricts browser origins (empty: any).
 	AllowedOrigins []string
 }

@@ -41,6 +41,8 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not record")
 	case ss.srv.deps.Journeys == nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "recording is not configured on this server")
+	case d.ManifestURL != "" && !ss.srv.cfg.SignsManifests:
+		return rtm.Errorf(rtm.CodeNotSupported, "this server does not sign recording manifests, so it has none to send to manifest_url")
 	}
 	format, err := recorder.ParseFormat(d.Format)
 	if err != nil {
@@ -60,7 +62,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	route := delivery.Route{
 		Tenant: ss.principal.Tenant(), SessionID: ss.id, ClientID: ss.clientID,
-		Identity: ss.principal.Identity(), UploadURL: d.UploadURL, WebhookURL: webhookURL, OrderKey: ss.key,
+		Identity: ss.principal.Identity(), UploadURL: d.UploadURL, ManifestURL: d.ManifestURL, WebhookURL: webhookURL, OrderKey: ss.key,
 	}
 	cfg := recorder.Config{
 		Dir:         ss.srv.cfg.DataDir,
@@ -117,6 +119,11 @@ func (ss *Session) openRecording(cfg recorder.Config, route delivery.Route, d rt
 	}
 	if d.WebhookURL != "" {
 		if err := ss.srv.checkURL(ss.ctx, ss.principal, d.WebhookURL, false); err != nil {
+			return nil, err
+		}
+	}
+	if d.ManifestURL != "" {
+		if err := ss.srv.checkURL(ss.ctx, ss.principal, d.ManifestURL, true); err != nil {
 			return nil, err
 		}
 	}

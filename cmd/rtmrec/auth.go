@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -54,6 +55,27 @@ func (a *authenticator) verify(r *http.Request) (*auth.Claims, error) {
 		return nil, errNoToken
 	}
 	return a.verifier.Verify(tok)
+}
+
+// operator names who calls the operators' API: the subject of a token with
+// the operator role, or, on a server without authentication, a caller on
+// this machine.
+func (a *authenticator) operator(r *http.Request) (string, error) {
+	if !a.enabled() {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Unmap().IsLoopback() {
+			return "", errors.New("without authentication the operators' API answers only on this machine")
+		}
+		return "local operator", nil
+	}
+	c, err := a.verify(r)
+	if err != nil {
+		return "", err
+	}
+	if c.Role != auth.RoleOperator {
+		return "", errors.New("this token's role is not operator")
+	}
+	return c.Subject, nil
 }
 
 var errNoToken = errors.New("a bearer token is required (Authorization header or access_token parameter)")

@@ -65,6 +65,8 @@ type config struct {
 
 	WebhookSecrets     list
 	WebhookRetryPeriod time.Duration
+
+	EvidenceKey string
 }
 
 // list is a repeatable flag; from the environment it is comma-separated.
@@ -128,6 +130,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.Var(&c.S3Allow, "s3-allow", "bucket or bucket/prefix that s3:// upload URLs may write to with the server's credentials (repeatable; {tenant} in the prefix is the token's tenant, e.g. recordings/{tenant}/). Without any, s3:// is refused")
 	fs.Var(&c.WebhookSecrets, "webhook-secret", "HMAC secret for webhook-signature (repeatable for rotation: both signatures are sent)")
 	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
+	fs.StringVar(&c.EvidenceKey, "evidence-key", "", "PEM file with an Ed25519 private key (PKCS#8) that signs every recording's manifest; also enables POST /admin/redact")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

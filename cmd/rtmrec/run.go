@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/session"
@@ -77,7 +78,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 
 	srv, err := session.New(session.Config{
 		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
-		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins,
+		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins, SignsManifests: st.evidenceKey != nil,
 	}, session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
 		Events: st.outbox, Journeys: st.journeys, URLs: st.guard, S3: st.s3,
@@ -110,6 +111,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if st.evidenceKey != nil {
+		admin.Handle("POST /admin/redact", &evidence.RedactHandler{
+			Recordings: st.journeys, Key: st.evidenceKey, Identity: authn.operator,
+			Logger: log.With("component", "redact"),
+		})
+	}
 	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
 	if cfg.Dev {
 		if err := mountDev(mux, cfg, srv, authn, log); err != nil {

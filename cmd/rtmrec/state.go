@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtmrec/rtmrec/delivery"
+	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 	"github.com/rtmrec/rtmrec/internal/s3allow"
@@ -30,10 +32,12 @@ type state struct {
 	log        *slog.Logger
 	recordings string
 	guard      *netguard.Guard
-	s3         session.S3Policy
-	ledger     *ledger.Ledger
-	outbox     *webhook.Outbox
-	journeys   *delivery.Journeys
+	// evidenceKey signs the recordings' manifests (nil: unsigned).
+	evidenceKey ed25519.PrivateKey
+	s3          session.S3Policy
+	ledger      *ledger.Ledger
+	outbox      *webhook.Outbox
+	journeys    *delivery.Journeys
 	// announce tells the client that started a recording its outcome; the
 	// session server sets it once it exists.
 	announce atomic.Pointer[func(string, rtm.Message)]
@@ -52,6 +56,11 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		return nil, err
 	}
 	st := &state{log: log, ledger: l, recordings: filepath.Join(cfg.DataDir, "recordings")}
+	if cfg.EvidenceKey != "" {
+		if st.evidenceKey, err = evidence.LoadPrivateKey(cfg.EvidenceKey); err != nil {
+			return nil, errors.Join(fmt.Errorf("-evidence-key: %w", err), l.Close())
+		}
+	}
 	if s3List.Len() > 0 {
 		st.s3 = s3List // without any rule s3:// is refused outright (nil policy)
 	}
@@ -79,7 +88,7 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		Ledger: l, Outbox: st.outbox, Uploader: up, Dir: st.recordings,
 		MaxAttempts: cfg.UploadMaxAttempts, Deadline: cfg.UploadDeadline, Retention: cfg.UploadRetention,
 		Logger: log.With("component", "delivery"), Metrics: reg,
-		Allow: st.allowUpload,
+		Allow: st.allowUpload, EvidenceKey: st.evidenceKey,
 		Announce: func(id string, m rtm.Message) {
 			if f := st.announce.Load(); f != nil {
 				(*f)(id, m)
