@@ -27,11 +27,11 @@ var bucketJourneys = []byte("recordings")
 
 // Route is where a recording goes and whom its outcome concerns.
 type Route struct {
-	Tenant     string `json:"tenant,omitempty"`
-	SessionID  string `json:"session_id"`
-	ClientID   string `json:"client_id,omitempty"`
-	Identity   string `json:"identity,omitempty"`
-	UploadURL  string `json:"upload_url"`
+	Tenant    string `json:"tenant,omitempty"`
+	SessionID string `json:"session_id"`
+	ClientID  string `json:"client_id,omitempty"`
+	Identity  string `json:"identity,omitempty"`
+	UploadURL string `json:"upload_url"`
 	// ManifestURL, if set, receives the signed manifest (a PUT like the
 	// upload); for an s3:// upload it defaults to <key>.manifest.json.
 	ManifestURL string `json:"manifest_url,omitempty"`
