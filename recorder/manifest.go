@@ -57,7 +57,8 @@ type TrackStats struct {
 	Number          int    `json:"number"` // Matroska track number / Ogg stream index (1-based)
 	PacketsReceived uint64 `json:"packets_received"`
 	PacketsLost     uint64 `json:"packets_lost"`
-	Duplicates      uint64 `json:"duplicates"`
+	Duplicates      uint64 `json:"duplicates"`      // re-sent or stray packets dropped before the timeline
+	Reanchors       uint64 `json:"reanchors"`       // timeline re-anchors (new SSRC, confirmed timestamp jump)
 	PacketsDropped  uint64 `json:"packets_dropped"` // queue full
 	FramesWritten   uint64 `json:"frames_written"`
 	FramesDropped   uint64 `json:"frames_dropped"` // incomplete or waiting for a keyframe
