@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -27,6 +29,16 @@ type call struct {
 
 func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
 	t.Helper()
+	api, err := testclient.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startCallWith(t, api, wsURL, id, webhookURL, header, sources...)
+}
+
+// startCallWith is startCall with a client offering what api registers.
+func startCallWith(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, _, err := testclient.Dial(ctx, wsURL, header)
@@ -34,10 +46,6 @@ func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, s
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := testclient.NewPeer(api, sources...)
 	if err != nil {
 		t.Fatal(err)
