@@ -685,7 +685,7 @@ func (r *Recording) emit(st *trackState, p rtpPacket) {
 		st.held = append(st.held, p)
 	case stepRestart:
 		r.countReanchor(st, "timestamp")
-		r.log.Info("track timeline re-anchored: its timestamps jumped", "track_id", st.info.ID, "packets", len(st.held)+1)
+		r.log.Info("track timeline re-anchored: its timestamps jumped", "track_id", st.info.ID, "jump_ms", st.tl.moved/1e6)
 		for i, q := range st.held {
 			st.held[i] = rtpPacket{}
 			r.place(st, q)

@@ -72,6 +72,9 @@ type timeline struct {
 	runN                  int
 	runFirstTS, runLastTS uint32
 	runFirstAt, runLastAt int64
+	// moved is, at the last restart, how far the old timing placed the run's first
+	// packet from its arrival (for the log).
+	moved int64
 }
 
 // step classifies the timestamp of the next packet in sequence order, received at arrival
@@ -83,14 +86,15 @@ func (tl *timeline) step(ts uint32, arrival int64) step {
 		tl.anchorExt, tl.anchorLocal = tl.extTS, arrival
 		return stepFits
 	}
-	if !tl.jumped(ts, tl.lastTS, arrival, tl.lastArrival) {
+	if !tl.jumped(ts, tl.lastTS, tl.lastArrival, tl.local(ts), arrival) {
 		tl.runN = 0
 		if d := int64(int32(ts - tl.lastTS)); d > 0 {
 			tl.lastTS, tl.extTS, tl.lastArrival = ts, tl.extTS+d, arrival
 		}
 		return stepFits
 	}
-	if tl.runN == 0 || tl.jumped(ts, tl.runLastTS, arrival, tl.runLastAt) {
+	runLocal := tl.runFirstAt + int64(int32(ts-tl.runFirstTS))*1e9/tl.clock
+	if tl.runN == 0 || tl.jumped(ts, tl.runLastTS, tl.runLastAt, runLocal, arrival) {
 		fresh := tl.runN == 0
 		tl.runN = 1
 		tl.runFirstTS, tl.runLastTS, tl.runFirstAt, tl.runLastAt = ts, ts, arrival, arrival
@@ -108,6 +112,7 @@ func (tl *timeline) step(ts uint32, arrival int64) step {
 	}
 	// The stream really restarted: anchor on the run's first packet, on arrival time
 	// (the next Sender Report puts it back on the sender's clock).
+	tl.moved = tl.local(tl.runFirstTS) - tl.runFirstAt
 	tl.anchorExt = tl.extTS + int64(int32(tl.runFirstTS-tl.lastTS))
 	tl.anchorLocal = tl.runFirstAt
 	tl.extTS += int64(int32(tl.runLastTS - tl.lastTS))
@@ -116,11 +121,15 @@ func (tl *timeline) step(ts uint32, arrival int64) step {
 	return stepRestart
 }
 
-// jumped reports whether timestamp ts received at arrival does not follow timestamp ref
-// received at refArrival: it goes back, or ahead of the time that passed, by over tsJumpNS.
-func (tl *timeline) jumped(ts, ref uint32, arrival, refArrival int64) bool {
+// jumped reports whether timestamp ts, received at arrival, leaves a timing whose newest
+// packet had timestamp ref and arrived at refArrival, and which places ts at local: it goes
+// back by more than tsJumpNS, or ahead by more than tsJumpNS of both the time that passed
+// since ref arrived and its own arrival. (A sender that froze sends its queued packets
+// late and then the first frame captured after the freeze right behind them: that frame's
+// timestamp leaps ahead of the arrivals, yet it arrives on time.)
+func (tl *timeline) jumped(ts, ref uint32, refArrival, local, arrival int64) bool {
 	dts := int64(int32(ts-ref)) * 1e9 / tl.clock
-	return dts < -tsJumpNS || dts > arrival-refArrival+tsJumpNS
+	return dts < -tsJumpNS || dts > arrival-refArrival+tsJumpNS && local > arrival+tsJumpNS
 }
 
 // local maps a timestamp that step placed (stepFits or stepRestart) to local time (unix ns).

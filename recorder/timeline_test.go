@@ -10,80 +10,103 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// TestTimelineStep feeds the timestamp stage packets in sequence order: 20 ms audio
-// packets (48 kHz) arriving in real time, with the packets listed in jumps carrying other
-// timestamps. Only a run of restartRun agreeing packets re-anchors.
+// TestTimelineStep feeds the timestamp stage 20 ms audio packets (48 kHz) in sequence
+// order. Each case says when packet i was captured and when it arrived (ms); only a run of
+// restartRun packets that agree on new timing re-anchors, and every packet is placed at
+// its capture time on the timing in force.
 func TestTimelineStep(t *testing.T) {
 	const n = 40
-	type jump struct {
-		from, count int   // packets from..from+count-1
-		by          int64 // their timestamps are shifted by this (48 kHz ticks)
+	steady := func(i int) (int64, int64) { return int64(20 * i), int64(20 * i) }
+	shifted := func(from, count int, by int64) func(int) (int64, int64) {
+		return func(i int) (int64, int64) {
+			c, a := steady(i)
+			if i >= from && i < from+count {
+				c += by
+			}
+			return c, a
+		}
 	}
-	nine := int64(-9 * 48000) // 9 s back: Firefox's re-sent probe packet
+	holds := func(from, count int, last step) map[int]step {
+		m := map[int]step{}
+		for i := from; i < from+count; i++ {
+			m[i] = stepHold
+		}
+		if last != stepHold {
+			m[from+count-1] = last
+		}
+		return m
+	}
 	tests := []struct {
 		name    string
-		jumps   []jump
+		packet  func(i int) (captured, arrived int64)
 		want    map[int]step // steps other than stepFits, by packet index
-		restart int          // index of the packet whose run re-anchors (-1: none)
+		restart int          // the run's first packet, where the track re-anchors (-1: none)
 	}{
-		{name: "steady", restart: -1},
-		{name: "one packet 9 s back", jumps: []jump{{10, 1, nine}}, want: map[int]step{10: stepHold}, restart: -1},
-		{name: "four packets 9 s back", jumps: []jump{{10, 4, nine}}, want: map[int]step{10: stepHold, 11: stepHold, 12: stepHold, 13: stepHold}, restart: -1},
-		{name: "strays that disagree", jumps: []jump{{10, 1, nine}, {11, 1, 48000 * 600}, {12, 1, nine}},
-			want: map[int]step{10: stepHold, 11: stepNewRun, 12: stepNewRun}, restart: -1},
-		{name: "encoder restart +30 min", jumps: []jump{{20, n - 20, 48000 * 1800}},
-			want: map[int]step{20: stepHold, 21: stepHold, 22: stepHold, 23: stepHold, 24: stepRestart}, restart: 20},
-		{name: "encoder restart 60 s back", jumps: []jump{{20, n - 20, -48000 * 60}},
-			want: map[int]step{20: stepHold, 21: stepHold, 22: stepHold, 23: stepHold, 24: stepRestart}, restart: 20},
-		{name: "1 s late is no jump", jumps: []jump{{10, 1, -48000}}, restart: -1},
+		{name: "steady", packet: steady, restart: -1},
+		// Firefox's probe: an old packet re-sent (a new sequence number here, to test
+		// this stage alone; the sequence stage drops true re-sends before).
+		{name: "one packet 9 s back", packet: shifted(10, 1, -9000), want: holds(10, 1, stepHold), restart: -1},
+		{name: "four packets 9 s back", packet: shifted(10, 4, -9000), want: holds(10, 4, stepHold), restart: -1},
+		{name: "strays that disagree", packet: func(i int) (int64, int64) {
+			c, a := steady(i)
+			return c + map[int]int64{10: -9000, 11: 600000, 12: -9000}[i], a
+		}, want: map[int]step{10: stepHold, 11: stepNewRun, 12: stepNewRun}, restart: -1},
+		{name: "1 s late is no jump", packet: shifted(10, 1, -1000), restart: -1},
+		{name: "encoder restart +30 min", packet: shifted(20, n, 1800000), want: holds(20, restartRun, stepRestart), restart: 20},
+		{name: "encoder restart 60 s back", packet: shifted(20, n, -60000), want: holds(20, restartRun, stepRestart), restart: 20},
+		// The sender froze for 8 s: packets 10-14, captured before, arrive after the
+		// freeze, right before packet 15, the first captured after it.
+		{name: "sender froze 8 s", packet: func(i int) (int64, int64) {
+			switch {
+			case i >= 15:
+				return int64(20*i + 8000), int64(20*i + 8000)
+			case i >= 10:
+				return int64(20 * i), int64(8290 + i)
+			}
+			return steady(i)
+		}, restart: -1},
+		// DTX: no packets for 10 s of silence, then timestamps and arrivals go on together.
+		{name: "10 s of silence", packet: func(i int) (int64, int64) {
+			if i >= 10 {
+				return int64(20*i + 10000), int64(20*i + 10000)
+			}
+			return steady(i)
+		}, restart: -1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tl := timeline{clock: 48000}
-			const base = int64(1e12)
+			const base, ts0 = int64(1e12), uint32(4_000_000_000) // timestamps wrap on the way
 			var held []int
-			restarted := false
+			var offset int64 // the timing in force: arrival - capture of the packet it is anchored on
 			for i := range n {
-				ts := uint32(1000 + 960*i)
-				arrival := base + int64(i)*20e6
-				wantAt := arrival
-				for _, j := range tc.jumps {
-					if i >= j.from && i < j.from+j.count {
-						ts = uint32(int64(ts) + j.by)
-						wantAt += j.by * 1e9 / 48000
-					}
-				}
+				c, a := tc.packet(i)
+				ts, arrival := ts0+uint32(c*48), base+a*1e6
 				got := tl.step(ts, arrival)
 				if want := tc.want[i]; got != want {
 					t.Fatalf("packet %d: step %d, want %d", i, got, want)
 				}
 				switch got {
-				case stepFits:
-					held = held[:0]
 				case stepNewRun:
 					held = append(held[:0], i)
 					continue
 				case stepHold:
 					held = append(held, i)
 					continue
+				case stepFits:
+					held = held[:0]
 				case stepRestart:
-					restarted = true
 					if held[0] != tc.restart {
 						t.Fatalf("re-anchored on packet %d, want %d", held[0], tc.restart)
 					}
-					// The run's first packet is placed at its own arrival.
-					first := uint32(int64(1000+960*held[0]) + tc.jumps[0].by)
-					if l := tl.local(first); l != base+int64(held[0])*20e6 {
-						t.Fatalf("run's first packet at %d, want its arrival", l-base)
-					}
+					c0, a0 := tc.packet(held[0])
+					offset = a0 - c0
 				}
-				// Every placed packet is where its timestamp puts it on the original
-				// timing, whatever was held before; after a restart, at its arrival.
-				if restarted {
-					wantAt = arrival
+				if i == 0 {
+					offset = a - c
 				}
-				if l := tl.local(ts); l != wantAt {
-					t.Fatalf("packet %d placed at %.3f s, want %.3f s", i, float64(l-base)/1e9, float64(wantAt-base)/1e9)
+				if l, want := tl.local(ts), base+(c+offset)*1e6; l != want {
+					t.Fatalf("packet %d placed at %.3f s, want %.3f s", i, float64(l-base)/1e9, float64(want-base)/1e9)
 				}
 			}
 		})
