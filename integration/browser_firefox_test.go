@@ -1,0 +1,297 @@
+package integration
+
+// The Firefox and H.264 scenarios of TestBrowserConsole: Debian's Firefox ESR,
+// headless, driven over WebDriver BiDi by puppeteer-core in
+// browser/crossbrowser.mjs, next to the suite's Chromium. They run in two
+// concurrent lanes: the 20 s Firefox recording in one, everything else in
+// the other, so they add about the recording's length to the suite.
+//
+// RTMREC_FIREFOX_RUNS=N runs only the 20 s Firefox recording, N times in a
+// row, and reports the file-length error and re-anchors over the runs.
+// RTMREC_FIREFOX overrides /usr/bin/firefox-esr.
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const browserFirefox = "/usr/bin/firefox-esr"
+
+var browserBiDiLine = regexp.MustCompile(`WebDriver BiDi listening on (ws://\S+)`)
+
+// crossResult is what browser/crossbrowser.mjs reports for one scenario.
+type crossResult struct {
+	Name       string           `json:"name"`
+	OK         bool             `json:"ok"`
+	Error      string           `json:"error"`
+	Console    []string         `json:"console"`
+	Errors     []string         `json:"errors"`
+	SessionID  string           `json:"session_id"`
+	ConnectMS  float64          `json:"connect_ms"`
+	Timings    map[string]any   `json:"timings"`
+	Recording  browserRecording `json:"recording"`
+	AgentCause string           `json:"agent_cause"`
+	WallMS     float64          `json:"wall_ms"`
+	PhasesMS   map[string]int   `json:"phases_ms"`
+	Pairs      []struct {
+		Agent      string   `json:"agent"`
+		ConnectMS  float64  `json:"connect_ms"`
+		AgentCause string   `json:"agent_cause"`
+		Errors     []string `json:"errors"`
+		Supervisor struct {
+			browserSupervise
+			Browser string `json:"browser"`
+		} `json:"supervisor"`
+	} `json:"pairs"`
+}
+
+func (e *browserEnv) testOtherBrowsers(t *testing.T) {
+	firefox := os.Getenv("RTMREC_FIREFOX")
+	if firefox == "" {
+		firefox = browserFirefox
+	}
+	if _, err := os.Stat(firefox); err != nil {
+		browserMissing(t, "firefox-esr not installed: run scripts/install-browser.sh")
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "integration/browser/node_modules/puppeteer-core/package.json")); err != nil {
+		browserMissing(t, "puppeteer-core not installed in integration/browser/node_modules: run scripts/install-browser.sh")
+	}
+	start := time.Now()
+	bidi := e.startFirefox(t, firefox)
+	if runs, _ := strconv.Atoi(os.Getenv("RTMREC_FIREFOX_RUNS")); runs > 0 {
+		e.measureFirefox(t, bidi, runs)
+		return
+	}
+	results := map[string]crossResult{}
+	for _, r := range e.crossbrowser(t, bidi, 20, []string{"firefox-record"}, []string{"firefox-audio", "cross-supervise", "chromium-h264"}) {
+		results[r.Name] = r
+	}
+	t.Run("FirefoxRecords20s", func(t *testing.T) { e.checkFirefoxRecording(t, results["firefox-record"], 20) })
+	t.Run("FirefoxAudioOnly", func(t *testing.T) { e.checkFirefoxAudio(t, results["firefox-audio"]) })
+	t.Run("SupervisorsAcrossBrowsers", func(t *testing.T) { checkCrossSupervise(t, results["cross-supervise"]) })
+	t.Run("ChromiumH264", func(t *testing.T) { e.checkH264(t, results["chromium-h264"]) })
+	e.checkNoMDNSWarnings(t)
+	t.Logf("MEASURED Firefox and H.264 scenarios: %.1f s wall time (Firefox start and file checks included)", time.Since(start).Seconds())
+}
+
+// startFirefox runs headless Firefox with a fresh profile (fake camera and
+// microphone, no prompts, loopback ICE) and returns its WebDriver BiDi URL.
+func (e *browserEnv) startFirefox(t *testing.T, firefox string) string {
+	t.Helper()
+	profile := filepath.Join(t.TempDir(), "firefox-profile")
+	browserRun(t, filepath.Join(e.root, "integration", "browser"), e.node, "crossbrowser.mjs", "firefox-profile", profile)
+	t0 := time.Now()
+	bidi := browserStart(t, "firefox", browserBiDiLine, firefox,
+		"--headless", "--no-remote", "--profile", profile, "--remote-debugging-port=0", "about:blank")
+	t.Logf("firefox ready in %.1f s", time.Since(t0).Seconds())
+	return bidi
+}
+
+// crossbrowser runs lanes of crossbrowser.mjs scenarios (lanes concurrently,
+// a lane's scenarios in turn) and returns every scenario's result.
+func (e *browserEnv) crossbrowser(t *testing.T, bidi string, seconds int, lanes ...[]string) []crossResult {
+	t.Helper()
+	longest := 0
+	for _, l := range lanes {
+		longest = max(longest, len(l))
+	}
+	cfg, _ := json.Marshal(map[string]any{"bidi": bidi, "cdp": e.cdp, "base": e.base, "seconds": seconds, "lanes": lanes})
+	var res struct {
+		OK        bool               `json:"ok"`
+		Error     string             `json:"error"`
+		ConnectMS map[string]float64 `json:"connect_ms"`
+		Results   []crossResult      `json:"results"`
+	}
+	stderr := e.nodeJSON(t, time.Duration(longest)*(time.Duration(seconds)*time.Second+time.Minute), &res, "crossbrowser.mjs", "run", string(cfg))
+	if !res.OK {
+		t.Fatalf("crossbrowser.mjs failed: %s\nstderr: %s", res.Error, stderr)
+	}
+	t.Logf("puppeteer connected in %v ms", res.ConnectMS)
+	for _, r := range res.Results {
+		t.Logf("scenario %s: %.1f s %v", r.Name, r.WallMS/1000, r.PhasesMS)
+		for _, c := range r.Console {
+			t.Logf("browser console: %s", c)
+		}
+	}
+	return res.Results
+}
+
+// scenarioOK fails the test when a scenario did not run through or its
+// pages showed errors.
+func scenarioOK(t *testing.T, r crossResult) {
+	t.Helper()
+	if !r.OK {
+		t.Fatalf("scenario %s failed: %s", r.Name, r.Error)
+	}
+	if len(r.Errors) > 0 {
+		t.Errorf("the pages showed errors: %q", r.Errors)
+	}
+}
+
+// checkFirefoxRecording checks a Firefox audio+video recording of seconds
+// and returns the file's length error against the clicks and the re-anchors
+// of its timeline.
+func (e *browserEnv) checkFirefoxRecording(t *testing.T, r crossResult, seconds float64) (lengthErr float64, reanchors int) {
+	t.Helper()
+	scenarioOK(t, r)
+	rec := r.Recording
+	if rec.State != "STOPPED" {
+		t.Fatalf("recording ended %s (%s), want STOPPED", rec.State, rec.Reason)
+	}
+	if !strings.HasSuffix(rec.UploadName, ".webm") {
+		t.Errorf("upload named %s: Firefox sends VP8, the file is WebM", rec.UploadName)
+	}
+	file := e.upload(t, rec.UploadName, "video/webm")
+	p := ffprobe(t, file) // also decodes every frame
+	p.wantCodecs(t, "audio/opus,video/vp8")
+	p.wantDuration(t, seconds, 0.3)
+	p.wantDuration(t, rec.RecordMS/1000, 0.3)
+	if _, _, monotonic := firstPackets(t, file); !monotonic {
+		t.Error("packet timestamps go backwards")
+	}
+	var m struct {
+		Tracks []struct {
+			ID         string `json:"id"`
+			Kind       string `json:"kind"`
+			Duplicates int    `json:"duplicates"`
+			Reanchors  int    `json:"reanchors"`
+			Lost       int    `json:"packets_lost"`
+		} `json:"tracks"`
+	}
+	browserReadJSON(t, filepath.Join(e.dataDir, "recordings", rec.RecordingID+".json"), &m)
+	for _, tr := range m.Tracks {
+		reanchors += tr.Reanchors
+	}
+	if reanchors != 0 {
+		t.Errorf("the timeline re-anchored %d times: %+v", reanchors, m.Tracks)
+	}
+	lengthErr = p.duration() - rec.RecordMS/1000
+	t.Logf("MEASURED Firefox click → CONNECTED: %.0f ms (page timing %v)", r.ConnectMS, r.Timings)
+	t.Logf("file %.3f s for %.3f s between the clicks (error %+.0f ms); tracks %+v; video sizes %s",
+		p.duration(), rec.RecordMS/1000, lengthErr*1000, m.Tracks, videoSizes(t, file))
+	return lengthErr, reanchors
+}
+
+// videoSizes lists the frame sizes of a file's video with the time each
+// starts: Firefox's resolution steps.
+func videoSizes(t *testing.T, file string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time,width,height", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe frames: %v", err)
+	}
+	var steps []string
+	last := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) != 3 || f[1]+"x"+f[2] == last {
+			continue
+		}
+		last = f[1] + "x" + f[2]
+		steps = append(steps, last+" from "+f[0]+" s")
+	}
+	return strings.Join(steps, ", ")
+}
+
+func (e *browserEnv) checkFirefoxAudio(t *testing.T, r crossResult) {
+	scenarioOK(t, r)
+	rec := r.Recording
+	if rec.State != "STOPPED" || !strings.HasSuffix(rec.UploadName, ".ogg") {
+		t.Fatalf("recording %s ended %s (%s), want an .ogg upload and STOPPED", rec.UploadName, rec.State, rec.Reason)
+	}
+	p := ffprobe(t, e.upload(t, rec.UploadName, "audio/ogg"))
+	p.wantCodecs(t, "audio/opus")
+	p.wantDuration(t, rec.RecordMS/1000, 0.3)
+}
+
+func checkCrossSupervise(t *testing.T, r crossResult) {
+	scenarioOK(t, r)
+	if len(r.Pairs) != 2 {
+		t.Fatalf("%d agent/supervisor pairs, want 2", len(r.Pairs))
+	}
+	for _, pr := range r.Pairs {
+		sup := pr.Supervisor
+		st := sup.Stats
+		decoded := false
+		for _, v := range st.Video {
+			decoded = decoded || v.FramesDecoded > 0
+		}
+		if st.Audio.PacketsReceived == 0 || !decoded {
+			t.Errorf("%s watching a %s: audio %+v, video %+v; want audio packets and decoded frames", sup.Browser, pr.Agent, st.Audio, st.Video)
+		}
+		if len(sup.Errors) > 0 || len(pr.Errors) > 0 {
+			t.Errorf("%s / %s pages showed errors: %q %q", pr.Agent, sup.Browser, pr.Errors, sup.Errors)
+		}
+		if pr.AgentCause != "TERM_BY_CLIENT" || sup.Cause != "TERM_BY_CLIENT" {
+			t.Errorf("termination: %s %s, %s %s; want TERM_BY_CLIENT for both", pr.Agent, pr.AgentCause, sup.Browser, sup.Cause)
+		}
+		t.Logf("%s (CONNECTED in %.0f ms) watched by a %s (CONNECTED in %.0f ms): audio %+v, video %+v",
+			pr.Agent, pr.ConnectMS, sup.Browser, sup.ConnectMS, st.Audio, st.Video)
+	}
+}
+
+func (e *browserEnv) checkH264(t *testing.T, r crossResult) {
+	scenarioOK(t, r)
+	rec := r.Recording
+	if rec.State != "STOPPED" {
+		t.Fatalf("recording ended %s (%s), want STOPPED", rec.State, rec.Reason)
+	}
+	// The console named the upload by the format the server writes.
+	if !strings.HasSuffix(rec.UploadName, ".mkv") {
+		t.Errorf("upload named %s: H.264 is recorded to Matroska", rec.UploadName)
+	}
+	file := e.upload(t, rec.UploadName, "video/x-matroska")
+	p := ffprobe(t, file)
+	p.wantCodecs(t, "audio/opus,video/h264")
+	p.wantDuration(t, rec.RecordMS/1000, 0.3)
+	_, key, monotonic := firstPackets(t, file)
+	if !monotonic || !key[p.streamIndex("video")] {
+		t.Errorf("timestamps monotonic %v, video starts on a keyframe %v; want both", monotonic, key[p.streamIndex("video")])
+	}
+	t.Logf("H.264 from Chromium: %.3f s for %.3f s between the clicks", p.duration(), rec.RecordMS/1000)
+}
+
+// checkNoMDNSWarnings: Firefox's mDNS host candidates are ignored on purpose
+// and must not fill the server log with warnings.
+func (e *browserEnv) checkNoMDNSWarnings(t *testing.T) {
+	for _, line := range strings.Split(e.srv.log(), "\n") {
+		var rec struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "WARN" && strings.Contains(rec.Msg, "mDNS") {
+			t.Errorf("server warned: %s", line)
+		}
+	}
+}
+
+// measureFirefox records 20 s from Firefox runs times in a row and reports
+// the file-length error and the re-anchors over all runs.
+func (e *browserEnv) measureFirefox(t *testing.T, bidi string, runs int) {
+	lane := make([]string, runs)
+	for i := range lane {
+		lane[i] = "firefox-record"
+	}
+	var errs, connect []float64
+	total := 0
+	for i, r := range e.crossbrowser(t, bidi, 20, lane) {
+		t.Run("run"+strconv.Itoa(i+1), func(t *testing.T) {
+			d, n := e.checkFirefoxRecording(t, r, 20)
+			errs, connect = append(errs, math.Abs(d)*1000), append(connect, r.ConnectMS)
+			total += n
+		})
+	}
+	slices.Sort(errs)
+	slices.Sort(connect)
+	if len(errs) == 0 {
+		t.Fatal("no run finished")
+	}
+	t.Logf("MEASURED %d Firefox 20 s recordings: |file length - click time| median %.0f ms, max %.0f ms; re-anchors %d; click → CONNECTED median %.0f ms, max %.0f ms",
+		len(errs), errs[len(errs)/2], errs[len(errs)-1], total, connect[len(connect)/2], connect[len(connect)-1])
+}
