@@ -11,11 +11,11 @@ package recorder
 // video line up. DTX silence, loss and late starts keep their length because positions come
 // from RTP timestamps, not packet counts.
 //
-// Old packets must not move the timeline. Senders re-send packets they sent long ago:
-// RTX retransmissions, and bandwidth probes that re-send one old packet many times (Firefox
-// does so with a packet about 9 s old each time it raises its resolution; pion hands the
-// unwrapped RTX packet over with its original sequence number and timestamp). So packets
-// pass two stages before their timestamps are used:
+// Old packets must not move the timeline. Senders re-send packets they sent before: RTX
+// retransmissions, and bandwidth probes that re-send one packet many times (Firefox re-sends
+// one 6-11 times each time it raises its resolution, and was seen re-sending one 9 s old;
+// pion hands the unwrapped RTX packet over with its original sequence number and
+// timestamp). So packets pass two stages before their timestamps are used:
 //
 //  1. Sequence numbers (reorder). A packet behind the last one emitted is a re-send or
 //     arrived too late: dropped. A packet within seqResetPackets ahead goes into the
