@@ -160,7 +160,13 @@ export class RTMClient extends Emitter {
   async startSession(stream, { sessionId = randomId('s-'), webhookUrl, videoCodec } = {}) {
     const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
     s.videoCodec = videoCodec;
-    for (const track of stream.getTracks()) s.addTrack(track, stream);
+    try {
+      for (const track of stream.getTracks()) s.addTrack(track, stream);
+    } catch (err) {
+      this.sessions.delete(sessionId);
+      s.pc.close();
+      throw err;
+    }
     await s._offer('session_start', webhookUrl ? { webhook_url: webhookUrl } : {});
     return s;
   }
