@@ -105,8 +105,9 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	w := &WebRTC{}
 	se := webrtc.SettingEngine{LoggerFactory: pionLogger{logger}}
 	// A browser's .local host candidates are ignored, knowingly: they name
-	// the browser's LAN address, which only a server on that LAN could reach
-	// (and resolving them means multicast queries from every session); the
+	// the browser's LAN address, which only a server on that LAN could reach,
+	// and pion's query-only mode to resolve them would cost multicast sockets
+	// and 14 more goroutines per session (BenchmarkAnswerMDNSMode). The
 	// connection forms through the browser's peer-reflexive (or srflx/relay)
 	// candidates instead. pionLeveled keeps pion's warning about it quiet.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -151,5 +153,59 @@ func TestMDNSCandidatesAreIgnoredQuietly(t *testing.T) {
 	pionLogger{slog.New(h)}.NewLogger("ice").Warnf("Failed to add remote candidate %s: %v", "x", "y")
 	if l := h.find("Failed to add remote candidate"); len(l) != 1 || l[0] != slog.LevelWarn {
 		t.Errorf("another pion warning logged at %v, want WARN", l)
+	}
+}
+
+// BenchmarkAnswerMDNSMode is the cost that decided against resolving remote mDNS
+// candidates (see NewWebRTC): answering Firefox's offer until gathering completes, with
+// mDNS off and in pion's query-only mode. ns/op is that setup; goroutines/pc what each
+// peer connection keeps running.
+func BenchmarkAnswerMDNSMode(b *testing.B) {
+	offer, err := os.ReadFile("testdata/firefox-153-offer.sdp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []struct {
+		name string
+		mode ice.MulticastDNSMode
+	}{{"disabled", ice.MulticastDNSModeDisabled}, {"query-only", ice.MulticastDNSModeQueryOnly}} {
+		b.Run(mode.name, func(b *testing.B) {
+			me := &webrtc.MediaEngine{}
+			if err := me.RegisterDefaultCodecs(); err != nil {
+				b.Fatal(err)
+			}
+			se := webrtc.SettingEngine{}
+			se.SetICEMulticastDNSMode(mode.mode)
+			api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+			before := runtime.NumGoroutine()
+			pcs := make([]*webrtc.PeerConnection, 0, b.N)
+			defer func() {
+				for _, pc := range pcs {
+					_ = pc.GracefulClose()
+				}
+			}()
+			for range b.N {
+				pc, err := api.NewPeerConnection(webrtc.Configuration{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pcs = append(pcs, pc)
+				if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+					b.Fatal(err)
+				}
+				ans, err := pc.CreateAnswer(nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				gathered := webrtc.GatheringCompletePromise(pc)
+				if err := pc.SetLocalDescription(ans); err != nil {
+					b.Fatal(err)
+				}
+				<-gathered
+			}
+			b.StopTimer()
+			time.Sleep(200 * time.Millisecond) // let the connections' goroutines settle
+			b.ReportMetric(float64(runtime.NumGoroutine()-before)/float64(b.N), "goroutines/pc")
+		})
 	}
 }
