@@ -148,9 +148,8 @@ type browserManifest struct {
 // and plays with these codecs. The file lasts as long as the recording on
 // the server's clock, and every stream's packets go forward and end with
 // it; the file also lasts as long as the Record-Stop clicks, unless the
-// browser stalled so long that its clock and the server's disagree (which
-// is logged). It returns the file, what ffprobe says of it, and its
-// manifest.
+// browser lagged so much that its clock and the server's disagree (which is
+// logged). It returns the file, what ffprobe says of it, and its manifest.
 func (e *browserEnv) recording(t *testing.T, r crossResult, ext, contentType, codecs string) (string, probe, browserManifest) {
 	t.Helper()
 	scenarioOK(t, r)
@@ -173,16 +172,16 @@ func (e *browserEnv) recording(t *testing.T, r crossResult, ext, contentType, co
 	span := m.StoppedAt.Sub(m.StartedAt).Seconds()
 	p.wantDuration(t, span, 0.3)
 	clicks := rec.RecordMS / 1000
-	stalled := m.stalled(r)
-	if stalled {
-		t.Logf("the browser stalled: %.3f s between its Record and Stop clicks, %.3f s on the server; not comparing the file with the clicks", clicks, span)
+	lagged := m.lagged(r)
+	if lagged {
+		t.Logf("the browser lagged: %.3f s between its Record and Stop clicks, %.3f s on the server; the file is compared with the server's clock only", clicks, span)
 	} else {
 		p.wantDuration(t, clicks, 0.3)
 	}
 	for idx, st := range packetTimes(t, file) {
-		// Nothing may be placed after the end; a browser that stalled may have
+		// Nothing may be placed after the end; a browser that lagged may have
 		// sent nothing for a while before it.
-		if !st.monotonic || st.last > span+0.1 || !stalled && st.last < span-0.5 {
+		if !st.monotonic || st.last > span+0.1 || !lagged && st.last < span-0.5 {
 			t.Errorf("stream %s: packets %.3f-%.3f s, monotonic %v; want them to go forward and end with the %.3f s recording",
 				idx, st.first, st.last, st.monotonic, span)
 		}
@@ -190,22 +189,25 @@ func (e *browserEnv) recording(t *testing.T, r crossResult, ext, contentType, co
 	return file, p, m
 }
 
-// stalled reports whether the browser's clock and the server's disagree by
-// more than a second on how long the recording lasted.
-func (m browserManifest) stalled(r crossResult) bool {
-	return math.Abs(r.Recording.RecordMS/1000-m.StoppedAt.Sub(m.StartedAt).Seconds()) > 1
+// lagged reports whether the browser's clock and the server's disagree by
+// more than 0.3 s on how long the recording lasted: a loaded browser runs
+// its timers, clicks and messages late (seen here under a parallel
+// `go test -race ./...`: the Stop message reached the server 0.47 s after
+// the click).
+func (m browserManifest) lagged(r crossResult) bool {
+	return math.Abs(r.Recording.RecordMS/1000-m.StoppedAt.Sub(m.StartedAt).Seconds()) > 0.3
 }
 
 // checkFirefoxRecording checks a Firefox audio+video recording of seconds
 // and returns the file's length error against the clicks, whether the
-// browser stalled (then that error is meaningless), and the re-anchors of
-// its timeline.
-func (e *browserEnv) checkFirefoxRecording(t *testing.T, r crossResult, seconds float64) (lengthErr float64, stalled bool, reanchors int) {
+// browser lagged (then that error says nothing of the recorder), and the
+// re-anchors of its timeline.
+func (e *browserEnv) checkFirefoxRecording(t *testing.T, r crossResult, seconds float64) (lengthErr float64, lagged bool, reanchors int) {
 	t.Helper()
 	file, p, m := e.recording(t, r, ".webm", "video/webm", "audio/opus,video/vp8")
 	rec := r.Recording
-	lengthErr = p.duration() - rec.RecordMS/1000
-	if math.Abs(rec.RecordMS/1000-seconds) < 0.1 {
+	lengthErr, lagged = p.duration()-rec.RecordMS/1000, m.lagged(r)
+	if !lagged && math.Abs(rec.RecordMS/1000-seconds) < 0.1 {
 		p.wantDuration(t, seconds, 0.3)
 	}
 	for _, tr := range m.Tracks {
@@ -217,7 +219,7 @@ func (e *browserEnv) checkFirefoxRecording(t *testing.T, r crossResult, seconds 
 	t.Logf("MEASURED Firefox click → CONNECTED: %.0f ms (page timing %v)", r.ConnectMS, r.Timings)
 	t.Logf("file %.3f s for %.3f s between the clicks (error %+.0f ms), %.3f s on the server; tracks %+v; video sizes %s",
 		p.duration(), rec.RecordMS/1000, lengthErr*1000, m.StoppedAt.Sub(m.StartedAt).Seconds(), m.Tracks, videoSizes(t, file))
-	return lengthErr, m.stalled(r), reanchors
+	return lengthErr, lagged, reanchors
 }
 
 // videoSizes lists the frame sizes of a file's video with the time each
@@ -298,12 +300,12 @@ func (e *browserEnv) measureFirefox(t *testing.T, bidi string, runs int) {
 		lane[i] = "firefox-record"
 	}
 	var errs, connect []float64
-	stalls, reanchors := 0, 0
+	lags, reanchors := 0, 0
 	for i, r := range e.crossbrowser(t, bidi, 20, lane) {
 		t.Run("run"+strconv.Itoa(i+1), func(t *testing.T) {
-			d, stalled, n := e.checkFirefoxRecording(t, r, 20)
-			if stalled {
-				stalls++
+			d, lagged, n := e.checkFirefoxRecording(t, r, 20)
+			if lagged {
+				lags++
 			} else {
 				errs = append(errs, math.Abs(d)*1000)
 			}
@@ -314,8 +316,8 @@ func (e *browserEnv) measureFirefox(t *testing.T, bidi string, runs int) {
 	slices.Sort(errs)
 	slices.Sort(connect)
 	if len(errs) == 0 {
-		t.Fatal("no run finished without a browser stall")
+		t.Fatal("the browser lagged in every run")
 	}
-	t.Logf("MEASURED %d Firefox 20 s recordings: |file length - click time| median %.0f ms, max %.0f ms (%d runs where the browser stalled left out); re-anchors %d; click → CONNECTED median %.0f ms, max %.0f ms",
-		len(connect), errs[len(errs)/2], errs[len(errs)-1], stalls, reanchors, connect[len(connect)/2], connect[len(connect)-1])
+	t.Logf("MEASURED %d Firefox 20 s recordings: |file length - click time| median %.0f ms, max %.0f ms (%d runs where the browser lagged left out); re-anchors %d; click → CONNECTED median %.0f ms, max %.0f ms",
+		len(connect), errs[len(errs)/2], errs[len(errs)-1], lags, reanchors, connect[len(connect)/2], connect[len(connect)-1])
 }
