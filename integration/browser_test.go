@@ -2,12 +2,14 @@ package integration
 
 // End-to-end tests with a real browser: the real rtmrec binary in -dev mode,
 // headless Chromium (the Debian package) driven through playwright-core by
-// browser/scenario.mjs, clicking through the dev console. The recordings
-// land in the console's upload sink and are checked with ffprobe/ffmpeg.
+// browser/scenario.mjs, clicking through the dev console; and Firefox ESR
+// with Chromium driven through puppeteer-core by browser/crossbrowser.mjs
+// (browser_firefox_test.go). The recordings land in the console's upload
+// sink and are checked with ffprobe/ffmpeg.
 //
-// Needs chromium, node with integration/browser/node_modules, ffmpeg and
-// ffprobe: scripts/install-browser.sh installs them. Without them the test
-// is skipped, unless RTMREC_REQUIRE_TOOLS=1 (CI), where it fails.
+// Needs chromium, firefox-esr, node with integration/browser/node_modules,
+// ffmpeg and ffprobe: scripts/install-browser.sh installs them. Without them
+// the test is skipped, unless RTMREC_REQUIRE_TOOLS=1 (CI), where it fails.
 //
 // RTMREC_UPDATE_DOCS_SCREENSHOT=1 also writes docs/screenshot-console.png.
 
@@ -37,6 +39,7 @@ const browserChromium = "/usr/bin/chromium"
 
 // browserEnv is one server and one Chromium shared by the scenarios.
 type browserEnv struct {
+	srv     *rtmrecProcess
 	root    string // repository root
 	dataDir string
 	base    string // http://127.0.0.1:PORT
@@ -55,6 +58,7 @@ func TestBrowserConsole(t *testing.T) {
 	t.Run("PauseKeepsTimeline", env.testPause)
 	t.Run("ScreenShareMidCall", env.testScreenShare)
 	t.Run("TabClosedMidRecording", env.testTabClose)
+	t.Run("FirefoxAndH264", env.testOtherBrowsers)
 	t.Logf("browser suite: %.1f s wall time (setup included)", time.Since(start).Seconds())
 }
 
@@ -62,13 +66,7 @@ func TestBrowserConsole(t *testing.T) {
 // RTMREC_REQUIRE_TOOLS=1) saying how to install it.
 func browserTools(t *testing.T, root string) (chromium, node string) {
 	t.Helper()
-	missing := func(why string) {
-		t.Helper()
-		if os.Getenv("RTMREC_REQUIRE_TOOLS") == "1" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
-	}
+	missing := func(why string) { t.Helper(); browserMissing(t, why) }
 	chromium = os.Getenv("RTMREC_CHROMIUM")
 	if chromium == "" {
 		chromium = browserChromium
@@ -89,6 +87,16 @@ func browserTools(t *testing.T, root string) (chromium, node string) {
 		}
 	}
 	return chromium, node
+}
+
+// browserMissing skips the test for a missing tool, or fails it with
+// RTMREC_REQUIRE_TOOLS=1 (CI).
+func browserMissing(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("RTMREC_REQUIRE_TOOLS") == "1" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
 }
 
 func newBrowserEnv(t *testing.T) *browserEnv {
@@ -117,7 +125,7 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 			t.Errorf("rtmrec exited %d after SIGTERM", code)
 		}
 	})
-	env.base = srv.httpURL()
+	env.srv, env.base = srv, srv.httpURL()
 	env.cdp = browserStartChromium(t, chromium, filepath.Join(tmp, "chromium-profile"), tone)
 	return env
 }
@@ -136,13 +144,11 @@ func browserRun(t *testing.T, dir, name string, args ...string) []byte {
 
 var browserDevtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 
-// browserStartChromium runs headless Chromium in its own process group, with fake
-// camera and screen and the tone file as microphone, and returns its
-// DevTools WebSocket URL. The group is killed on every exit path: t.Cleanup
-// for the test's own ends, Pdeathsig if the test binary dies.
+// browserStartChromium runs headless Chromium with fake camera and screen
+// and the tone file as microphone, and returns its DevTools WebSocket URL.
 func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
 	t.Helper()
-	cmd := exec.Command(chromium,
+	return browserStart(t, "chromium", browserDevtoolsLine, chromium,
 		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+profile,
@@ -152,13 +158,22 @@ func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
 		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"about:blank",
 	)
+}
+
+// browserStart runs a browser in its own process group and returns the
+// first submatch of ready in its stderr (its automation WebSocket). The
+// group is killed on every exit path: t.Cleanup for the test's own ends,
+// Pdeathsig if the test binary dies.
+func browserStart(t *testing.T, name string, ready *regexp.Regexp, exe string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	var logMu sync.Mutex
 	var logBuf bytes.Buffer
@@ -171,7 +186,7 @@ func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
 			logMu.Lock()
 			logBuf.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
-			if m := browserDevtoolsLine.FindStringSubmatch(sc.Text()); m != nil {
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case wsCh <- m[1]:
 				default:
@@ -190,11 +205,11 @@ func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):
-			t.Errorf("chromium (pgid %d) did not exit after SIGKILL", cmd.Process.Pid)
+			t.Errorf("%s (pgid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
 		}
 		if t.Failed() {
 			logMu.Lock()
-			t.Logf("chromium log:\n%s", browserTail(logBuf.String(), 40))
+			t.Logf("%s log:\n%s", name, browserTail(logBuf.String(), 40))
 			logMu.Unlock()
 		}
 	})
@@ -202,9 +217,9 @@ func browserStartChromium(t *testing.T, chromium, profile, tone string) string {
 	case ws := <-wsCh:
 		return ws
 	case <-exited:
-		t.Fatalf("chromium exited at start:\n%s", logBuf.String())
+		t.Fatalf("%s exited at start:\n%s", name, logBuf.String())
 	case <-time.After(30 * time.Second):
-		t.Fatal("chromium did not print its DevTools address within 30 s")
+		t.Fatalf("%s did not print its automation address within 30 s", name)
 	}
 	return ""
 }
@@ -278,9 +293,28 @@ type browserSupervise struct {
 func (e *browserEnv) scenario(t *testing.T, name string) browserScenarioResult {
 	t.Helper()
 	cfg, _ := json.Marshal(map[string]any{"cdp": e.cdp, "base": e.base, "shots": e.shots, "seconds": 10})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var res browserScenarioResult
+	stderr := e.nodeJSON(t, 2*time.Minute, &res, "scenario.mjs", name, string(cfg))
+	for _, c := range res.Console {
+		t.Logf("browser console: %s", c)
+	}
+	if !res.OK {
+		t.Fatalf("scenario %s failed: %s\nstderr: %s", name, res.Error, stderr)
+	}
+	if len(res.Errors) > 0 {
+		t.Errorf("the page showed errors: %q", res.Errors)
+	}
+	return res
+}
+
+// nodeJSON runs a script of integration/browser in its own process group
+// (killed when the timeout passes or the test binary dies), decodes the last
+// line it prints into v, and returns its stderr.
+func (e *browserEnv) nodeJSON(t *testing.T, timeout time.Duration, v any, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.node, "scenario.mjs", name, string(cfg))
+	cmd := exec.CommandContext(ctx, e.node, args...)
 	cmd.Dir = filepath.Join(e.root, "integration", "browser")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -288,21 +322,11 @@ func (e *browserEnv) scenario(t *testing.T, name string) browserScenarioResult {
 	cmd.Stderr = &stderr
 	t0 := time.Now()
 	stdout, err := cmd.Output()
-	t.Logf("scenario %s: %.1f s", name, time.Since(t0).Seconds())
-	var res browserScenarioResult
-	if jerr := json.Unmarshal(browserLastLine(stdout), &res); jerr != nil {
-		t.Fatalf("scenario %s: %v; no result (%v)\nstdout: %s\nstderr: %s", name, err, jerr, stdout, stderr.String())
+	t.Logf("node %s %s: %.1f s", args[0], args[1], time.Since(t0).Seconds())
+	if jerr := json.Unmarshal(browserLastLine(stdout), v); jerr != nil {
+		t.Fatalf("node %s %s: %v; no result (%v)\nstdout: %s\nstderr: %s", args[0], args[1], err, jerr, stdout, stderr.String())
 	}
-	for _, c := range res.Console {
-		t.Logf("browser console: %s", c)
-	}
-	if !res.OK {
-		t.Fatalf("scenario %s failed: %s\nstderr: %s", name, res.Error, stderr.String())
-	}
-	if len(res.Errors) > 0 {
-		t.Errorf("the page showed errors: %q", res.Errors)
-	}
-	return res
+	return stderr.String()
 }
 
 func browserLastLine(b []byte) []byte {

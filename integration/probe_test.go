@@ -87,32 +87,50 @@ func ffprobe(t *testing.T, file string) probe {
 // whether it is a keyframe, and whether timestamps ever went backwards.
 func firstPackets(t *testing.T, file string) (first map[string]float64, firstKey map[string]bool, monotonic bool) {
 	t.Helper()
+	first, firstKey, monotonic = map[string]float64{}, map[string]bool{}, true
+	for idx, s := range packetTimes(t, file) {
+		first[idx], firstKey[idx] = s.first, s.firstKey
+		monotonic = monotonic && s.monotonic
+	}
+	return first, firstKey, monotonic
+}
+
+// streamTimes is what the packet timestamps of one stream say.
+type streamTimes struct {
+	first, last float64 // pts of the first and the last packet
+	firstKey    bool    // the first packet is a keyframe
+	monotonic   bool    // timestamps never go backwards
+}
+
+// packetTimes reads every packet's pts, by stream index (as ffprobe prints it).
+func packetTimes(t *testing.T, file string) map[string]*streamTimes {
+	t.Helper()
 	bin := requireTool(t, "ffprobe", "reads packet timestamps")
 	out, err := exec.Command(bin, "-v", "error", "-show_entries", "packet=stream_index,pts_time,flags", "-of", "csv=p=0", file).Output()
 	if err != nil {
 		t.Fatalf("ffprobe packets: %v", err)
 	}
-	first, firstKey, monotonic = map[string]float64{}, map[string]bool{}, true
-	last := map[string]float64{}
+	streams := map[string]*streamTimes{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, ",")
 		if len(f) < 3 {
 			continue
 		}
-		idx := f[0]
 		pts, err := strconv.ParseFloat(f[1], 64)
 		if err != nil {
 			continue
 		}
-		if _, ok := first[idx]; !ok {
-			first[idx] = pts
-			firstKey[idx] = strings.Contains(f[2], "K")
-		} else if pts < last[idx] {
-			monotonic = false
+		s := streams[f[0]]
+		if s == nil {
+			s = &streamTimes{first: pts, last: pts, firstKey: strings.Contains(f[2], "K"), monotonic: true}
+			streams[f[0]] = s
 		}
-		last[idx] = pts
+		if pts < s.last {
+			s.monotonic = false
+		}
+		s.last = pts
 	}
-	return first, firstKey, monotonic
+	return streams
 }
 
 func (p probe) wantCodecs(t *testing.T, want string) {

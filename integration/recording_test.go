@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/rtm"
 )
@@ -28,7 +30,14 @@ type call struct {
 
 func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
 	t.Helper()
-	c, p, err := start(t, wsURL, id, webhookURL, header, sources...)
+	return startCallWith(t, nil, wsURL, id, webhookURL, header, sources...)
+}
+
+// startCallWith is startCall with a client offering what api registers
+// (nil: the default codecs).
+func startCallWith(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) *call {
+	t.Helper()
+	c, p, err := start(t, api, wsURL, id, webhookURL, header, sources...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +51,13 @@ func startCall(t *testing.T, wsURL, id, webhookURL string, header http.Header, s
 // was refused, for admissions expected to fail.
 func tryStartCall(t *testing.T, wsURL, id string, header http.Header) error {
 	t.Helper()
-	_, _, err := start(t, wsURL, id, "", header, testclient.Tone)
+	_, _, err := start(t, nil, wsURL, id, "", header, testclient.Tone)
 	return err
 }
 
 // start connects, offers the sources and returns session_start's outcome;
 // the connection and peer close when the test ends.
-func start(t *testing.T, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) (*testclient.Client, *testclient.Peer, error) {
+func start(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) (*testclient.Client, *testclient.Peer, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -57,9 +66,10 @@ func start(t *testing.T, wsURL, id, webhookURL string, header http.Header, sourc
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
+	if api == nil {
+		if api, err = testclient.NewAPI(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, err := testclient.NewPeer(api, sources...)
 	if err != nil {

@@ -68,6 +68,14 @@ func (a *assembler) push(ext uint64, ts uint32, marker bool, payload []byte) (fr
 	return a.buf, lost
 }
 
+// skip passes over a packet without media (padding): right after the previous packet it
+// is no gap; after a gap it leaves the gap to be seen by the next push.
+func (a *assembler) skip(ext uint64) {
+	if a.haveSeq && ext == a.lastSeq+1 {
+		a.lastSeq = ext
+	}
+}
+
 func (a *assembler) reset() {
 	a.active, a.haveSeq = false, false
 	a.buf = a.buf[:0]

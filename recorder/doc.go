@@ -24,9 +24,10 @@
 // See timeline.go: RTP timestamps are unwrapped per track and mapped to wall-clock time via
 // RTCP Sender Reports (arrival time before the first SR), so audio and video share one
 // clock; loss, DTX and late starts keep their real length (Ogg gaps are filled with
-// TOC-only Opus packets, Matroska block times come from RTP). Duplicates are dropped and
-// reordering is undone in a 64-packet / 150 ms window; SSRC changes and timestamp jumps
-// re-anchor the track. Audio is recorded from the start of the recording, video from its
+// TOC-only Opus packets, Matroska block times come from RTP). Re-sent, duplicate and
+// stray packets are dropped by sequence number before their timestamps are used, and
+// reordering is undone in a 64-packet / 150 ms window; a new SSRC re-anchors the track, and
+// so does a timestamp jump that a run of packets confirms (one stray packet never does). Audio is recorded from the start of the recording, video from its
 // first keyframe. A track carries one SSRC at a time: a new SSRC replaces the old stream.
 //
 // # Video

@@ -81,6 +81,7 @@ type streamSpec struct {
 	swapEvery int                // swap every Nth packet with the next
 	ssrcAt    time.Duration      // switch SSRC/timestamp base at this time (0: never)
 	tsJumpAt  time.Duration      // jump timestamps by +30 min at this time (0: never)
+	restartAt time.Duration      // same SSRC, new sequence numbers and timestamps (0: never)
 	srEvery   time.Duration      // send SRs (sender NTP = capture time) this often (0: never)
 	srStart   time.Duration      // the first SR follows the packet captured at this time
 	ntpBase   time.Time
@@ -147,6 +148,23 @@ func impair(ev []event, s streamSpec) []event {
 	return out
 }
 
+// jumps applies the spec's stream changes due at capture time c, for packets step apart.
+func (rs *rtpStream) jumps(c, step time.Duration, s streamSpec, clock uint32) {
+	at := func(t time.Duration) bool { return t > 0 && c >= t && c-t < step }
+	if at(s.ssrcAt) {
+		rs.ssrc++
+		rs.ts += 0x12345678
+		rs.seq += 10000
+	}
+	if at(s.tsJumpAt) {
+		rs.ts += clock * 1800
+	}
+	if at(s.restartAt) {
+		rs.ts += 0x7654321
+		rs.seq += 20000
+	}
+}
+
 func opusEvents(m *media, s streamSpec) []event {
 	rs := &rtpStream{pt: 111, ssrc: s.ssrc, ts: s.tsBase}
 	var ev []event
@@ -154,14 +172,7 @@ func opusEvents(m *media, s streamSpec) []event {
 	i := 0
 	rnd := uint64(s.ssrc)
 	for c := s.start; c < s.end; c += 20 * time.Millisecond {
-		if s.ssrcAt > 0 && c == s.ssrcAt {
-			rs.ssrc++
-			rs.ts += 0x12345678
-			rs.seq += 10000
-		}
-		if s.tsJumpAt > 0 && c == s.tsJumpAt {
-			rs.ts += 48000 * 1800
-		}
+		rs.jumps(c, 20*time.Millisecond, s, 48000)
 		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
 			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
@@ -195,6 +206,7 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 	vp9.InitialPictureIDFn = func() uint16 { return 0 }
 	h264 := &codecs.H264Payloader{}
 	for c := s.start; c < s.end; c += time.Second / 30 {
+		rs.jumps(c, time.Second/30, s, 90000)
 		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
 			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})

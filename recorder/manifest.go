@@ -62,7 +62,7 @@ type TrackStats struct {
 	Codec  Codec  `json:"codec"`
 	Number int    `json:"number"` // Matroska track number / Ogg stream index (1-based)
 	TrackQuality
-	Duplicates     uint64 `json:"duplicates"`
+	Duplicates     uint64 `json:"duplicates"`      // re-sent or stray packets dropped before the timeline
 	PacketsDropped uint64 `json:"packets_dropped"` // queue full
 	FramesWritten  uint64 `json:"frames_written"`
 	FramesDropped  uint64 `json:"frames_dropped"` // incomplete or waiting for a keyframe
@@ -90,6 +90,10 @@ type TrackQuality struct {
 	AVOffsetMS *int64 `json:"av_offset_ms,omitempty"`
 	// JitterMS is the mean RFC 3550 §6.4.1 interarrival jitter.
 	JitterMS float64 `json:"jitter_ms"`
+	// Reanchors counts the times the track's timeline was anchored anew: a
+	// new SSRC, or timestamps that jumped and were confirmed by the packets
+	// after them (an extension; a browser call has none).
+	Reanchors uint64 `json:"reanchors"`
 }
 
 // PauseSpan is one pause. StartMS/EndMS are on the file timeline (equal in PauseSkip mode,

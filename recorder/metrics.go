@@ -11,6 +11,9 @@ type Metrics struct {
 	PacketsDropped prometheus.Counter // RTP packets dropped because a recording's queue was full
 	BytesWritten   prometheus.Counter // bytes written to media files
 	Active         prometheus.Gauge   // recordings running
+	// Reanchors counts tracks whose timeline re-anchored, by cause: "ssrc" (a new
+	// stream) or "timestamp" (a confirmed timestamp jump). A browser call has none.
+	Reanchors *prometheus.CounterVec
 }
 
 // NewMetrics creates the recorder metrics and registers them with reg (nil: not registered).
@@ -33,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rtmrec", Subsystem: "recorder", Name: "recordings_active",
 			Help: "Recordings running.",
 		}),
+		Reanchors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rtmrec", Subsystem: "recorder", Name: "timeline_reanchors_total",
+			Help: "Tracks whose timeline re-anchored, by cause: ssrc (a new stream) or timestamp (a confirmed timestamp jump).",
+		}, []string{"cause"}),
 	}
 	if reg == nil {
 		return m
@@ -42,5 +49,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.PacketsDropped, _ = promreg.Register(reg, m.PacketsDropped)
 	m.BytesWritten, _ = promreg.Register(reg, m.BytesWritten)
 	m.Active, _ = promreg.Register(reg, m.Active)
+	m.Reanchors, _ = promreg.Register(reg, m.Reanchors)
 	return m
 }

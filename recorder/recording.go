@@ -132,7 +132,9 @@ type trackState struct {
 	ro       reorder
 	asm      *assembler
 
-	lost, dups                   uint64
+	held []rtpPacket // packets whose timestamps jumped, until the jump is confirmed
+
+	lost, dups, reanchors        uint64
 	framesWritten, framesDropped uint64
 	needKey                      bool
 	lastKeyReq                   int64
@@ -528,8 +530,13 @@ func (r *Recording) handle(it queueItem) {
 		if st.haveSSRC {
 			// A new SSRC is a new stream: flush the old one and re-anchor.
 			r.flushReorder(st)
-			st.ro = reorder{}
-			st.tl.reset()
+			r.dropRun(st)
+			r.dropHeld(st)
+			st.ro = reorder{run: st.ro.run}
+			if st.tl.have {
+				r.countReanchor(st, "ssrc")
+			}
+			st.tl.newStream()
 			st.q.restart()
 			if st.asm != nil {
 				st.asm.reset()
@@ -540,16 +547,83 @@ func (r *Recording) handle(it queueItem) {
 		st.ssrc, st.haveSSRC = h.ssrc, true
 	}
 	p := rtpPacket{
-		buf: it.buf, payload: h.payload, ts: h.ts, marker: h.marker,
+		buf: it.buf, payload: h.payload, seq: h.seq, ts: h.ts, marker: h.marker,
 		arrival: it.arrival, epoch: it.epoch, valid: true,
 	}
-	anchors := st.tl.arrivalAnchors
-	p.local = st.tl.local(h.ts, it.arrival)
-	if st.tl.arrivalAnchors != anchors {
-		st.q.arrivalAnchored(it.arrival)
+	// The sequence stage first: re-sent, duplicate and stray packets must never reach
+	// the timeline (see timeline.go).
+	switch st.ro.admit(&p) {
+	case admitNew:
+		r.dropRun(st) // the current stream goes on: the far packets were strays
+		st.ro.lastArrival = p.arrival
+		r.reorderPush(st, p)
+	case admitOld:
+		st.dups++
+		r.pool.Put(p.buf)
+	case admitFar:
+		r.holdFar(st, p)
 	}
-	p.ext = st.ro.extend(h.seq)
-	r.reorderPush(st, p)
+}
+
+// holdFar adds a packet far from the stream (or one of a stream's first packets) to the
+// run that may start the stream. The run starts it once it holds restartRun distinct
+// packets close together and the current stream has been quiet for runQuietNS: a burst of
+// old packets re-sent between the current stream's packets never does.
+func (r *Recording) holdFar(st *trackState, p rtpPacket) {
+	ro := &st.ro
+	for _, q := range ro.run {
+		if q.seq == p.seq {
+			st.dups++
+			r.pool.Put(p.buf)
+			return
+		}
+	}
+	if n := len(ro.run); n > 0 {
+		if d := int16(p.seq - ro.run[n-1].seq); d <= -reorderSlots || d >= reorderSlots {
+			r.dropRun(st) // not one stream with the held packets
+		}
+	}
+	ro.run = append(ro.run, p)
+	quiet := !ro.started || p.arrival-ro.lastArrival >= runQuietNS || len(ro.run) >= reorderSlots
+	if len(ro.run) >= restartRun && quiet {
+		r.startStream(st)
+	}
+}
+
+// startStream starts the sequence numbering on the held run: a stream's first packets,
+// or a sender that restarted its sequence numbers.
+func (r *Recording) startStream(st *trackState) {
+	run := st.ro.run
+	if st.ro.started {
+		r.flushReorder(st)
+		if st.asm != nil {
+			st.asm.reset()
+			st.needKey = true
+		}
+		r.log.Info("track sequence numbers restarted", "track_id", st.info.ID, "seq", run[0].seq)
+	}
+	first := run[0].seq
+	for _, q := range run {
+		if int16(q.seq-first) < 0 {
+			first = q.seq
+		}
+	}
+	st.ro = reorder{started: true, next: 1<<32 | uint64(first), run: run[:0], lastArrival: run[len(run)-1].arrival}
+	for i, q := range run {
+		run[i] = rtpPacket{}
+		st.ro.admit(&q)
+		r.reorderPush(st, q)
+	}
+}
+
+// dropRun drops the held far packets: they were strays.
+func (r *Recording) dropRun(st *trackState) {
+	for i := range st.ro.run {
+		st.dups++
+		r.pool.Put(st.ro.run[i].buf)
+		st.ro.run[i] = rtpPacket{}
+	}
+	st.ro.run = st.ro.run[:0]
 }
 
 func (r *Recording) senderReport(st *trackState, it queueItem) {
@@ -565,24 +639,14 @@ func (r *Recording) senderReport(st *trackState, it queueItem) {
 		r.senderOffset = min(r.senderOffset, it.arrival-ntp)
 	}
 	if st.tl.have && !st.tl.fromSR {
-		st.q.senderReport(st.tl.at(it.rtpTS)-local, it.arrival)
+		st.q.senderReport(st.tl.local(it.rtpTS)-local, it.arrival)
 	}
 	st.tl.senderReport(it.rtpTS, local)
 }
 
+// reorderPush puts an admitNew packet into the reorder window and emits what is in order.
 func (r *Recording) reorderPush(st *trackState, p rtpPacket) {
 	ro := &st.ro
-	d := int64(p.ext) - int64(ro.next)
-	if d < -seqResetPackets || d > seqResetPackets {
-		r.flushReorder(st)
-		ro.next = p.ext
-		d = 0
-	}
-	if d < 0 {
-		st.dups++ // already written or given up: a re-send or a very late packet
-		r.pool.Put(p.buf)
-		return
-	}
 	for p.ext >= ro.next+reorderSlots {
 		r.skipOne(st)
 	}
@@ -646,10 +710,8 @@ func (r *Recording) flushReorder(st *trackState) {
 	r.drain(st, 0, true)
 }
 
-// emit handles an in-order packet.
+// emit handles an in-order packet: the timeline stage (see timeline.go).
 func (r *Recording) emit(st *trackState, p rtpPacket) {
-	t := r.fileTime(p.local)
-	clock := int64(st.info.ClockRate)
 	if p.epoch > st.epoch {
 		// What was not sent during a pause is neither a gap nor silence of the sender.
 		st.epoch = p.epoch
@@ -659,12 +721,64 @@ func (r *Recording) emit(st *trackState, p rtpPacket) {
 			st.lastKeyReq = -1 << 62
 		}
 	}
+	if len(p.payload) == 0 {
+		// Padding only (a bandwidth probe): no media and no timestamp worth trusting,
+		// but its sequence number is no loss.
+		if st.asm != nil {
+			st.asm.skip(p.ext)
+		}
+		r.pool.Put(p.buf)
+		return
+	}
+	anchors := st.tl.arrivalAnchors
+	next := st.tl.step(p.ts, p.arrival)
+	if st.tl.arrivalAnchors != anchors {
+		st.q.arrivalAnchored(p.arrival)
+	}
+	switch next {
+	case stepFits:
+		r.dropHeld(st)
+		r.place(st, p)
+	case stepNewRun:
+		r.dropHeld(st)
+		st.held = append(st.held, p)
+	case stepHold:
+		st.held = append(st.held, p)
+	case stepRestart:
+		r.countReanchor(st, "timestamp")
+		r.log.Info("track timeline re-anchored: its timestamps jumped", "track_id", st.info.ID, "jump_ms", st.tl.moved/1e6)
+		for i, q := range st.held {
+			st.held[i] = rtpPacket{}
+			r.place(st, q)
+		}
+		st.held = st.held[:0]
+		r.place(st, p)
+	}
+}
+
+// dropHeld drops the packets the timeline held: their timestamps were strays.
+func (r *Recording) dropHeld(st *trackState) {
+	for i := range st.held {
+		st.dups++
+		r.pool.Put(st.held[i].buf)
+		st.held[i] = rtpPacket{}
+	}
+	st.held = st.held[:0]
+}
+
+func (r *Recording) countReanchor(st *trackState, cause string) {
+	st.reanchors++
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Reanchors.WithLabelValues(cause).Inc()
+	}
+}
+
+// place writes a packet whose time the timeline knows.
+func (r *Recording) place(st *trackState, p rtpPacket) {
+	t := r.fileTime(st.tl.local(p.ts))
+	clock := int64(st.info.ClockRate)
 	if st.info.Kind == KindAudio {
 		st.q.inOrder(p.ext, p.ts, int64(opusSamples(p.payload))*clock/opusSampleRate, len(p.payload), p.arrival, clock)
-		if len(p.payload) == 0 {
-			r.pool.Put(p.buf)
-			return
-		}
 		r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: true, buf: p.buf, data: p.payload})
 		r.release(false)
 		return
@@ -786,7 +900,11 @@ func (r *Recording) finish() {
 	pauses := slices.Clone(r.pauses)
 	r.mu.Unlock()
 	for _, st := range r.trackStates() {
+		if !st.ro.started && len(st.ro.run) > 0 {
+			r.startStream(st) // fewer packets than a run: still the stream's start
+		}
 		r.flushReorder(st)
+		r.dropHeld(st) // a timestamp jump the stream never confirmed
 	}
 	r.release(true)
 	marks := make([]fileMark, 0, len(pauses))
@@ -886,6 +1004,7 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 				LongestGapMS:    ticksToMS(st.q.longestGap, clock),
 				SilenceMS:       ticksToMS(st.q.silence, clock),
 				JitterMS:        st.q.jitterMS(),
+				Reanchors:       st.reanchors,
 			},
 			Duplicates:     st.dups,
 			PacketsDropped: t.dropped.Load(),

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -93,11 +95,21 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
+	// pion registers the sdes:mid extension for video only (with the simulcast ones);
+	// browsers offer it on every m-line and BUNDLE needs it to route packets of SSRCs
+	// the SDP does not name, so the answer keeps it for audio too.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register header extensions: %w", err)
+	}
 
 	w := &WebRTC{}
 	se := webrtc.SettingEngine{LoggerFactory: pionLogger{logger}}
-	// A browser's .local candidates cannot be resolved by a server; the
-	// connection forms through peer-reflexive candidates instead.
+	// A browser's .local host candidates are ignored, knowingly: they name
+	// the browser's LAN address, which only a server on that LAN could reach,
+	// and pion's query-only mode to resolve them would cost multicast sockets
+	// and 14 more goroutines per session (BenchmarkAnswerMDNSMode). The
+	// connection forms through the browser's peer-reflexive (or srflx/relay)
+	// candidates instead. pionLeveled keeps pion's warning about it quiet.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	// A client's DTLS close must not close the server's side at once: the
@@ -161,13 +173,31 @@ func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLeveled struct{ l *slog.Logger }
 
+// benignWarnings are pion warnings about what rtmrec does on purpose; they
+// are logged at DEBUG so that WARN keeps meaning "look at this".
+var benignWarnings = []string{
+	// Every browser sends mDNS host candidates, and mDNS is off by design
+	// (see NewWebRTC): the candidate is ignored and ICE connects anyway.
+	"Remote mDNS candidate added, but mDNS is disabled",
+}
+
+func (p pionLeveled) warn(msg string) {
+	for _, b := range benignWarnings {
+		if strings.HasPrefix(msg, b) {
+			p.l.Debug(msg)
+			return
+		}
+	}
+	p.l.Warn(msg)
+}
+
 func (p pionLeveled) Trace(string)                 {}
 func (p pionLeveled) Tracef(string, ...any)        {}
 func (p pionLeveled) Debug(string)                 {}
 func (p pionLeveled) Debugf(string, ...any)        {}
 func (p pionLeveled) Info(msg string)              {}
 func (p pionLeveled) Infof(string, ...any)         {}
-func (p pionLeveled) Warn(msg string)              { p.l.Warn(msg) }
-func (p pionLeveled) Warnf(f string, args ...any)  { p.l.Warn(fmt.Sprintf(f, args...)) }
+func (p pionLeveled) Warn(msg string)              { p.warn(msg) }
+func (p pionLeveled) Warnf(f string, args ...any)  { p.warn(fmt.Sprintf(f, args...)) }
 func (p pionLeveled) Error(msg string)             { p.l.Error(msg) }
 func (p pionLeveled) Errorf(f string, args ...any) { p.l.Error(fmt.Sprintf(f, args...)) }

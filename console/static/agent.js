@@ -120,7 +120,7 @@ buttons.start.addEventListener('click', async () => {
     const tMedia = performance.now();
     await ensureClient();
     const tWS = performance.now();
-    session = await client.startSession(localStream, { webhookUrl: `${origin}/dev/webhooks` });
+    session = await client.startSession(localStream, { webhookUrl: `${origin}/dev/webhooks`, videoCodec: $('#video-codec').value || undefined });
     state.sessionId = session.id;
     state.timings = { media_ms: Math.round(tMedia - t0), websocket_ms: Math.round(tWS - tMedia) };
     $('#session-id').textContent = session.id;
@@ -207,17 +207,20 @@ buttons.share.addEventListener('click', async () => {
 
 // Recording ----------------------------------------------------------------
 
-function uploadName(sessionId) {
+// The upload is named after the format the server will write, which the
+// negotiated codecs decide (Matroska for H.264, WebM for other video, Ogg
+// for audio only); the format is also asked for explicitly, so name and
+// content always agree.
+function uploadName(sessionId, format) {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  // auto format: Ogg/Opus for audio only, WebM with video.
-  const ext = localStream.getVideoTracks().length ? 'webm' : 'ogg';
-  return `${sessionId}-${stamp}.${ext}`;
+  return `${sessionId}-${stamp}.${format}`;
 }
 
 buttons.recStart.addEventListener('click', () => {
   errors.clear();
-  const name = uploadName(session.id);
-  current = { upload_name: name, state: 'REQUESTED', start_click: performance.now(), pauses: [] };
+  const format = session.recordingFormat();
+  const name = uploadName(session.id, format);
+  current = { upload_name: name, format, state: 'REQUESTED', start_click: performance.now(), pauses: [] };
   state.recordings.push(current);
   state.recordingState = 'REQUESTED';
   state.recordingId = '';
@@ -228,6 +231,7 @@ buttons.recStart.addEventListener('click', () => {
   session.startRecording({
     uploadUrl: `${origin}/dev/uploads/${name}`,
     webhookUrl: `${origin}/dev/webhooks`,
+    format,
     pauseMode: $('#pause-mode').value,
   });
   refreshButtons();

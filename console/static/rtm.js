@@ -10,6 +10,7 @@
 //   - renegotiation with an sdp_update offer (screen share mid-call) .... RTMSession.addTrack
 //   - answering the server's sdp_update offers (supervisors) ............ RTMSession.#onSdpUpdate
 //   - recording_start/stop/pause/resume, session_stop, ping ............. RTMSession methods, RTMClient.ping
+//   - naming the upload by the format the server writes ................. recordingFormat, RTMSession.recordingFormat
 //
 // Messages of one session are handled strictly in order (a promise chain),
 // so a candidate that arrives right after the answer is only added once the
@@ -20,6 +21,31 @@ export function randomId(prefix = '') {
   const b = new Uint8Array(6);
   crypto.getRandomValues(b);
   return prefix + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The container rtmrec writes when a recording of this session starts
+ * (format "auto"): "mkv" (Matroska) when a video m-line sends H.264, which
+ * WebM does not allow; "webm" for other video (VP8, VP9); "ogg" for audio
+ * only. A browser sends each m-line with the first codec the answer lists
+ * for it; m-lines the server rejected (port 0) or left inactive do not count.
+ * Name the upload after it (and send it as recording_start's format, so
+ * the server writes exactly what the name says).
+ * @param {string} answerSdp  the server's answer (pc.remoteDescription.sdp)
+ * @returns {'ogg'|'webm'|'mkv'}
+ */
+export function recordingFormat(answerSdp) {
+  let video = false;
+  let h264 = false;
+  for (const section of answerSdp.split(/\r?\nm=/).slice(1)) {
+    const [mline, ...lines] = section.split(/\r?\n/);
+    const [kind, port, , firstPT] = mline.split(' ');
+    if (kind !== 'video' || port === '0' || lines.includes('a=inactive')) continue;
+    const rtpmap = lines.find((l) => l.startsWith(`a=rtpmap:${firstPT} `));
+    video = true;
+    if (rtpmap?.split(' ')[1].split('/')[0].toUpperCase() === 'H264') h264 = true;
+  }
+  return h264 ? 'mkv' : video ? 'webm' : 'ogg';
 }
 
 /** Tiny event emitter: on(type, fn) returns a function that unsubscribes. */
@@ -128,10 +154,19 @@ export class RTMClient extends Emitter {
    * @param {object} [opts]
    * @param {string} [opts.sessionId]  chosen by the client (the server makes one if empty)
    * @param {string} [opts.webhookUrl]  receives every session_state and recording_state
+   * @param {string} [opts.videoCodec]  a MIME type (e.g. 'video/H264') the video should
+   *   be sent with, if the browser has it; the browser's own choice otherwise
    */
-  async startSession(stream, { sessionId = randomId('s-'), webhookUrl } = {}) {
+  async startSession(stream, { sessionId = randomId('s-'), webhookUrl, videoCodec } = {}) {
     const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
-    for (const track of stream.getTracks()) s.senders.set(track, s.pc.addTrack(track, stream));
+    s.videoCodec = videoCodec;
+    try {
+      for (const track of stream.getTracks()) s.addTrack(track, stream);
+    } catch (err) {
+      this.sessions.delete(sessionId);
+      s.pc.close();
+      throw err;
+    }
     await s._offer('session_start', webhookUrl ? { webhook_url: webhookUrl } : {});
     return s;
   }
@@ -186,6 +221,7 @@ export class RTMSession extends Emitter {
     this.ended = false;
     /** @type {Map<MediaStreamTrack, RTCRtpSender>} */
     this.senders = new Map();
+    this.videoCodec = undefined; // MIME type the video is preferably sent with
     client.sessions.set(id, this);
 
     pc.onicecandidate = (ev) => this.#onLocalCandidate(ev.candidate);
@@ -293,11 +329,33 @@ export class RTMSession extends Emitter {
     await this.pc.addIceCandidate(c);
   }
 
-  /** Adds a track mid-call (e.g. a screen share); renegotiates with sdp_update. */
+  /** Adds a track (mid-call, e.g. a screen share, it renegotiates with sdp_update). */
   addTrack(track, stream) {
     const sender = this.pc.addTrack(track, stream);
     this.senders.set(track, sender);
+    if (track.kind === 'video' && this.videoCodec) this.#preferVideoCodec(sender);
     return sender; // negotiationneeded fires and #renegotiate sends the offer
+  }
+
+  // Puts the codec asked for first in the offer: the server answers in the
+  // offer's order, and the browser sends the answer's first codec.
+  #preferVideoCodec(sender) {
+    const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs ?? [];
+    const want = this.videoCodec.toLowerCase();
+    const preferred = codecs.filter((c) => c.mimeType.toLowerCase() === want);
+    if (!preferred.length) throw new Error(`this browser cannot send ${this.videoCodec}`);
+    const transceiver = this.pc.getTransceivers().find((t) => t.sender === sender);
+    transceiver.setCodecPreferences([...preferred, ...codecs.filter((c) => c.mimeType.toLowerCase() !== want)]);
+  }
+
+  /**
+   * The format a recording started now would be written in (see
+   * recordingFormat); known once the server's answer is applied.
+   * @returns {'ogg'|'webm'|'mkv'}
+   */
+  recordingFormat() {
+    if (!this.pc.remoteDescription) throw new Error('no answer yet: the recording format is not known');
+    return recordingFormat(this.pc.remoteDescription.sdp);
   }
 
   /** Removes a track mid-call; renegotiates (its m-line becomes inactive). */
@@ -312,7 +370,8 @@ export class RTMSession extends Emitter {
    * @param {object} opts
    * @param {string} opts.uploadUrl  the finished file is PUT there; only a 200 counts
    * @param {string} [opts.webhookUrl]  this recording's events go there instead of the session's
-   * @param {'auto'|'ogg'|'webm'|'mkv'} [opts.format]
+   * @param {'auto'|'ogg'|'webm'|'mkv'} [opts.format]  the container; name the upload
+   *   after it (recordingFormat() says which one "auto" would give)
    * @param {'silence'|'skip'} [opts.pauseMode]  what a pause leaves in the file
    */
   startRecording({ uploadUrl, webhookUrl, format, pauseMode }) {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
@@ -21,8 +23,10 @@ import (
 )
 
 // Media holds the committed clips: a 1 kHz Opus tone (20 ms frames), a
-// 320x240 30 fps VP8 test pattern (keyframe every second) and a 15 fps
-// "screen" pattern. Each is 12 s long and is looped.
+// 320x240 30 fps VP8 test pattern (keyframe every second), the same pattern
+// in H.264 (Constrained Baseline, Annex B, SPS/PPS before every IDR, made
+// with ffmpeg's libx264) and a 15 fps "screen" pattern. Each is 12 s long
+// and is looped.
 //
 //go:embed media/*
 var Media embed.FS
@@ -32,10 +36,22 @@ type Source string
 
 // The clips.
 const (
-	Tone   Source = "media/tone.ogg"
-	Camera Source = "media/clip.ivf"
-	Screen Source = "media/screen.ivf"
+	Tone       Source = "media/tone.ogg"
+	Camera     Source = "media/clip.ivf"
+	CameraH264 Source = "media/clip.h264"
+	Screen     Source = "media/screen.ivf"
 )
+
+// mime is the codec a source is sent with.
+func (s Source) mime() string {
+	switch s {
+	case Tone:
+		return webrtc.MimeTypeOpus
+	case CameraH264:
+		return webrtc.MimeTypeH264
+	}
+	return webrtc.MimeTypeVP8
+}
 
 // NewAPI builds a pion API like a browser's: default codecs and interceptors.
 func NewAPI() (*webrtc.API, error) {
@@ -49,6 +65,28 @@ func NewAPI() (*webrtc.API, error) {
 	}
 	se := webrtc.SettingEngine{}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// NewAPIWithCodecs builds a pion API that offers exactly these codecs (in
+// this order), with the default interceptors, and sdes:mid on every m-line
+// as browsers offer it: e.g. Safari's offer, H.264 only.
+func NewAPIWithCodecs(audio, video []webrtc.RTPCodecParameters) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	for kind, codecs := range map[webrtc.RTPCodecType][]webrtc.RTPCodecParameters{webrtc.RTPCodecTypeAudio: audio, webrtc.RTPCodecTypeVideo: video} {
+		for _, c := range codecs {
+			if err := me.RegisterCodec(c, kind); err != nil {
+				return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
+			}
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 // Peer is a client peer connection that sends clips.
@@ -87,12 +125,11 @@ func NewPeer(api *webrtc.API, sources ...Source) (*Peer, error) {
 // AddSource adds a send-only track for a clip (renegotiation is the
 // caller's business).
 func (p *Peer) AddSource(s Source, id string) (*webrtc.RTPSender, error) {
-	mime := webrtc.MimeTypeVP8
 	kind := "video"
 	if s == Tone {
-		mime, kind = webrtc.MimeTypeOpus, "audio"
+		kind = "audio"
 	}
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime}, kind+"-"+id, "rtmrec-test")
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: s.mime()}, kind+"-"+id, "rtmrec-test")
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +254,9 @@ func (t *sendTrack) frames(data []byte) (func() ([]byte, time.Duration, error), 
 			}
 		}, nil
 	}
+	if t.src == CameraH264 {
+		return h264Frames(data)
+	}
 	r, hdr, err := ivfreader.NewWith(bytes.NewReader(data))
 	if err != nil {
 		return nil, err
@@ -332,4 +372,28 @@ func (t *trickler) open() {
 		f()
 	}
 	t.pending = nil
+}
+
+// h264Frames iterates over the access units of an Annex B clip at 30 fps:
+// the NAL units up to and including each picture's slice, with start codes,
+// as pion's H.264 payloader takes them.
+func h264Frames(data []byte) (func() ([]byte, time.Duration, error), error) {
+	r, err := h264reader.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	return func() ([]byte, time.Duration, error) {
+		var au []byte
+		for {
+			nal, err := r.NextNAL()
+			if err != nil {
+				return nil, 0, err
+			}
+			au = append(au, 0, 0, 0, 1)
+			au = append(au, nal.Data...)
+			if nal.UnitType == h264reader.NalUnitTypeCodedSliceIdr || nal.UnitType == h264reader.NalUnitTypeCodedSliceNonIdr {
+				return au, time.Second / 30, nil
+			}
+		}
+	}, nil
 }

@@ -1,0 +1,211 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// logRecords keeps every slog record, for tests of what reaches which level.
+type logRecords struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecords) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.recs = append(h.recs, r)
+	h.mu.Unlock()
+	return nil
+}
+func (h *logRecords) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecords) WithGroup(string) slog.Handler      { return h }
+
+// find returns the levels of the records whose message contains s.
+func (h *logRecords) find(s string) []slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Level
+	for _, r := range h.recs {
+		if strings.Contains(r.Message, s) {
+			out = append(out, r.Level)
+		}
+	}
+	return out
+}
+
+// answerOffer answers a browser's offer (testdata, captured from the real browser)
+// with the server's pion API, as a session does.
+func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConnection, *sdp.SessionDescription) {
+	t.Helper()
+	offer, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWebRTC(ICEConfig{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	pc, err := w.API.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.GracefulClose() })
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	var parsed sdp.SessionDescription
+	if err := parsed.UnmarshalString(ans.SDP); err != nil {
+		t.Fatal(err)
+	}
+	return pc, &parsed
+}
+
+// TestAnswerKeepsHeaderExtensions: every answered m-line keeps the header extensions the
+// server uses (sdes:mid, needed by BUNDLE; transport-cc, for congestion control) for
+// audio as for video, and answers with a codec the recorder writes.
+func TestAnswerKeepsHeaderExtensions(t *testing.T) {
+	for _, tc := range []struct{ file, audio, video string }{
+		{"testdata/firefox-153-offer.sdp", "opus", "VP8"},
+		{"testdata/chromium-156-offer.sdp", "opus", "VP8"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			_, ans := answerOffer(t, tc.file, slog.New(slog.DiscardHandler))
+			if len(ans.MediaDescriptions) != 2 {
+				t.Fatalf("%d m-lines, want 2", len(ans.MediaDescriptions))
+			}
+			for _, m := range ans.MediaDescriptions {
+				kind := m.MediaName.Media
+				var uris []string
+				for _, a := range m.Attributes {
+					if a.Key == "extmap" {
+						if f := strings.Fields(a.Value); len(f) >= 2 {
+							uris = append(uris, f[1])
+						}
+					}
+				}
+				for _, want := range []string{sdp.SDESMidURI, sdp.TransportCCURI} {
+					if !slices.Contains(uris, want) {
+						t.Errorf("%s m-line lacks %s; has %v", kind, want, uris)
+					}
+				}
+				if _, ok := m.Attribute("recvonly"); !ok {
+					t.Errorf("%s m-line is not recvonly", kind)
+				}
+				first, want := codecName(m, m.MediaName.Formats[0]), map[string]string{"audio": tc.audio, "video": tc.video}[kind]
+				if !strings.EqualFold(first, want) {
+					t.Errorf("%s m-line answers %s first, want %s", kind, first, want)
+				}
+			}
+		})
+	}
+}
+
+func codecName(m *sdp.MediaDescription, pt string) string {
+	for _, a := range m.Attributes {
+		if a.Key == "rtpmap" && strings.HasPrefix(a.Value, pt+" ") {
+			name, _, _ := strings.Cut(strings.TrimPrefix(a.Value, pt+" "), "/")
+			return name
+		}
+	}
+	return ""
+}
+
+// TestMDNSCandidatesAreIgnoredQuietly: Firefox's host candidates are mDNS names, which the
+// server ignores on purpose (mDNS is off); pion's warning about each is logged at DEBUG,
+// not WARN. Other pion warnings stay warnings.
+func TestMDNSCandidatesAreIgnoredQuietly(t *testing.T) {
+	h := &logRecords{}
+	answerOffer(t, "testdata/firefox-153-offer.sdp", slog.New(h))
+	const msg = "Remote mDNS candidate added, but mDNS is disabled"
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.find(msg)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	levels := h.find(msg)
+	if len(levels) == 0 {
+		t.Fatal("pion never reported the offer's mDNS candidates: the test no longer sees what it checks")
+	}
+	for _, l := range levels {
+		if l != slog.LevelDebug {
+			t.Errorf("%q logged at %v, want DEBUG", msg, l)
+		}
+	}
+	pionLogger{slog.New(h)}.NewLogger("ice").Warnf("Failed to add remote candidate %s: %v", "x", "y")
+	if l := h.find("Failed to add remote candidate"); len(l) != 1 || l[0] != slog.LevelWarn {
+		t.Errorf("another pion warning logged at %v, want WARN", l)
+	}
+}
+
+// BenchmarkAnswerMDNSMode is the cost that decided against resolving remote mDNS
+// candidates (see NewWebRTC): answering Firefox's offer until gathering completes, with
+// mDNS off and in pion's query-only mode. ns/op is that setup; goroutines/pc what each
+// peer connection keeps running.
+func BenchmarkAnswerMDNSMode(b *testing.B) {
+	offer, err := os.ReadFile("testdata/firefox-153-offer.sdp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []struct {
+		name string
+		mode ice.MulticastDNSMode
+	}{{"disabled", ice.MulticastDNSModeDisabled}, {"query-only", ice.MulticastDNSModeQueryOnly}} {
+		b.Run(mode.name, func(b *testing.B) {
+			me := &webrtc.MediaEngine{}
+			if err := me.RegisterDefaultCodecs(); err != nil {
+				b.Fatal(err)
+			}
+			se := webrtc.SettingEngine{}
+			se.SetICEMulticastDNSMode(mode.mode)
+			api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+			before := runtime.NumGoroutine()
+			pcs := make([]*webrtc.PeerConnection, 0, b.N)
+			defer func() {
+				for _, pc := range pcs {
+					_ = pc.GracefulClose()
+				}
+			}()
+			for range b.N {
+				pc, err := api.NewPeerConnection(webrtc.Configuration{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pcs = append(pcs, pc)
+				if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+					b.Fatal(err)
+				}
+				ans, err := pc.CreateAnswer(nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				gathered := webrtc.GatheringCompletePromise(pc)
+				if err := pc.SetLocalDescription(ans); err != nil {
+					b.Fatal(err)
+				}
+				<-gathered
+			}
+			b.StopTimer()
+			time.Sleep(200 * time.Millisecond) // let the connections' goroutines settle
+			b.ReportMetric(float64(runtime.NumGoroutine()-before)/float64(b.N), "goroutines/pc")
+		})
+	}
+}
