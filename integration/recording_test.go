@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,5 +335,59 @@ func waitGone(t *testing.T, path string) {
 			t.Fatalf("%s is still there", path)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOneProcessPerDataDirectory: a second server on the same data
+// directory refuses to start and names the process that holds it (two
+// would upload and report the same recordings twice).
+func TestOneProcessPerDataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	first := runRTMRec(t, dir)
+	p, err := tryRunRTMRec(t, dir)
+	if err == nil {
+		t.Fatal("a second server started on the same data directory")
+	}
+	<-p.exited
+	if code := p.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("the second server exited %d", code)
+	}
+	want := fmt.Sprintf("process %d", first.cmd.Process.Pid)
+	if !strings.Contains(p.log(), want) {
+		t.Fatalf("the refusal does not name the holder (%s):\n%s", want, p.log())
+	}
+	// Once the first is gone, the directory is free.
+	if code := first.terminate(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	runRTMRec(t, dir)
+}
+
+// TestDevDrainUploadsToItsOwnSink: Ctrl-C on `rtmrec -dev` during a
+// recording finishes it into the console's own upload sink before the sink
+// goes away, and the client still hears STOPPED before its connection
+// closes.
+func TestDevDrainUploadsToItsOwnSink(t *testing.T) {
+	dir := t.TempDir()
+	srv := runRTMRec(t, dir, "-dev")
+	c := startCall(t, srv.wsURL(), "dev-drain", srv.httpURL()+"/dev/webhooks", nil, testclient.Tone)
+	rec := c.record(srv.httpURL()+"/dev/uploads/dev-drain.ogg", "")
+	time.Sleep(1500 * time.Millisecond)
+	_ = srv.cmd.Process.Signal(syscall.SIGINT)
+	stopped := testclient.Data[rtm.RecordingStateData](c.wait(testclient.IsRecording(c.id, rtm.RecordingStopped)))
+	if stopped.RecordingID != rec.RecordingID {
+		t.Fatalf("STOPPED for %s, want %s", stopped.RecordingID, rec.RecordingID)
+	}
+	select {
+	case <-srv.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGINT")
+	}
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "dev-uploads", "dev-drain.ogg"))
+	if err != nil || stopped.SizeBytes == nil || fi.Size() != *stopped.SizeBytes {
+		t.Fatalf("the dev sink holds %v (%v), STOPPED says %v bytes", fi, err, stopped.SizeBytes)
 	}
 }

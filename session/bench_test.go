@@ -15,6 +15,7 @@ package session_test
 // while its sessions are live.
 
 import (
+	"errors"
 	"bufio"
 	"bytes"
 	"context"
@@ -87,7 +88,7 @@ func newBenchRig(tb testing.TB) *benchRig {
 	r.closers = append(r.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := r.srv.Shutdown(ctx); err != nil {
+		if err := errors.Join(r.srv.Shutdown(ctx), r.srv.CloseConnections(ctx)); err != nil {
 			tb.Errorf("shutdown: %v", err)
 		}
 		hs.Close()

@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -167,7 +168,7 @@ func newHarness(t *testing.T, mutate func(*session.Config, *session.Deps)) *harn
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := h.srv.Shutdown(ctx); err != nil {
+		if err := errors.Join(h.srv.Shutdown(ctx), h.srv.CloseConnections(ctx)); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		hs.Close()

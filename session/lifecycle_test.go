@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestTerminationCauses(t *testing.T) {
 			act: func(t *testing.T, h *harness, c *testclient.Client, p *testclient.Peer) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				if err := h.srv.Shutdown(ctx); err != nil {
+				if err := errors.Join(h.srv.Shutdown(ctx), h.srv.CloseConnections(ctx)); err != nil {
 					t.Fatal(err)
 				}
 			},

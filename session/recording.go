@@ -207,7 +207,7 @@ func (ss *Session) finishRecording() {
 	ss.srv.metrics.recordings.Dec()
 	srv := ss.srv
 	log := ss.log.With("recording_id", a.id)
-	srv.work.Go(func() {
+	srv.finishing.Go(func() {
 		m, err := a.rec.Stop()
 		a.release()
 		if err := a.journeys.Finish(a.id, m, err); err != nil {

@@ -55,9 +55,10 @@ type Server struct {
 	// for as long as that link is open.
 	waiting map[string]*Link
 
-	// work tracks connections and recordings being finalised, so Shutdown
-	// can wait for them.
-	work sync.WaitGroup
+	// work tracks connections, so CloseConnections can wait for them;
+	// finishing tracks recordings being finalised, for Shutdown.
+	work      sync.WaitGroup
+	finishing sync.WaitGroup
 }
 
 // New builds a session server.
@@ -121,8 +122,9 @@ func (s *Server) Draining() bool {
 
 // Shutdown stops taking sessions, ends every session with
 // TERM_BY_SERVER_SHUTDOWN, finishes their recordings and hands them to
-// their journeys, and closes every connection (even when ctx ends first).
-// It waits for all of it, or ctx.
+// their journeys, and waits for all of it, or ctx. The connections stay
+// open, so their clients still hear how their recordings end; close them
+// with CloseConnections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -132,33 +134,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	var err error
 	for _, ss := range sessions {
 		ss.stop(rtm.CauseServerShutdown)
 	}
-wait:
 	for _, ss := range sessions {
 		select {
 		case <-ss.ended:
 		case <-ctx.Done():
-			err = fmt.Errorf("shutdown: sessions still ending: %w", ctx.Err())
-			break wait
+			return fmt.Errorf("shutdown: sessions still ending: %w", ctx.Err())
 		}
 	}
-	// A session's last messages (its TERMINATED) reach its connection once
-	// they are durable: let everything published so far through first.
-	if err == nil {
-		flushed := make(chan struct{})
-		s.deps.Events.Publish(webhook.Event{}, func() { close(flushed) })
-		select {
-		case <-flushed:
-		case <-ctx.Done():
-			err = fmt.Errorf("shutdown: events still being written: %w", ctx.Err())
-		}
+	// Recordings are finished and handed over off the sessions' loops.
+	done := make(chan struct{})
+	go func() { s.finishing.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: recordings still finishing: %w", ctx.Err())
 	}
-	// http.Server.Shutdown does not wait for hijacked connections: close
-	// them here, after their sessions' last messages were queued.
+}
+
+// CloseConnections closes every client connection, once what was published
+// before reached it (http.Server.Shutdown does not wait for hijacked
+// connections), and waits for them, or ctx. It closes them even when ctx
+// has ended.
+func (s *Server) CloseConnections(ctx context.Context) error {
+	var err error
+	flushed := make(chan struct{})
+	s.deps.Events.Publish(webhook.Event{}, func() { close(flushed) })
+	select {
+	case <-flushed:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: events still being written: %w", ctx.Err())
+	}
 	s.mu.Lock()
+	s.draining = true
 	for l := range s.links {
 		if c, ok := l.out.(Closer); ok {
 			c.Close()

@@ -78,7 +78,7 @@ func startServer(t *testing.T) (rtmURL, metricsURL string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := errors.Join(srv.Shutdown(ctx), srv.CloseConnections(ctx)); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		hs.Close()

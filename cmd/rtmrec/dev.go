@@ -34,15 +34,16 @@ const devSubject = "dev-console"
 //	POST /dev/webhooks          webhook sink (last 500 kept in memory)
 //	GET  /dev/webhooks          received webhooks (JSON; ?after=SEQ)
 //	GET  /dev/webhooks/stream   received webhooks, live (Server-Sent Events)
-func mountDev(mux *http.ServeMux, cfg *config, srv *session.Server, a *authenticator, log *slog.Logger) error {
+func mountDev(mux *http.ServeMux, cfg *config, srv *session.Server, a *authenticator, drained func() bool, log *slog.Logger) error {
 	log = log.With("component", "dev")
 	uploads, err := console.NewUploadSink(filepath.Join(cfg.DataDir, "dev-uploads"), console.DefaultMaxUploadBytes, log)
 	if err != nil {
 		return fmt.Errorf("dev mode: %w", err)
 	}
-	// Live webhook streams end when the server drains, or they would hold
-	// up the HTTP server's graceful shutdown.
-	webhooks := console.NewWebhookSink(console.DefaultWebhookCapacity, srv.Draining, log)
+	// Live webhook streams end once the drain has delivered the last
+	// events (the pages still see them), or they would hold up the HTTP
+	// server's graceful shutdown.
+	webhooks := console.NewWebhookSink(console.DefaultWebhookCapacity, drained, log)
 
 	mux.Handle("GET /dev/", http.StripPrefix("/dev", console.Pages()))
 	mux.HandleFunc("GET /dev/sessions", func(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -118,8 +119,11 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		})
 	}
 	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
+	// drained is set once the recordings and their reports are out: the
+	// dev console's live streams end then, not before.
+	var drained atomic.Bool
 	if cfg.Dev {
-		if err := mountDev(mux, cfg, srv, authn, log); err != nil {
+		if err := mountDev(mux, cfg, srv, authn, drained.Load, log); err != nil {
 			return err
 		}
 	}
@@ -189,6 +193,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		log.Warn("drain: sessions did not all end in time", "err", err)
 	}
 	st.drain(shCtx)
+	drained.Store(true)
+	if err := srv.CloseConnections(shCtx); err != nil {
+		log.Warn("drain: connections did not all close in time", "err", err)
+	}
 	for _, hs := range servers {
 		if err := hs.Shutdown(shCtx); err != nil {
 			_ = hs.Close()
