@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ type put struct {
 	body   []byte
 }
 
-func newTarget(t *testing.T, script ...string) *target {
+func newTarget(t testing.TB, script ...string) *target {
 	t.Helper()
 	tg := &target{script: script}
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +118,7 @@ type hook struct {
 	Data      rtm.RecordingStateData
 }
 
-func newHooks(t *testing.T) *hooks {
+func newHooks(t testing.TB) *hooks {
 	t.Helper()
 	h := &hooks{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +154,16 @@ func (h *hooks) states(id string) []string {
 	return out
 }
 
+// final is the recording's STOPPED or FAILED state, "" before it came.
+func (h *hooks) final(id string) string {
+	for _, ev := range h.list() {
+		if ev.Data.RecordingID == id && (ev.Data.State == rtm.RecordingStopped || ev.Data.State == rtm.RecordingFailed) {
+			return string(ev.Data.State)
+		}
+	}
+	return ""
+}
+
 // waitFinal waits until the recording's STOPPED or FAILED arrived.
 func (h *hooks) waitFinal(t *testing.T, id string) hook {
 	t.Helper()
@@ -172,7 +183,8 @@ func (h *hooks) waitFinal(t *testing.T, id string) hook {
 // env is one process's worth of delivery: ledger, outbox, uploader,
 // journeys, all running until stop.
 type env struct {
-	t        *testing.T
+	t        testing.TB
+	commits  atomic.Int64 // ledger commits
 	dir      string
 	ledger   *ledger.Ledger
 	outbox   *webhook.Outbox
@@ -184,11 +196,11 @@ type env struct {
 }
 
 // start opens the data directory dir as a new process would.
-func start(t *testing.T, dir string, mutate func(*Config)) *env {
+func start(t testing.TB, dir string, mutate func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, dir: dir, announce: make(chan rtm.Message, 64)}
 	var err error
-	if e.ledger, err = ledger.Open(dir, ledger.Options{}); err != nil {
+	if e.ledger, err = ledger.Open(dir, ledger.Options{OnCommit: func() { e.commits.Add(1) }}); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -204,7 +216,12 @@ func start(t *testing.T, dir string, mutate func(*Config)) *env {
 		Ledger: e.ledger, Outbox: e.outbox, Uploader: up, Dir: filepath.Join(dir, "recordings"),
 		MaxAttempts: 5, BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		Logger:   log,
-		Announce: func(_ string, m rtm.Message) { e.announce <- m },
+		Announce: func(_ string, m rtm.Message) {
+			select {
+			case e.announce <- m:
+			default:
+			}
+		},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -234,7 +251,7 @@ func (e *env) stop() {
 // record makes a real recording of dur of Opus in the env's recordings
 // directory and returns it unstopped (as a crash would leave it) or
 // stopped.
-func record(t *testing.T, dir, id string, dur time.Duration) *recorder.Recording {
+func record(t testing.TB, dir, id string, dur time.Duration) *recorder.Recording {
 	t.Helper()
 	rec, err := recorder.Start(recorder.Config{Dir: dir, RecordingID: id, SessionID: "s-" + id, Format: recorder.FormatOgg,
 		Tracks: []recorder.TrackInfo{{ID: "mid0", Codec: recorder.CodecOpus}}})

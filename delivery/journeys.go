@@ -573,7 +573,9 @@ func (j *Journeys) attempt(ctx context.Context, jr *journey) error {
 	out := upload.Outcome{OK: true}
 	if !jr.MediaDone {
 		out = j.cfg.Uploader.Put(ctx, upload.Job{File: j.mediaPath(jr), ContentType: jr.Manifest.ContentType, URL: jr.Route.UploadURL})
-		if out.OK {
+		if out.OK && jr.manifestTarget() != "" {
+			// The manifest goes next: remember the media went, so a retry
+			// sends only the manifest.
 			done := jr.clone()
 			done.MediaDone = true
 			if err := j.cfg.Ledger.Update(func(tx *ledger.Tx) error { return saveJourney(tx, done) }); err != nil {

@@ -15,10 +15,10 @@ package session_test
 // while its sessions are live.
 
 import (
-	"errors"
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
