@@ -60,7 +60,10 @@ type benchRig struct {
 	closers []func()
 }
 
-func newBenchRig(tb testing.TB) *benchRig {
+func newBenchRig(tb testing.TB) *benchRig { return newBenchRigWith(tb, nil) }
+
+// newBenchRigWith is newBenchRig with the server's dependencies changed.
+func newBenchRigWith(tb testing.TB, mutate func(*session.Deps)) *benchRig {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	r := &benchRig{tb: tb, reg: prometheus.NewRegistry()}
@@ -72,8 +75,11 @@ func newBenchRig(tb testing.TB) *benchRig {
 		if err != nil {
 			return
 		}
-		r.srv, err = session.New(session.Config{DataDir: tb.TempDir(), ConnectTimeout: 15 * time.Second, DisconnectTimeout: time.Second},
-			session.Deps{WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(r.reg)})
+		deps := session.Deps{WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(r.reg)}
+		if mutate != nil {
+			mutate(&deps)
+		}
+		r.srv, err = session.New(session.Config{DataDir: tb.TempDir(), ConnectTimeout: 15 * time.Second, DisconnectTimeout: time.Second}, deps)
 		if err != nil {
 			return
 		}
@@ -213,9 +219,20 @@ func percentile(samples []time.Duration, p float64) float64 {
 // WebSocket) and reports session_start → answer and → CONNECTED. The
 // sessions do not stream: CONNECTED needs ICE and DTLS, not media, and an
 // idle server isolates the signalling and handshake cost.
+//
+// With RTMREC_BENCH_HANGING_DNS=1, each connection first starts a session
+// whose webhook host's DNS lookup never answers: the measured sessions
+// share its connection.
 func BenchmarkSessionSetup(b *testing.B) {
-	r := newBenchRig(b)
+	hanging := os.Getenv("RTMREC_BENCH_HANGING_DNS") == "1"
+	dns := &hangingDNS{release: make(chan struct{})}
+	r := newBenchRigWith(b, func(d *session.Deps) {
+		if hanging {
+			d.URLs = dns
+		}
+	})
 	defer r.close()
+	defer close(dns.release)
 	api, err := testclient.NewAPI()
 	if err != nil {
 		b.Fatal(err)
@@ -232,6 +249,19 @@ func BenchmarkSessionSetup(b *testing.B) {
 				c.Close()
 			}
 			c = r.dial()
+			if hanging {
+				p, err := testclient.NewPeer(api, testclient.Tone)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.peers = append(r.peers, p)
+				ctx, cancel := context.WithCancel(context.Background())
+				r.closers = append(r.closers, cancel)
+				go func(c *testclient.Client) { _ = c.Start(ctx, p, "c", fmt.Sprintf("hang-%d", i), "https://hang.example/hook") }(c)
+				for dns.hanging() < i/8+1 {
+					time.Sleep(time.Millisecond)
+				}
+			}
 		}
 		_, a, cn := r.open(c, api, fmt.Sprintf("setup-%d", i), testclient.Tone)
 		answers, connects = append(answers, a), append(connects, cn)
