@@ -215,7 +215,7 @@ func start(t testing.TB, dir string, mutate func(*Config)) *env {
 	cfg := Config{
 		Ledger: e.ledger, Outbox: e.outbox, Uploader: up, Dir: filepath.Join(dir, "recordings"),
 		MaxAttempts: 5, BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		Logger:   log,
+		Logger: log,
 		Announce: func(_ string, m rtm.Message) {
 			select {
 			case e.announce <- m:

@@ -257,7 +257,9 @@ func BenchmarkSessionSetup(b *testing.B) {
 				r.peers = append(r.peers, p)
 				ctx, cancel := context.WithCancel(context.Background())
 				r.closers = append(r.closers, cancel)
-				go func(c *testclient.Client) { _ = c.Start(ctx, p, "c", fmt.Sprintf("hang-%d", i), "https://hang.example/hook") }(c)
+				go func(c *testclient.Client) {
+					_ = c.Start(ctx, p, "c", fmt.Sprintf("hang-%d", i), "https://hang.example/hook")
+				}(c)
 				for dns.hanging() < i/8+1 {
 					time.Sleep(time.Millisecond)
 				}

@@ -1,15 +1,11 @@
 // Package durable writes files so that a crash leaves either the old or the
-// new content, never a torn file: the job, event and manifest files that
-// let rtmrec lose nothing across a kill -9.
+// new content, never a torn file (signed manifests, repaired recordings).
 package durable
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // WriteFile replaces path with data: write a temp file in the same
@@ -47,39 +43,4 @@ func SyncDir(dir string) error {
 		return err
 	}
 	return errors.Join(d.Sync(), d.Close())
-}
-
-// LoadJSON reads every file of dir ending in ext as a JSON T, in directory
-// order. Temp files an interrupted WriteFile left behind are removed; a file
-// that cannot be read, decoded or does not pass check is renamed aside to
-// <name>.corrupt (never deleted) and reported in bad.
-func LoadJSON[T any](dir, ext string, check func(*T) error) (items []*T, bad []string, err error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, e := range entries {
-		name := e.Name()
-		full := filepath.Join(dir, name)
-		switch {
-		case strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp"):
-			_ = os.Remove(full)
-		case strings.HasSuffix(name, ext):
-			v := new(T)
-			data, err := os.ReadFile(full)
-			if err == nil {
-				err = json.Unmarshal(data, v)
-			}
-			if err == nil {
-				err = check(v)
-			}
-			if err != nil {
-				_ = os.Rename(full, full+".corrupt")
-				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-				continue
-			}
-			items = append(items, v)
-		}
-	}
-	return items, bad, nil
 }

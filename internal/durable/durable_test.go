@@ -27,35 +27,3 @@ func TestWriteFileReplacesWithoutLeftovers(t *testing.T) {
 	}
 }
 
-func TestLoadJSONSetsBadFilesAside(t *testing.T) {
-	dir := t.TempDir()
-	type rec struct{ ID string }
-	for name, content := range map[string]string{
-		"a.job":         `{"ID":"a"}`,
-		"b.job":         `{"ID":""}`, // fails the check
-		"c.job":         `{not json`,
-		".d.job.tmp123": `{"ID":"d"}`, // an interrupted write
-		"e.other":       `{"ID":"e"}`,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	items, bad, err := LoadJSON(dir, ".job", func(r *rec) error {
-		if r.ID == "" {
-			return os.ErrInvalid
-		}
-		return nil
-	})
-	if err != nil || len(items) != 1 || items[0].ID != "a" || len(bad) != 2 {
-		t.Fatalf("items=%v bad=%v err=%v", items, bad, err)
-	}
-	for _, name := range []string{"b.job.corrupt", "c.job.corrupt", "e.other"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, ".d.job.tmp123")); !os.IsNotExist(err) {
-		t.Error("the temp file of an interrupted write was kept")
-	}
-}
