@@ -26,4 +26,3 @@ func TestWriteFileReplacesWithoutLeftovers(t *testing.T) {
 		t.Fatal("writing into a missing directory succeeded")
 	}
 }
-
