@@ -16,6 +16,7 @@ type Metrics struct {
 	rtpPackets     *prometheus.CounterVec
 	recordings     prometheus.Gauge
 	forwardDropped prometheus.Counter
+	tokenRefreshes *prometheus.CounterVec
 }
 
 // NewMetrics registers the session metrics with reg (nil: not exported).
@@ -45,6 +46,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		forwardDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rtmrec_supervisor_packets_dropped_total", Help: "RTP packets not forwarded to a supervisor whose queue was full.",
 		}),
+		tokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_token_refreshes_total", Help: "token_refresh messages, by outcome (accepted, refused).",
+		}, []string{"outcome"}),
 	}
 	// Every state is exported from the start, so dashboards show zeros
 	// rather than missing series.
@@ -53,8 +57,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.rtpPackets.WithLabelValues("audio")
 	m.rtpPackets.WithLabelValues("video")
+	m.tokenRefreshes.WithLabelValues("accepted")
+	m.tokenRefreshes.WithLabelValues("refused")
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped)
+		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped, m.tokenRefreshes)
 	}
 	return m
 }

@@ -32,12 +32,15 @@ func (a *activeRecording) audit(e recorder.AuditEvent) {
 // DNS (the URL checks) or the disk (the file, the journey) happens beside
 // the loop; the client hears STARTED once the journey is durable.
 func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
+	// The link's current principal: a refreshed token's URL prefixes apply
+	// to the recordings started after it.
+	p := ss.link.principal()
 	switch {
 	case ss.rec != nil || ss.recStarting:
 		return rtm.Errorf(rtm.CodeRecordingActive, "a recording is running; stop it first")
 	case ss.monitored != nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "a supervisor session cannot record")
-	case !ss.principal.MayRecord():
+	case !p.MayRecord():
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not record")
 	case ss.srv.deps.Journeys == nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "recording is not configured on this server")
@@ -83,7 +86,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	ss.recStarting = true
 	link, journeys := ss.link, ss.srv.deps.Journeys
 	ss.async(func() func() {
-		rec, err := ss.openRecording(cfg, route, d)
+		rec, err := ss.openRecording(p, cfg, route, d)
 		return func() {
 			ss.recStarting = false
 			if err != nil {
@@ -113,12 +116,12 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 
 // openRecording checks the URLs, creates the file and begins the
 // recording's journey, which queues STARTED. It runs beside the loop.
-func (ss *Session) openRecording(cfg recorder.Config, route delivery.Route, d rtm.RecordingStart) (*recorder.Recording, error) {
-	if err := ss.srv.checkURL(ss.ctx, ss.principal, d.UploadURL, true); err != nil {
+func (ss *Session) openRecording(p Principal, cfg recorder.Config, route delivery.Route, d rtm.RecordingStart) (*recorder.Recording, error) {
+	if err := ss.srv.checkURL(ss.ctx, p, d.UploadURL, true); err != nil {
 		return nil, err
 	}
 	if d.WebhookURL != "" {
-		if err := ss.srv.checkURL(ss.ctx, ss.principal, d.WebhookURL, false); err != nil {
+		if err := ss.srv.checkURL(ss.ctx, p, d.WebhookURL, false); err != nil {
 			return nil, err
 		}
 	}

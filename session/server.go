@@ -34,6 +34,9 @@ type Deps struct {
 	URLs      URLChecker
 	S3        S3Policy
 	Admission Admission
+	// Tokens verifies token_refresh; nil answers it not_supported (a
+	// server without authentication).
+	Tokens TokenVerifier
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
 }

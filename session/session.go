@@ -24,12 +24,14 @@ const commandQueue = 32
 // another session: slow steps run beside it (async) and hold the client's
 // later requests back until they are done, so requests keep their order.
 type Session struct {
-	srv       *Server
-	link      *Link
-	id        string
-	clientID  string
-	key       string
-	instance  string // tells this session from an earlier one with the same id, in event ids
+	srv      *Server
+	link     *Link
+	id       string
+	clientID string
+	key      string
+	instance string // tells this session from an earlier one with the same id, in event ids
+	// principal is the link's at the start: its identity and tenant are the
+	// session's for good (a refreshed token keeps them).
 	principal Principal
 	webhook   string
 	log       *slog.Logger
@@ -60,7 +62,9 @@ type Session struct {
 	inAnswer   map[string]bool // candidates already inside the sent answer
 	candidates int
 	stateSeen  map[rtm.State]int // how often each state was announced, for event ids
-	tracks     []*trackSink
+	// expiry ends a supervisor session when its token expires.
+	expiry *time.Timer
+	tracks []*trackSink
 	// published is a copy of tracks for goroutines other than the loop.
 	published   atomic.Pointer[[]*trackSink]
 	rec         *activeRecording
@@ -90,7 +94,8 @@ type Session struct {
 // starts the session's goroutine, which does the rest. offer may be nil
 // for a supervisor: the server then makes the offer.
 func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhookURL string, monitored *Session) error {
-	if monitored == nil && !l.principal.MayRecord() {
+	p := l.principal()
+	if monitored == nil && !p.MayRecord() {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not start sessions")
 	}
 	id := m.SessionID
@@ -103,9 +108,9 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		link:        l,
 		id:          id,
 		clientID:    m.ClientID,
-		key:         sessionKey(l.principal.Tenant(), id),
+		key:         sessionKey(p.Tenant(), id),
 		instance:    newID(),
-		principal:   l.principal,
+		principal:   p,
 		webhook:     webhookURL,
 		monitored:   monitored,
 		ctx:         ctx,
@@ -122,7 +127,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		release:     func() {},
 	}
 	ss.log = l.log.With("session_id", id)
-	if t := l.principal.Tenant(); t != "" {
+	if t := p.Tenant(); t != "" {
 		ss.log = ss.log.With("tenant", t)
 	}
 	if err := l.srv.register(ss); err != nil {
@@ -134,7 +139,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		cancel()
 		return err
 	}
-	ss.snapshot = SessionInfo{Tenant: l.principal.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
+	ss.snapshot = SessionInfo{Tenant: p.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
 	go ss.run(m, offer)
 	return nil
 }
@@ -282,6 +287,12 @@ func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
 		defer t.Stop()
 		maxDuration = t.C
 	}
+	// A supervisor listens only while its token is valid; a client's call
+	// goes on (see token.go).
+	expired := ss.startExpiry()
+	if ss.expiry != nil {
+		defer ss.expiry.Stop()
+	}
 	for ss.life.state != rtm.StateTerminated {
 		var cmds <-chan func()
 		if !ss.busy {
@@ -310,6 +321,8 @@ func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
 			ss.transition(ss.life.onTimer(), "")
 		case <-maxDuration:
 			ss.transition(ss.life.terminate(rtm.CauseMaxDuration), "")
+		case <-expired:
+			ss.transition(ss.life.terminate(rtm.CauseTokenExpired), "the supervisor's token expired; join again with a new token")
 		case cause := <-ss.stopCh:
 			ss.transition(ss.life.terminate(cause), "")
 		}

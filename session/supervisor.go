@@ -165,10 +165,11 @@ func (t *trackSink) removeForwarders(sup *Session) {
 
 // joinSession takes supervisor_join_session on the link's goroutine.
 func (l *Link) joinSession(m rtm.Message, d rtm.SupervisorJoin) error {
-	if !l.principal.MaySupervise(d.SessionIDToMonitor) {
+	p := l.principal()
+	if !p.MaySupervise(d.SessionIDToMonitor) {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not supervise session %q", d.SessionIDToMonitor)
 	}
-	target := l.srv.lookup(l.principal.Tenant(), d.SessionIDToMonitor)
+	target := l.srv.lookup(p.Tenant(), d.SessionIDToMonitor)
 	if target == nil || target.isEnded() {
 		return rtm.Errorf(rtm.CodeSessionNotFound, "no session %q to monitor", d.SessionIDToMonitor)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtmrec/rtmrec/auth"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/s3allow"
 )
@@ -30,6 +31,7 @@ type config struct {
 
 	AuthHS256Secrets list
 	AuthPublicKeys   list
+	AuthLeeway       time.Duration
 	InsecureNoAuth   bool
 
 	TrustedProxies list
@@ -97,6 +99,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.Var(&c.AllowedOrigins, "allowed-origins", "browser origins allowed on /rtm (repeatable; default any)")
 	fs.Var(&c.AuthHS256Secrets, "auth-hs256-secret", "JWT HS256 secret (repeatable, for rotation)")
 	fs.Var(&c.AuthPublicKeys, "auth-public-key", "PEM file with an RS256/ES256 JWT public key (repeatable)")
+	fs.DurationVar(&c.AuthLeeway, "auth-leeway", auth.DefaultLeeway, "clock skew tolerated on a token's exp, nbf and iat, at the upgrade and for the rest of the connection: a connection can start nothing, and its supervisor sessions end, this long after its token's exp")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run without authentication on a non-loopback address")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 15*time.Second, "time for ICE/DTLS to reach CONNECTED")
 	fs.DurationVar(&c.DisconnectTimeout, "disconnect-timeout", 10*time.Second, "time DISCONNECTED may last before TERM_BY_MEDIA_TIMEOUT")
@@ -191,6 +194,9 @@ func (c *config) validate() error {
 	}
 	if _, err := s3allow.Parse(c.S3Allow); err != nil {
 		errs = append(errs, fmt.Errorf("-s3-allow: %w", err))
+	}
+	if c.AuthLeeway <= 0 {
+		errs = append(errs, errors.New("-auth-leeway must be positive"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("-tls-cert and -tls-key go together"))
