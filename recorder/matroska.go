@@ -31,6 +31,14 @@ import (
 //
 // A file cut by a crash plays up to its last complete block; Repair rebuilds Duration and
 // Cues from the clusters.
+// MaxTracks is how many tracks one recording holds: the Matroska Tracks region has a fixed
+// size so that it can be rewritten in place, and every late Ogg stream rewrites all headers.
+const MaxTracks = 24
+
+// mkvMaxNameLen bounds a track's Name (its id, chosen by the client's SDP) so that
+// MaxTracks entries always fit the Tracks region.
+const mkvMaxNameLen = 32
+
 const (
 	mkvTracksRegion   = 4096
 	mkvMaxClusterMS   = 5000
@@ -212,8 +220,12 @@ func (m *mkvWriter) trackUID(num int, id string) uint64 {
 }
 
 func (m *mkvWriter) entryFor(tr *trackState) mkvTrackEntry {
+	name := tr.info.ID
+	if len(name) > mkvMaxNameLen {
+		name = name[:mkvMaxNameLen]
+	}
 	e := mkvTrackEntry{
-		Name:        tr.info.ID,
+		Name:        name,
 		TrackNumber: uint64(tr.num),
 		TrackUID:    m.trackUID(tr.num, tr.info.ID),
 	}

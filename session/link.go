@@ -92,6 +92,7 @@ func (l *Link) Allow() bool { return l.limiter.Allow() }
 
 // RateError is what a client hears when Allow refused its frame.
 func (l *Link) RateError() error {
+	l.srv.metrics.limits.WithLabelValues(limitMessageRate).Inc()
 	return rtm.Errorf(rtm.CodeServerBusy, "too many messages: at most %.0f per second", l.srv.cfg.MessageRate)
 }
 
@@ -168,6 +169,7 @@ func (l *Link) add(ss *Session) error {
 		}
 	}
 	if len(l.sessions) >= l.srv.cfg.MaxSessionsPerConn {
+		l.srv.metrics.limits.WithLabelValues(limitSessionsPerConn).Inc()
 		return rtm.Errorf(rtm.CodeServerBusy, "at most %d sessions per connection", l.srv.cfg.MaxSessionsPerConn)
 	}
 	if other := l.sessions[ss.id]; other != nil {

@@ -72,6 +72,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		RecordingID: newID(), SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
 		Format:    format,
 		PauseMode: recorder.PauseMode(d.PauseMode),
+		MaxPauses: ss.srv.cfg.MaxPauses,
 		Tracks:    hints,
 		RequestKeyframe: func(trackID string) {
 			for _, t := range ss.tracksSnapshot() {
@@ -229,7 +230,11 @@ func (ss *Session) pauseRecording(pause bool) error {
 	changed := false
 	next := rtm.RecordingResumed
 	if pause {
-		changed = a.rec.Pause()
+		var err error
+		if changed, err = a.rec.Pause(); errors.Is(err, recorder.ErrTooManyPauses) {
+			ss.srv.metrics.limits.WithLabelValues(limitPauses).Inc()
+			return rtm.Errorf(rtm.CodeServerBusy, "the recording goes on unpaused: it has had the %d pauses a recording may have", ss.srv.cfg.MaxPauses)
+		}
 		next = rtm.RecordingPaused
 	} else {
 		changed = a.rec.Resume()

@@ -172,6 +172,9 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	if offer == nil {
 		return ss.offerFirst()
 	}
+	if err := ss.checkOffer(offer.SDP); err != nil {
+		return err
+	}
 	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
 	}
@@ -442,6 +445,16 @@ func (ss *Session) setLocal(d webrtc.SessionDescription) error {
 	return nil
 }
 
+// checkOffer refuses an offer with more media sections than a session may
+// have tracks, before pion builds a transceiver for each (contract §7).
+func (ss *Session) checkOffer(sdp string) error {
+	if n := strings.Count(sdp, "\nm="); n > ss.srv.cfg.MaxTracks {
+		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()
+		return rtm.Errorf(rtm.CodeInvalidSDP, "the offer has %d media sections; a session may have at most %d", n, ss.srv.cfg.MaxTracks)
+	}
+	return nil
+}
+
 // hasRecordableMedia reports whether any m-line was accepted for receiving.
 func (ss *Session) hasRecordableMedia() bool {
 	for _, tr := range ss.pc.GetTransceivers() {
@@ -481,6 +494,7 @@ func (ss *Session) onRemoteCandidate(c *rtm.ICECandidate) error {
 	}
 	ss.candidates++
 	if ss.candidates > ss.srv.cfg.MaxCandidates {
+		ss.srv.metrics.limits.WithLabelValues(limitCandidates).Inc()
 		return rtm.Errorf(rtm.CodeServerBusy, "at most %d candidates per session", ss.srv.cfg.MaxCandidates)
 	}
 	err := ss.pc.AddICECandidate(webrtc.ICECandidateInit{
@@ -503,6 +517,9 @@ func (ss *Session) onSDPUpdate(d *rtm.SessionDescription) error {
 				return fmt.Errorf("rollback local offer: %w", err)
 			}
 			ss.wantOffer = true
+		}
+		if err := ss.checkOffer(d.SDP); err != nil {
+			return err
 		}
 		if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: d.SDP}); err != nil {
 			return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))

@@ -87,6 +87,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}
 	srv, err := session.New(session.Config{
 		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
+		MaxTracks: cfg.MaxTracksPerSession, MaxPauses: cfg.MaxPausesPerRecording,
 		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins, SignsManifests: st.evidenceKey != nil,
 	}, deps)
 	if err != nil {
