@@ -41,13 +41,14 @@ type Config struct {
 	RequestKeyframe func(trackID string)
 	SyncInterval    time.Duration // fsync period, default 1 s
 	QueueSize       int           // packets, default 1024 (256 for Ogg)
+	Logger          *slog.Logger
+	Metrics         *Metrics // may be nil
+	Now             func() time.Time
+
 	// MaxPauses bounds the pauses of the recording, default DefaultMaxPauses.
 	MaxPauses int
 	// MuxBytes bounds the frames held for interleaving, default DefaultMuxBytes.
 	MuxBytes int
-	Logger   *slog.Logger
-	Metrics  *Metrics // may be nil
-	Now      func() time.Time
 }
 
 // ErrNoMedia is the error of a recording that received nothing it could
