@@ -109,7 +109,9 @@ func DecodeData(m Message, v interface{ Validate() error }) error {
 		if errors.As(err, &e) {
 			return e
 		}
-		return Errorf(CodeInvalidMessage, "%s data: %v", m.Type, err)
+		// A validator outside this package: its words are not the
+		// contract's.
+		return Errorf(CodeInvalidMessage, "%s data is not valid", m.Type)
 	}
 	return nil
 }

@@ -82,7 +82,8 @@ type S3Policy interface {
 }
 
 // Admission bounds the sessions and recordings of the server and of each
-// tenant. A refusal is answered server_busy.
+// tenant. A refusal (a *limits.RefusedError, or an error carrying an
+// *rtm.Error) is answered with its words; any other error is internal.
 type Admission interface {
 	AcquireSession(tenant string) (release func(), err error)
 	AcquireRecording(tenant string) (release func(), err error)

@@ -49,15 +49,15 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	format, err := recorder.ParseFormat(d.Format)
 	if err != nil {
-		return rtm.Errorf(rtm.CodeInvalidMessage, "%v", err)
+		return rtm.Errorf(rtm.CodeInvalidMessage, "format must be auto, ogg, webm or mkv")
 	}
 	hints := ss.trackHints()
 	if _, err := recorder.ResolveFormat(format, hints); err != nil {
-		return rtm.Errorf(rtm.CodeNotSupported, "%v", err)
+		return rtm.Errorf(rtm.CodeNotSupported, "format %s cannot hold this session's tracks (ogg holds audio only, webm no H.264 video); use auto", format)
 	}
 	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {
-		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
+		return refusal(err)
 	}
 	webhookURL := d.WebhookURL
 	if webhookURL == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,7 +153,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	release, err := ss.srv.deps.Admission.AcquireSession(ss.principal.Tenant())
 	if err != nil {
-		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
+		return refusal(err)
 	}
 	ss.release = release
 	if ss.webhook != "" {
@@ -661,11 +662,34 @@ func (ss *Session) info() SessionInfo {
 	return info
 }
 
-// sdpProblem shortens pion's error text for the client.
+// sdpProblem is pion's reason for refusing a description or a candidate,
+// in the client's terms: the parser's Go wording ("failed to unmarshal SDP:
+// sdp: syntax error at pos 12") becomes "the SDP cannot be parsed (syntax
+// error at byte 12)", Go package prefixes are dropped, and it is cut at
+// 200 bytes (a candidate's text is quoted back).
 func sdpProblem(err error) string {
 	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "failed to unmarshal SDP: "); ok {
+		if m := sdpSyntaxPos.FindStringSubmatch(rest); m != nil {
+			return "the SDP cannot be parsed (syntax error at byte " + m[1] + ")"
+		}
+		return "the SDP cannot be parsed"
+	}
+	for {
+		pkg, rest, ok := strings.Cut(msg, ": ")
+		if !ok || !pionPackages[pkg] {
+			break
+		}
+		msg = rest
+	}
 	if len(msg) > 200 {
 		msg = msg[:200]
 	}
 	return msg
 }
+
+var (
+	sdpSyntaxPos = regexp.MustCompile(`syntax error at pos (\d+)`)
+	// pionPackages are the prefixes pion's errors carry.
+	pionPackages = map[string]bool{"sdp": true, "webrtc": true, "ice": true, "dtls": true, "srtp": true, "rtp": true, "rtcp": true, "interceptor": true}
+)
