@@ -180,7 +180,7 @@ func TestMaxTracksFitMatroska(t *testing.T) {
 	for i := range MaxTracks {
 		tr := &trackState{
 			info: TrackInfo{ID: fmt.Sprintf("mid%d/%s", i, strings.Repeat("x", 200)), Kind: KindVideo, Codec: CodecH264},
-			num:  i + 1, width: 1920, height: 1080, codecPrivate: avcC(sps, pps),
+			num:  i + 1, width: 1920, height: 1080, codecPrivate: avcC(sps, pps), orient: orientation{rotation: 90},
 		}
 		m.entries = append(m.entries, m.entryFor(tr))
 	}

@@ -69,8 +69,15 @@ type mkvAudio struct {
 }
 
 type mkvVideo struct {
-	PixelWidth  uint64 `ebml:"PixelWidth"`
-	PixelHeight uint64 `ebml:"PixelHeight"`
+	PixelWidth  uint64         `ebml:"PixelWidth"`
+	PixelHeight uint64         `ebml:"PixelHeight"`
+	Projection  *mkvProjection `ebml:"Projection,omitempty"`
+}
+
+// mkvProjection turns a rectangular picture for display (ProjectionType 0).
+type mkvProjection struct {
+	ProjectionType     uint64  `ebml:"ProjectionType"`
+	ProjectionPoseRoll float64 `ebml:"ProjectionPoseRoll"`
 }
 
 type mkvTracksBody struct {
@@ -244,6 +251,9 @@ func (m *mkvWriter) entryFor(tr *trackState) mkvTrackEntry {
 			w, h = 16, 16 // placeholder until the first keyframe tells the size
 		}
 		e.Video = &mkvVideo{PixelWidth: uint64(w), PixelHeight: uint64(h)}
+		if tr.orient.rotation != 0 {
+			e.Video.Projection = &mkvProjection{ProjectionPoseRoll: projectionRoll(tr.orient.rotation)}
+		}
 		if tr.info.Codec == CodecH264 && len(tr.codecPrivate) > 0 {
 			e.CodecPrivate = tr.codecPrivate
 		}

@@ -149,6 +149,7 @@ type trackState struct {
 	lastMS                       int64
 	lastT                        int64 // file time of the last frame queued for the muxer
 	q                            qualityMeter
+	orient                       orientation
 }
 
 // inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
@@ -802,6 +803,9 @@ func (r *Recording) place(st *trackState, p rtpPacket) {
 		return
 	}
 	st.q.inOrder(p.ext, p.ts, -1, len(p.payload), p.arrival, clock)
+	if id := st.info.OrientationExtID; id != 0 {
+		st.orient.follow(*p.buf, id, t, st.width != 0)
+	}
 	frame, lost := st.asm.push(p.ext, p.ts, p.marker, p.payload)
 	if lost && !st.needKey {
 		st.needKey = true
@@ -1025,6 +1029,9 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 			FramesDropped:  st.framesDropped,
 			Width:          st.width,
 			Height:         st.height,
+		}
+		if st.info.Kind == KindVideo {
+			ts.Rotation, ts.RotationChanges = st.orient.rotation, slices.Clone(st.orient.changes)
 		}
 		sent := ts.PacketsReceived - min(ts.PacketsReceived, paused+ts.Duplicates+ts.PacketsDropped)
 		ts.LossPercent = lossPercent(ts.PacketsLost, sent)

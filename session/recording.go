@@ -53,7 +53,10 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	hints := ss.trackHints()
 	if _, err := recorder.ResolveFormat(format, hints); err != nil {
-		return rtm.Errorf(rtm.CodeNotSupported, "format %s cannot hold this session's tracks (ogg holds audio only, webm no H.264 video); use auto", format)
+		if format == recorder.FormatOgg {
+			return rtm.Errorf(rtm.CodeNotSupported, "format ogg cannot hold video; use webm, mkv or auto")
+		}
+		return rtm.Errorf(rtm.CodeNotSupported, "format %s cannot hold H.264 video; use mkv or auto", format)
 	}
 	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {

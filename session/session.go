@@ -182,7 +182,11 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	if ss.monitored == nil && !ss.hasRecordableMedia() {
 		return rtm.Errorf(rtm.CodeNotSupported, "the offer has no audio or video in a codec the server can record (Opus, VP8, VP9, H264)")
 	}
-	return ss.answer()
+	if err := ss.answer(); err != nil {
+		return err
+	}
+	ss.refreshExtensions()
+	return nil
 }
 
 // hookPeer forwards pion's callbacks to the loop. pion runs each state
@@ -569,6 +573,7 @@ func (ss *Session) offer() {
 }
 
 func (ss *Session) afterRenegotiation() {
+	ss.refreshExtensions()
 	if ss.wantOffer && ss.pc.SignalingState() == webrtc.SignalingStateStable {
 		ss.offer()
 	}

@@ -55,6 +55,9 @@ type forwarder struct {
 	// awaitKey holds video back until a keyframe, so the supervisor's
 	// picture never starts grey or smeared.
 	awaitKey bool
+	// dst are the extension ids negotiated with the supervisor; its loop
+	// updates them after each negotiation.
+	dst atomic.Pointer[extIDs]
 }
 
 // forward is called on the monitored track's reader goroutine with the
@@ -91,10 +94,7 @@ func (f *forwarder) run() {
 			}
 			f.awaitKey = false
 		}
-		// The client's header extensions use ids negotiated with the client,
-		// not with the supervisor; the send path adds its own.
-		pkt.Header.Extension = false
-		pkt.Header.Extensions = nil
+		remapExtensions(&pkt.Header, f.src.ext, f.dst.Load())
 		_ = f.local.WriteRTP(&pkt)
 		p.release()
 	}
@@ -224,6 +224,7 @@ func (ss *Session) forwardTrack(src *trackSink) {
 		done:     make(chan struct{}),
 		awaitKey: src.info.Kind == recorder.KindVideo,
 	}
+	f.dst.Store(negotiatedExtensions(sender.GetParameters().HeaderExtensions))
 	ss.forwarders = append(ss.forwarders, f)
 	if !ss.goReader(f.run) {
 		return

@@ -25,9 +25,12 @@ type trackSink struct {
 	owner  *Session
 	// mline is the track's m-line index in the offer, for a stable order.
 	mline int
-	rec   atomic.Pointer[recorder.Track]
-	fwd   atomic.Pointer[[]*forwarder]
-	fan   fanout
+	// ext are the ids of the forwarded header extensions negotiated with
+	// the client.
+	ext *extIDs
+	rec atomic.Pointer[recorder.Track]
+	fwd atomic.Pointer[[]*forwarder]
+	fan fanout
 
 	packets atomic.Uint64
 	lastPLI atomic.Int64
@@ -54,12 +57,17 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 			"track %s is neither recorded nor forwarded: a session may have at most %d tracks", id, ss.srv.cfg.MaxTracks))
 		return
 	}
+	ext := negotiatedExtensions(r.GetParameters().HeaderExtensions)
 	sink := &trackSink{
 		mline:  mline,
 		info:   recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
 		remote: t,
 		owner:  ss,
 		ssrc:   uint32(t.SSRC()),
+		ext:    ext,
+	}
+	if kind == recorder.KindVideo {
+		sink.info.OrientationExtID = ext.orientation()
 	}
 	ss.tracks = append(ss.tracks, sink)
 	ss.publishTracks()
