@@ -93,7 +93,7 @@ func TestOfferWithTooManyMediaSections(t *testing.T) {
 	if _, body := srv.get("/metrics"); !strings.Contains(body, `rtmrec_session_limit_refusals_total{limit="tracks"} 1`) {
 		t.Fatal("the refusal is not counted")
 	}
-	if err := startOn(t, c, "call"); err != nil {
+	if err := startAnother(t, c, "call"); err != nil {
 		t.Fatalf("a real offer after the refused one: %v", err)
 	}
 }

@@ -62,8 +62,8 @@ func TestOrientationReachesSupervisorAndRecording(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clientID := senderExtensionID(p.PC, testclient.VideoOrientation)
-	supervisorID := receiverExtensionID(w.PC, testclient.VideoOrientation)
+	clientID := videoExtensionID(p.PC, testclient.VideoOrientation, true)
+	supervisorID := videoExtensionID(w.PC, testclient.VideoOrientation, false)
 	if clientID == 0 || supervisorID == 0 || clientID == supervisorID {
 		t.Fatalf("CVO id %d with the client, %d with the supervisor: the test needs two different negotiated ids", clientID, supervisorID)
 	}
@@ -94,26 +94,23 @@ func TestOrientationReachesSupervisorAndRecording(t *testing.T) {
 	}
 }
 
-func senderExtensionID(pc *webrtc.PeerConnection, uri string) int {
+// videoExtensionID is the id pc negotiated for uri on its video sender (or
+// receiver), 0 if none.
+func videoExtensionID(pc *webrtc.PeerConnection, uri string, sender bool) int {
 	for _, tr := range pc.GetTransceivers() {
-		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Sender() != nil {
-			for _, e := range tr.Sender().GetParameters().HeaderExtensions {
-				if e.URI == uri {
-					return e.ID
-				}
-			}
+		if tr.Kind() != webrtc.RTPCodecTypeVideo {
+			continue
 		}
-	}
-	return 0
-}
-
-func receiverExtensionID(pc *webrtc.PeerConnection, uri string) int {
-	for _, tr := range pc.GetTransceivers() {
-		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Receiver() != nil {
-			for _, e := range tr.Receiver().GetParameters().HeaderExtensions {
-				if e.URI == uri {
-					return e.ID
-				}
+		var exts []webrtc.RTPHeaderExtensionParameter
+		switch {
+		case sender && tr.Sender() != nil:
+			exts = tr.Sender().GetParameters().HeaderExtensions
+		case !sender && tr.Receiver() != nil:
+			exts = tr.Receiver().GetParameters().HeaderExtensions
+		}
+		for _, e := range exts {
+			if e.URI == uri {
+				return e.ID
 			}
 		}
 	}

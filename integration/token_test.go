@@ -35,22 +35,11 @@ func shortToken(t *testing.T, c auth.Claims, ttl time.Duration) (string, time.Ti
 
 func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
 
-// startOn starts another session on an open connection and returns
-// session_start's outcome.
-func startOn(t *testing.T, c *testclient.Client, id string) error {
+// startAnother starts one more audio session on an open connection.
+func startAnother(t *testing.T, c *testclient.Client, id string) error {
 	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return c.Start(ctx, p, "agent-7", id, "")
+	_, err := startOn(t, c, nil, id, "", testclient.Tone)
+	return err
 }
 
 // refresh sends token_refresh and returns the answer: token_refreshed or
@@ -101,7 +90,7 @@ func TestTokenExpiryOnALiveConnection(t *testing.T) {
 	recordingSince := time.Now()
 
 	sleepUntil(until.Add(200 * time.Millisecond))
-	err := startOn(t, c.c, "call-2")
+	err := startAnother(t, c.c, "call-2")
 	if err == nil || !strings.Contains(err.Error(), string(rtm.CodeUnauthorized)) || !strings.Contains(err.Error(), "token_refresh") {
 		t.Fatalf("session_start after the token expired: %v, want unauthorized naming token_refresh", err)
 	}
@@ -125,7 +114,7 @@ func TestTokenExpiryOnALiveConnection(t *testing.T) {
 	supervisor, _ := shortToken(t, auth.Claims{Subject: "agent@acme", Role: auth.RoleSupervisor, Tenant: "acme", Sessions: []string{"*"}}, time.Hour)
 	wantRefreshError(t, refresh(t, c.c, supervisor), rtm.CodeUnauthorized)
 	wantRefreshError(t, refresh(t, c.c, "not-a-token"), rtm.CodeUnauthorized)
-	if err := startOn(t, c.c, "call-3"); err == nil {
+	if err := startAnother(t, c.c, "call-3"); err == nil {
 		t.Fatal("a refused token_refresh made the connection useful again")
 	}
 
@@ -137,7 +126,7 @@ func TestTokenExpiryOnALiveConnection(t *testing.T) {
 	if got := testclient.Data[rtm.TokenRefreshed](m).ExpiresAt; !got.Equal(freshUntil) {
 		t.Fatalf("expires_at = %v, want %v (the token's exp plus the leeway)", got, freshUntil)
 	}
-	if err := startOn(t, c.c, "call-4"); err != nil {
+	if err := startAnother(t, c.c, "call-4"); err != nil {
 		t.Fatalf("session_start after token_refresh: %v", err)
 	}
 	c.record(target.url("/rec/after-refresh.ogg"), "")

@@ -16,40 +16,16 @@ const VideoOrientation = "urn:3gpp:video-orientation"
 // 270) for display, as WebRTC senders do. CVO is registered after the default extensions,
 // so its id differs from a Watcher's of NewAPIWithExtensionsFirst.
 func NewAPIWithOrientation(rotation int) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: VideoOrientation}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, err
-	}
-	ir.Add(cvoFactory{code: byte(rotation/90) & 0x03})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
+	return buildAPI(nil, func(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
+		ir.Add(cvoFactory{code: byte(rotation/90) & 0x03})
+		return me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: VideoOrientation}, webrtc.RTPCodecTypeVideo)
+	})
 }
 
 // NewAPIWithExtensionsFirst is NewAPI with the given video header extensions registered
 // before the default ones, so that they get the lowest ids: a supervisor whose ids differ
 // from the client's.
-func NewAPIWithExtensionsFirst(uris ...string) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	for _, u := range uris {
-		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: u}, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, err
-		}
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
-}
+func NewAPIWithExtensionsFirst(uris ...string) (*webrtc.API, error) { return buildAPI(uris, nil) }
 
 // cvoWriter writes CVO on the last packet of every frame of the video streams that
 // negotiated it.

@@ -238,14 +238,8 @@ func (f sendLogFactory) NewInterceptor(string) (interceptor.Interceptor, error) 
 
 // APIWithSendLog is NewAPI with the log recording every sent packet.
 func APIWithSendLog(l *SendLog) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
-	ir.Add(sendLogFactory{l})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
+	return buildAPI(nil, func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
+		ir.Add(sendLogFactory{l})
+		return nil
+	})
 }
