@@ -22,26 +22,11 @@ func TestOrientationReachesSupervisorAndRecording(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	c, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	phone, err := testclient.NewAPIWithOrientation(90)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := testclient.NewPeer(phone, testclient.Tone, testclient.Camera)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	if err := c.Start(ctx, p, "agent-7", "call", ""); err != nil {
-		t.Fatal(err)
-	}
-	call := &call{t: t, c: c, p: p, id: "call"}
-	call.wait(testclient.IsState("call", rtm.StateConnected))
-	p.Stream(context.Background())
+	call := startCallWith(t, phone, srv.wsURL(), "call", "", nil, testclient.Tone, testclient.Camera)
 	call.record(target.url("/rec/phone.webm"), "webm")
 
 	sc, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
@@ -62,7 +47,7 @@ func TestOrientationReachesSupervisorAndRecording(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clientID := videoExtensionID(p.PC, testclient.VideoOrientation, true)
+	clientID := videoExtensionID(call.p.PC, testclient.VideoOrientation, true)
 	supervisorID := videoExtensionID(w.PC, testclient.VideoOrientation, false)
 	if clientID == 0 || supervisorID == 0 || clientID == supervisorID {
 		t.Fatalf("CVO id %d with the client, %d with the supervisor: the test needs two different negotiated ids", clientID, supervisorID)
