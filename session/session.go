@@ -25,14 +25,12 @@ const commandQueue = 32
 // another session: slow steps run beside it (async) and hold the client's
 // later requests back until they are done, so requests keep their order.
 type Session struct {
-	srv      *Server
-	link     *Link
-	id       string
-	clientID string
-	key      string
-	instance string // tells this session from an earlier one with the same id, in event ids
-	// principal is the link's at the start: its identity and tenant are the
-	// session's for good (a refreshed token keeps them).
+	srv       *Server
+	link      *Link
+	id        string
+	clientID  string
+	key       string
+	instance  string // tells this session from an earlier one with the same id, in event ids
 	principal Principal
 	webhook   string
 	log       *slog.Logger
@@ -63,9 +61,7 @@ type Session struct {
 	inAnswer   map[string]bool // candidates already inside the sent answer
 	candidates int
 	stateSeen  map[rtm.State]int // how often each state was announced, for event ids
-	// expiry ends a supervisor session when its token expires.
-	expiry *time.Timer
-	tracks []*trackSink
+	tracks     []*trackSink
 	// published is a copy of tracks for goroutines other than the loop.
 	published   atomic.Pointer[[]*trackSink]
 	rec         *activeRecording
@@ -78,6 +74,8 @@ type Session struct {
 	supervisors map[*Session]struct{}
 	// forwarders are a supervisor session's sending tracks (loop-owned).
 	forwarders []*forwarder
+	// expiry ends a supervisor session when its token expires (loop-owned).
+	expiry *time.Timer
 
 	// readers are the track, RTCP and async goroutines; readersMu guards
 	// adding to the group against the teardown's Wait.
