@@ -109,8 +109,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// reasonEmpty is the reason of a recording that received nothing.
-const reasonEmpty = "recording_empty: no audio and no video keyframe reached the server before the recording stopped"
+// The reasons of the failures whose detail is always the same.
+var (
+	reasonEmpty         = rtm.FailureRecordingEmpty.Reason("no audio and no video keyframe reached the server before the recording stopped")
+	reasonNotWritten    = rtm.FailureRecordingFailed.Reason("the file could not be written on the server; what was written is kept there")
+	reasonUnrepairable  = rtm.FailureRecordingUnrepairable.Reason("the server stopped before any playable media of the recording reached the disk; the file is kept on the server")
+	reasonFileIsMissing = rtm.FailureRecordingMissing.Reason("the recording's file is missing from the server's data directory")
+)
 
 // storeRetry is how soon a step whose state could not be committed is
 // tried again (disk full, I/O error).
@@ -379,7 +384,7 @@ func (j *Journeys) Finish(id string, m *recorder.Manifest, werr error) error {
 		return j.decide(cur, stateFailed, reasonEmpty, 0)
 	case werr != nil:
 		j.log.Error("recording could not be written", "recording_id", id, "error", werr)
-		return j.decide(cur, stateFailed, "recording_failed: the file could not be written on the server; what was written is kept there", 0)
+		return j.decide(cur, stateFailed, reasonNotWritten, 0)
 	}
 	next := cur.clone()
 	if m != nil {
@@ -529,9 +534,9 @@ func (j *Journeys) repair(jr *journey) error {
 	log := j.log.With("recording_id", jr.ID, "session_id", jr.Route.SessionID)
 	if err := recorder.Repair(&m); err != nil {
 		j.m.repairs.WithLabelValues("unrepairable").Inc()
-		reason := "recording_unrepairable: the server stopped before any playable media of the recording reached the disk; the file is kept on the server"
+		reason := reasonUnrepairable
 		if _, serr := os.Stat(m.Path); errors.Is(serr, os.ErrNotExist) {
-			reason = "recording_missing: the recording's file is missing from the server's data directory"
+			reason = reasonFileIsMissing
 		} else if errors.Is(err, recorder.ErrNoMedia) {
 			reason = reasonEmpty
 		}
@@ -559,7 +564,7 @@ func (j *Journeys) repair(jr *journey) error {
 func (j *Journeys) attempt(ctx context.Context, jr *journey) error {
 	if j.cfg.Allow != nil {
 		if err := j.cfg.Allow(jr.Route.Tenant, jr.Route.UploadURL); err != nil {
-			return j.decide(jr, stateFailed, "upload_refused: "+err.Error(), 0)
+			return j.decide(jr, stateFailed, rtm.FailureUploadRefused.Reason(err.Error()), 0)
 		}
 	}
 	counted := jr.clone()
@@ -609,16 +614,16 @@ func (j *Journeys) attempt(ctx context.Context, jr *journey) error {
 		log.Info("upload succeeded", "attempt", jr.Attempts, "status", out.Status, "size_bytes", out.Size, "took", now.Sub(start).Round(time.Millisecond).String())
 		return j.decide(jr, stateUploaded, "", out.Status)
 	case !out.Retry && strings.Contains(out.Reason, "missing"):
-		return j.decide(jr, stateFailed, "recording_missing: "+out.Reason, out.Status)
+		return j.decide(jr, stateFailed, rtm.FailureRecordingMissing.Reason(out.Reason), out.Status)
 	case !out.Retry:
-		return j.decide(jr, stateFailed, "upload_refused: "+out.Reason, out.Status)
+		return j.decide(jr, stateFailed, rtm.FailureUploadRefused.Reason(out.Reason), out.Status)
 	}
 	delay := max(backoff.Delay(jr.Attempts, j.cfg.BaseBackoff, j.cfg.MaxBackoff, nil), out.RetryAfter)
 	switch {
 	case jr.Attempts >= j.cfg.MaxAttempts:
-		return j.decide(jr, stateFailed, fmt.Sprintf("upload_unreachable: %s after %d attempts over %s", out.Reason, jr.Attempts, over), out.Status)
+		return j.decide(jr, stateFailed, rtm.FailureUploadUnreachable.Reason(fmt.Sprintf("%s after %d attempts over %s", out.Reason, jr.Attempts, over)), out.Status)
 	case now.Add(delay).After(jr.Finished.Add(j.cfg.Deadline)):
-		return j.decide(jr, stateFailed, fmt.Sprintf("upload_unreachable: %s; gave up after %d attempts over %s (deadline %s)", out.Reason, jr.Attempts, over, j.cfg.Deadline), out.Status)
+		return j.decide(jr, stateFailed, rtm.FailureUploadUnreachable.Reason(fmt.Sprintf("%s; gave up after %d attempts over %s (deadline %s)", out.Reason, jr.Attempts, over, j.cfg.Deadline)), out.Status)
 	}
 	retry := jr.clone()
 	retry.Reason, retry.NextAttempt = out.Reason, now.Add(delay)

@@ -35,10 +35,14 @@ func TestOutcomes(t *testing.T) {
 		{"500 then 200", []string{"500", "500", "200"}, rtm.RecordingStopped, "", 3},
 		{"403 is refused at once", []string{"403"}, rtm.RecordingFailed, `^upload_refused: HTTP 403 Forbidden$`, 1},
 		{"always 500 gives up", []string{"500"}, rtm.RecordingFailed, `^upload_unreachable: HTTP 500 Internal Server Error after 5 attempts over \d+s$`, 5},
+		{"nobody listens", []string{"closed"}, rtm.RecordingFailed, `^upload_unreachable: connection refused after 5 attempts over \d+s$`, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tg, h := newTarget(t, tt.script...), newHooks(t)
+			if tt.script[0] == "closed" {
+				tg.srv.Close()
+			}
 			dir := t.TempDir()
 			e := start(t, dir, nil)
 			rec := record(t, filepath.Join(dir, "recordings"), "r1", time.Second)
@@ -163,6 +167,8 @@ func TestResumeEachState(t *testing.T) {
 	if !strings.HasPrefix(reasons["young"], "recording_unrepairable: ") || !strings.HasPrefix(reasons["gone"], "recording_missing: ") {
 		t.Errorf("reasons %q", reasons)
 	}
+	noLeak(t, reasons["young"])
+	noLeak(t, reasons["gone"])
 	// The repaired recording kept its pause and its supervisor.
 	var j journey
 	_ = e2.ledger.View(func(tx *ledger.Tx) error {

@@ -23,6 +23,10 @@ type probe struct {
 		Height    int    `json:"height"`
 		StartTime string `json:"start_time"`
 		Packets   string `json:"nb_read_packets"`
+		SideData  []struct {
+			Type     string  `json:"side_data_type"`
+			Rotation float64 `json:"rotation"`
+		} `json:"side_data_list"`
 	} `json:"streams"`
 	Chapters []struct {
 		StartTime string `json:"start_time"`
@@ -49,6 +53,23 @@ func (p probe) chapter(title string) (spans [][2]float64) {
 		}
 	}
 	return spans
+}
+
+// rotation is the display rotation of the first video stream, counter-clockwise degrees as
+// ffprobe reads it from the file (its Display Matrix), 0 without one.
+func (p probe) rotation() float64 {
+	for _, s := range p.Streams {
+		if s.CodecType != "video" {
+			continue
+		}
+		for _, sd := range s.SideData {
+			if sd.Type == "Display Matrix" {
+				return sd.Rotation
+			}
+		}
+		return 0
+	}
+	return 0
 }
 
 // codecs lists the streams' codecs, sorted: a track that sends its first

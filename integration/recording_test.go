@@ -67,7 +67,19 @@ func start(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header h
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	p, err := startOn(t, c, api, id, webhookURL, sources...)
+	return c, p, err
+}
+
+// startOn offers the sources for a new session on an open connection, from
+// a client with what api registers (nil: the default codecs), and returns
+// session_start's outcome; the peer closes when the test ends.
+func startOn(t *testing.T, c *testclient.Client, api *webrtc.API, id, webhookURL string, sources ...testclient.Source) (*testclient.Peer, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
 	if api == nil {
+		var err error
 		if api, err = testclient.NewAPI(); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +89,7 @@ func start(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header h
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	return c, p, c.Start(ctx, p, "agent-7", id, webhookURL)
+	return p, c.Start(ctx, p, "agent-7", id, webhookURL)
 }
 
 func (c *call) wait(match func(rtm.Message) bool) rtm.Message {

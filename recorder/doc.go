@@ -37,14 +37,19 @@
 // track starts on a keyframe, and after loss or resume frames are dropped until the next
 // keyframe, which is requested through Config.RequestKeyframe. Matroska's PixelWidth and
 // PixelHeight come from the first keyframe; players follow later size changes in the
-// bitstream. VP9 spatial layers (SVC) are not combined into superframes.
+// bitstream. VP9 spatial layers (SVC) are not combined into superframes. A sender's CVO
+// (TrackInfo.OrientationExtID) at the first keyframe becomes the track's Projection
+// (ProjectionPoseRoll), which ffmpeg, VLC and mpv apply; later turns are listed in the
+// manifest (orientation.go).
 //
 // # Pauses
 //
 // Nothing received while paused is written. PauseSilence (default) keeps the span in the
 // timeline (Ogg: TOC-only packets, WebM: no blocks); PauseSkip subtracts it from all later
 // timestamps. Spans are listed in the manifest and marked in the file itself (marks.go:
-// Matroska chapters, Ogg comments).
+// Matroska chapters, Ogg comments). A recording takes at most Config.MaxPauses pauses
+// (ErrTooManyPauses), and PauseSkip maps a packet to the file timeline with a binary search
+// over the pauses' running totals (pauses.go).
 //
 // # Evidence
 //
@@ -58,7 +63,8 @@
 // WriteRTP copies the packet into a pooled buffer and queues it for the recording's single
 // writer goroutine; a full queue drops and counts the packet, so disk I/O never blocks the
 // RTP path. Writes are buffered and fsynced every Config.SyncInterval. Memory is bounded by
-// the queue, the reorder windows, the interleaving queue and one frame buffer per video
-// track, independent of the recording's length (except the Matroska cue list, one entry per
-// cluster). After a crash, Repair turns the partial files into finalized ones.
+// the queue, the reorder windows, the interleaving queue (in frames and in Config.MuxBytes)
+// with its free-list of frame buffers (in bytes), and one frame buffer per video track,
+// independent of the recording's length (except the Matroska cue list, one entry per
+// cluster). A recording holds at most MaxTracks tracks. After a crash, Repair turns the partial files into finalized ones.
 package recorder

@@ -142,6 +142,9 @@ type TrackInfo struct {
 	Codec     Codec
 	ClockRate uint32 // RTP clock rate; 0 means the codec's standard rate
 	Channels  uint16 // audio channels; 0 means 2 for Opus
+	// OrientationExtID is the id of the CVO header extension (urn:3gpp:video-orientation)
+	// negotiated for a video track; 0 when there is none.
+	OrientationExtID uint8
 }
 
 func (t TrackInfo) normalized() (TrackInfo, error) {

@@ -14,8 +14,10 @@ func FuzzDepacketize(f *testing.F) {
 	f.Add([]byte{0x7c, 0x85, 0x88, 0x84})
 	f.Add([]byte{0x18, 0x00, 0x02, 0x67, 0x42})
 	f.Add([]byte{0x8a, 0x12, 0xff, 0x01})
+	f.Add([]byte{0x90, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 1, 0x30, 0x01, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseRTP(b)
+		_, _ = rtpExtension(b, 3)
 		_, _, _ = depackVP8(nil, b)
 		_, _, _ = depackVP9(nil, b)
 		d := h264Depack{}
@@ -57,7 +59,7 @@ func FuzzTrackWriteRTP(f *testing.F) {
 		}
 		var tracks []*Track
 		for _, c := range []Codec{CodecOpus, CodecVP8, CodecVP9, CodecH264} {
-			tr, err := rec.AddTrack(TrackInfo{ID: string(c), Codec: c})
+			tr, err := rec.AddTrack(TrackInfo{ID: string(c), Codec: c, OrientationExtID: 3})
 			if err != nil {
 				t.Fatal(err)
 			}

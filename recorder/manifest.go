@@ -68,6 +68,18 @@ type TrackStats struct {
 	FramesDropped  uint64 `json:"frames_dropped"` // incomplete or waiting for a keyframe
 	Width          int    `json:"width,omitempty"`
 	Height         int    `json:"height,omitempty"`
+	// Rotation is how many degrees clockwise a player turns the picture for display, as
+	// the sender said (CVO) at the first keyframe and as the file's header says.
+	Rotation int `json:"rotation,omitempty"`
+	// RotationChanges are the sender's later turns, which the file's header cannot hold.
+	RotationChanges []RotationChange `json:"rotation_changes,omitempty"`
+}
+
+// RotationChange is a turn of the sender's camera: from AtMS on the file timeline, the
+// picture is turned Rotation degrees clockwise for display.
+type RotationChange struct {
+	AtMS     int64 `json:"at_ms"`
+	Rotation int   `json:"rotation"`
 }
 
 // TrackQuality are the figures of a track that the contract's "Evidence" names (quality.go

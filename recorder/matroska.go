@@ -31,6 +31,14 @@ import (
 //
 // A file cut by a crash plays up to its last complete block; Repair rebuilds Duration and
 // Cues from the clusters.
+// MaxTracks is how many tracks one recording holds: the Matroska Tracks region has a fixed
+// size so that it can be rewritten in place, and every late Ogg stream rewrites all headers.
+const MaxTracks = 24
+
+// mkvMaxNameLen bounds a track's Name (its id, chosen by the client's SDP) so that
+// MaxTracks entries always fit the Tracks region.
+const mkvMaxNameLen = 32
+
 const (
 	mkvTracksRegion   = 4096
 	mkvMaxClusterMS   = 5000
@@ -61,8 +69,15 @@ type mkvAudio struct {
 }
 
 type mkvVideo struct {
-	PixelWidth  uint64 `ebml:"PixelWidth"`
-	PixelHeight uint64 `ebml:"PixelHeight"`
+	PixelWidth  uint64         `ebml:"PixelWidth"`
+	PixelHeight uint64         `ebml:"PixelHeight"`
+	Projection  *mkvProjection `ebml:"Projection,omitempty"`
+}
+
+// mkvProjection turns a rectangular picture for display (ProjectionType 0).
+type mkvProjection struct {
+	ProjectionType     uint64  `ebml:"ProjectionType"`
+	ProjectionPoseRoll float64 `ebml:"ProjectionPoseRoll"`
 }
 
 type mkvTracksBody struct {
@@ -212,8 +227,12 @@ func (m *mkvWriter) trackUID(num int, id string) uint64 {
 }
 
 func (m *mkvWriter) entryFor(tr *trackState) mkvTrackEntry {
+	name := tr.info.ID
+	if len(name) > mkvMaxNameLen {
+		name = name[:mkvMaxNameLen]
+	}
 	e := mkvTrackEntry{
-		Name:        tr.info.ID,
+		Name:        name,
 		TrackNumber: uint64(tr.num),
 		TrackUID:    m.trackUID(tr.num, tr.info.ID),
 	}
@@ -232,6 +251,9 @@ func (m *mkvWriter) entryFor(tr *trackState) mkvTrackEntry {
 			w, h = 16, 16 // placeholder until the first keyframe tells the size
 		}
 		e.Video = &mkvVideo{PixelWidth: uint64(w), PixelHeight: uint64(h)}
+		if tr.orient.rotation != 0 {
+			e.Video.Projection = &mkvProjection{ProjectionPoseRoll: projectionRoll(tr.orient.rotation)}
+		}
 		if tr.info.Codec == CodecH264 && len(tr.codecPrivate) > 0 {
 			e.CodecPrivate = tr.codecPrivate
 		}

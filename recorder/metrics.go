@@ -14,6 +14,8 @@ type Metrics struct {
 	// Reanchors counts tracks whose timeline re-anchored, by cause: "ssrc" (a new
 	// stream) or "timestamp" (a confirmed timestamp jump). A browser call has none.
 	Reanchors *prometheus.CounterVec
+	// MuxForced counts frames written early because a recording's mux queue was full.
+	MuxForced prometheus.Counter
 }
 
 // NewMetrics creates the recorder metrics and registers them with reg (nil: not registered).
@@ -40,6 +42,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rtmrec", Subsystem: "recorder", Name: "timeline_reanchors_total",
 			Help: "Tracks whose timeline re-anchored, by cause: ssrc (a new stream) or timestamp (a confirmed timestamp jump).",
 		}, []string{"cause"}),
+		MuxForced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rtmrec", Subsystem: "recorder", Name: "mux_forced_total",
+			Help: "Frames written before their interleaving delay because a recording's mux queue held its maximum of frames or bytes.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -50,5 +56,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.BytesWritten, _ = promreg.Register(reg, m.BytesWritten)
 	m.Active, _ = promreg.Register(reg, m.Active)
 	m.Reanchors, _ = promreg.Register(reg, m.Reanchors)
+	m.MuxForced, _ = promreg.Register(reg, m.MuxForced)
 	return m
 }

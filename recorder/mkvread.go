@@ -187,6 +187,9 @@ const (
 	idVideo             = 0xE0
 	idPixelWidth        = 0xB0
 	idPixelHeight       = 0xBA
+	idProjection        = 0x7670
+	idProjectionType    = 0x7671
+	idProjectionRoll    = 0x7675
 	idEditionEntry      = 0x45B9
 	idChapterAtom       = 0xB6
 	idChapterTimeStart  = 0x91
@@ -227,6 +230,9 @@ func parseTracks(body []byte) ([]mkvTrackEntry, error) {
 				e.Audio = &mkvAudio{SamplingFrequency: beFloat(childBytes(v, idSamplingFrequency)), Channels: beUint(childBytes(v, idChannels))}
 			case idVideo:
 				e.Video = &mkvVideo{PixelWidth: beUint(childBytes(v, idPixelWidth)), PixelHeight: beUint(childBytes(v, idPixelHeight))}
+				if p := childBytes(v, idProjection); p != nil {
+					e.Video.Projection = &mkvProjection{ProjectionType: beUint(childBytes(p, idProjectionType)), ProjectionPoseRoll: beFloat(childBytes(p, idProjectionRoll))}
+				}
 			}
 			return true
 		})

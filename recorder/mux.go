@@ -3,10 +3,15 @@ package recorder
 // Interleaving. Frames of all tracks pass through a small time-ordered queue before they
 // reach the container, so blocks and pages come out in time order even though video frames
 // complete later than audio packets and each track waits for its own reordering. A frame is
-// released once the newest frame seen is muxDelay ahead of it (or the queue is full).
+// released once the newest frame seen is muxDelay ahead of it, or early when the queue holds
+// muxMaxLen frames or Config.MuxBytes bytes (a sender of huge frames must not make a
+// recording hold gigabytes; its blocks may then come out of order across tracks, which
+// players accept).
 const (
 	muxDelayNS = 500e6
 	muxMaxLen  = 4096
+	// DefaultMuxBytes is Config.MuxBytes's default: half a second of video at 200 Mbit/s.
+	DefaultMuxBytes = 16 << 20
 )
 
 type muxFrame struct {
@@ -21,10 +26,12 @@ type muxFrame struct {
 
 // muxQueue is a binary min-heap on (t, order), hand-written so pushes do not box values.
 type muxQueue struct {
-	items []muxFrame
-	maxT  int64
-	order uint64
-	delay int64
+	items    []muxFrame
+	maxT     int64
+	order    uint64
+	delay    int64
+	bytes    int // of the frames held
+	maxBytes int
 }
 
 func (q *muxQueue) less(i, j int) bool {
@@ -36,6 +43,7 @@ func (q *muxQueue) push(f muxFrame) {
 	q.order++
 	f.order = q.order
 	q.maxT = max(q.maxT, f.t)
+	q.bytes += len(f.data)
 	q.items = append(q.items, f)
 	for i := len(q.items) - 1; i > 0; {
 		p := (i - 1) / 2
@@ -49,11 +57,18 @@ func (q *muxQueue) push(f muxFrame) {
 
 // ready reports whether the oldest frame may be written.
 func (q *muxQueue) ready() bool {
-	return len(q.items) > 0 && (q.items[0].t <= q.maxT-q.delay || len(q.items) >= muxMaxLen)
+	return len(q.items) > 0 && (q.due() || q.full())
 }
+
+// due reports whether the oldest frame has waited out the interleaving delay.
+func (q *muxQueue) due() bool { return q.items[0].t <= q.maxT-q.delay }
+
+// full reports whether the queue holds as many frames or bytes as it may.
+func (q *muxQueue) full() bool { return len(q.items) >= muxMaxLen || q.bytes >= q.maxBytes }
 
 func (q *muxQueue) pop() muxFrame {
 	top := q.items[0]
+	q.bytes -= len(top.data)
 	n := len(q.items) - 1
 	q.items[0] = q.items[n]
 	q.items[n] = muxFrame{}
@@ -73,4 +88,38 @@ func (q *muxQueue) pop() muxFrame {
 		i = m
 	}
 	return top
+}
+
+// frameFreeList keeps the buffers of written video frames for the next ones, so a
+// steady stream allocates nothing. It is bounded in bytes: one huge keyframe must not
+// leave megabytes behind for the rest of the recording.
+type frameFreeList struct {
+	bufs  []*[]byte
+	bytes int // capacity of the buffers kept
+}
+
+const (
+	freeListBytes  = 2 << 20   // kept in all
+	freeListMaxBuf = 256 << 10 // a larger buffer goes to the garbage collector
+)
+
+func (l *frameFreeList) get() *[]byte {
+	n := len(l.bufs)
+	if n == 0 {
+		return new([]byte)
+	}
+	bp := l.bufs[n-1]
+	l.bufs[n-1] = nil
+	l.bufs = l.bufs[:n-1]
+	l.bytes -= cap(*bp)
+	return bp
+}
+
+func (l *frameFreeList) put(bp *[]byte) {
+	c := cap(*bp)
+	if c > freeListMaxBuf || l.bytes+c > freeListBytes {
+		return
+	}
+	l.bufs = append(l.bufs, bp)
+	l.bytes += c
 }

@@ -44,6 +44,11 @@ type Config struct {
 	Logger          *slog.Logger
 	Metrics         *Metrics // may be nil
 	Now             func() time.Time
+
+	// MaxPauses bounds the pauses of the recording, default DefaultMaxPauses.
+	MaxPauses int
+	// MuxBytes bounds the frames held for interleaving, default DefaultMuxBytes.
+	MuxBytes int
 }
 
 // ErrNoMedia is the error of a recording that received nothing it could
@@ -69,7 +74,7 @@ type Recording struct {
 	stopping    atomic.Bool
 	paused      atomic.Bool
 	resumeEpoch atomic.Uint64
-	pauseList   atomic.Pointer[[]pauseWall]
+	pauseView   atomic.Pointer[pauseView] // for the writer goroutine; changed under mu
 
 	mu       sync.Mutex // guards pauses, audit, tracks, stopWall
 	pauses   []pauseWall
@@ -88,7 +93,7 @@ type Recording struct {
 	file      *os.File
 	c         container
 	mux       muxQueue
-	frameFree []*[]byte
+	frameFree frameFreeList
 	states    []*trackState // every track, in the order added
 	ntpOffset int64
 	ntpSet    bool
@@ -144,6 +149,7 @@ type trackState struct {
 	lastMS                       int64
 	lastT                        int64 // file time of the last frame queued for the muxer
 	q                            qualityMeter
+	orient                       orientation
 }
 
 // inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
@@ -203,6 +209,12 @@ func Start(cfg Config) (*Recording, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxPauses <= 0 {
+		cfg.MaxPauses = DefaultMaxPauses
+	}
+	if cfg.MuxBytes <= 0 {
+		cfg.MuxBytes = DefaultMuxBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -219,7 +231,7 @@ func Start(cfg Config) (*Recording, error) {
 	r.pool.New = func() any { b := make([]byte, 0, packetBufSize); return &b }
 	r.started = cfg.Now()
 	r.t0 = r.started.UnixNano()
-	r.pauseList.Store(&[]pauseWall{})
+	r.pauseView.Store(newPauseView())
 
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("recorder: data dir: %w", err)
@@ -235,6 +247,7 @@ func Start(cfg Config) (*Recording, error) {
 	}
 	r.w = newFileWriter(file, bytesFn)
 	r.mux.delay = muxDelayNS
+	r.mux.maxBytes = cfg.MuxBytes
 	if f == FormatOgg {
 		h := fnv.New32a()
 		h.Write([]byte(cfg.RecordingID))
@@ -296,6 +309,10 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 	fn := func() {
 		if r.writeErr != nil {
 			errc <- r.writeErr
+			return
+		}
+		if len(r.tracks) >= MaxTracks {
+			errc <- fmt.Errorf("recorder: a recording holds at most %d tracks", MaxTracks)
 			return
 		}
 		if err := r.c.addTrack(st); err != nil {
@@ -364,18 +381,23 @@ func (t *Track) WriteSenderReport(ntpTime uint64, rtpTime uint32, arrival time.T
 // ID returns the track id.
 func (t *Track) ID() string { return t.st.info.ID }
 
-// Pause stops writing what is received; false if already paused (or stopped).
-func (r *Recording) Pause() bool {
+// Pause stops writing what is received; false if already paused (or stopped), and
+// ErrTooManyPauses once the recording had Config.MaxPauses of them.
+func (r *Recording) Pause() (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.paused.Load() || r.stopping.Load() {
-		return false
+		return false, nil
 	}
-	r.pauses = append(r.pauses, pauseWall{start: r.cfg.Now().UnixNano()})
-	r.pauseList.Store(new(slices.Clone(r.pauses)))
+	if len(r.pauses) >= r.cfg.MaxPauses {
+		return false, ErrTooManyPauses
+	}
+	start := r.cfg.Now().UnixNano()
+	r.pauses = append(r.pauses, pauseWall{start: start})
+	r.pauseView.Store(r.pauseView.Load().paused(start))
 	r.paused.Store(true)
 	r.log.Info("recording paused")
-	return true
+	return true, nil
 }
 
 // Resume writes again after Pause; false if not paused. Video waits for a keyframe.
@@ -385,8 +407,7 @@ func (r *Recording) Resume() bool {
 	if !r.paused.Load() || r.stopping.Load() {
 		return false
 	}
-	r.pauses[len(r.pauses)-1].end = max(r.cfg.Now().UnixNano(), r.pauses[len(r.pauses)-1].start)
-	r.pauseList.Store(new(slices.Clone(r.pauses)))
+	r.endPause(r.cfg.Now().UnixNano())
 	r.resumeEpoch.Add(1)
 	r.paused.Store(false)
 	r.log.Info("recording resumed")
@@ -425,8 +446,7 @@ func (r *Recording) Stop() (*Manifest, error) {
 		r.stopping.Store(true)
 		now := r.cfg.Now()
 		if r.paused.Load() {
-			r.pauses[len(r.pauses)-1].end = max(now.UnixNano(), r.pauses[len(r.pauses)-1].start)
-			r.pauseList.Store(new(slices.Clone(r.pauses)))
+			r.endPause(now.UnixNano())
 		}
 		r.stopWall = now
 		r.mu.Unlock()
@@ -440,20 +460,19 @@ func (r *Recording) Stop() (*Manifest, error) {
 	return r.result, r.stopErr
 }
 
+// endPause closes the open pause at end (unix ns). Callers hold mu.
+func (r *Recording) endPause(end int64) {
+	last := &r.pauses[len(r.pauses)-1]
+	last.end = max(end, last.start)
+	r.pauseView.Store(r.pauseView.Load().resumed(last.end))
+}
+
 // fileTime maps a local time (unix ns) to the file timeline; PauseSkip removes the paused
 // spans before it.
 func (r *Recording) fileTime(local int64) int64 {
 	t := local - r.t0
 	if r.cfg.PauseMode == PauseSkip {
-		for _, p := range *r.pauseList.Load() {
-			end := p.end
-			if end == 0 || end > local {
-				end = local
-			}
-			if end > p.start {
-				t -= end - p.start
-			}
-		}
+		t -= r.pauseView.Load().skipped(local)
 	}
 	return max(t, 0)
 }
@@ -784,6 +803,9 @@ func (r *Recording) place(st *trackState, p rtpPacket) {
 		return
 	}
 	st.q.inOrder(p.ext, p.ts, -1, len(p.payload), p.arrival, clock)
+	if id := st.info.OrientationExtID; id != 0 {
+		st.orient.follow(*p.buf, id, t, st.width != 0)
+	}
 	frame, lost := st.asm.push(p.ext, p.ts, p.marker, p.payload)
 	if lost && !st.needKey {
 		st.needKey = true
@@ -852,13 +874,7 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 		// Players follow the size in the bitstream; the header keeps the first size.
 		r.log.Debug("video resolution changed", "track_id", st.info.ID, "width", w, "height", h)
 	}
-	var bp *[]byte
-	if n := len(r.frameFree); n > 0 {
-		bp = r.frameFree[n-1]
-		r.frameFree = r.frameFree[:n-1]
-	} else {
-		bp = new([]byte)
-	}
+	bp := r.frameFree.get()
 	*bp = append((*bp)[:0], frame...)
 	r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: key, buf: bp, data: *bp, video: true})
 	r.release(false)
@@ -875,6 +891,9 @@ func (r *Recording) requestKeyframe(st *trackState, now int64) {
 // release writes the frames the interleaving queue lets go (all of them when all is set).
 func (r *Recording) release(all bool) {
 	for len(r.mux.items) > 0 && (all || r.mux.ready()) {
+		if !all && !r.mux.due() && r.cfg.Metrics != nil {
+			r.cfg.Metrics.MuxForced.Inc()
+		}
 		f := r.mux.pop()
 		if r.writeErr == nil {
 			if err := r.c.writeFrame(f.tr, f.t, f.key, f.data); err != nil {
@@ -884,9 +903,7 @@ func (r *Recording) release(all bool) {
 			}
 		}
 		if f.video {
-			if len(r.frameFree) < 64 {
-				r.frameFree = append(r.frameFree, f.buf)
-			}
+			r.frameFree.put(f.buf)
 		} else {
 			r.pool.Put(f.buf)
 		}
@@ -1012,6 +1029,9 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 			FramesDropped:  st.framesDropped,
 			Width:          st.width,
 			Height:         st.height,
+		}
+		if st.info.Kind == KindVideo {
+			ts.Rotation, ts.RotationChanges = st.orient.rotation, slices.Clone(st.orient.changes)
 		}
 		sent := ts.PacketsReceived - min(ts.PacketsReceived, paused+ts.Duplicates+ts.PacketsDropped)
 		ts.LossPercent = lossPercent(ts.PacketsLost, sent)

@@ -222,7 +222,9 @@ func TestManifestJSON(t *testing.T) {
 		tr.WriteRTP(e.pkt, clock.Now().Add(e.at))
 	}
 	rec.AddAuditEvent(AuditEvent{Time: clock.Now(), Kind: "supervisor_joined", SessionID: "s1", Identity: "boss"})
-	if !rec.Pause() || rec.Pause() || !rec.Paused() || !rec.Resume() || rec.Resume() {
+	first, err1 := rec.Pause()
+	again, err2 := rec.Pause()
+	if !first || again || err1 != nil || err2 != nil || !rec.Paused() || !rec.Resume() || rec.Resume() {
 		t.Error("pause/resume return values")
 	}
 	clock.Set(clock.Now().Add(2 * time.Second))

@@ -286,7 +286,7 @@ func repairMKV(src, dst string, f Format, id string, started time.Time, marks []
 	for _, t := range mw.tracks {
 		stats = append(stats, TrackStats{
 			ID: t.info.ID, Kind: t.info.Kind, Codec: t.info.Codec, Number: t.num,
-			FramesWritten: t.framesWritten, Width: t.width, Height: t.height,
+			FramesWritten: t.framesWritten, Width: t.width, Height: t.height, Rotation: t.orient.rotation,
 		})
 	}
 	return mw.duration(), stats, out.Close()
@@ -315,6 +315,9 @@ func repairTracks(mw *mkvWriter, body []byte) ([]*trackState, error) {
 		e.TrackNumber = uint64(tr.num)
 		if e.Video != nil {
 			tr.width, tr.height = int(e.Video.PixelWidth), int(e.Video.PixelHeight)
+			if p := e.Video.Projection; p != nil {
+				tr.orient.rotation = clockwiseOf(p.ProjectionPoseRoll)
+			}
 		}
 		mw.entries = append(mw.entries, e)
 		mw.tracks = append(mw.tracks, tr)

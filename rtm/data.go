@@ -3,6 +3,7 @@ package rtm
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // MaxSDPLen bounds an SDP: real browser offers with many m-lines stay well
@@ -154,6 +155,34 @@ func (r *RecordingStart) Validate() error {
 		return Errorf(CodeInvalidMessage, "pause_mode must be silence or skip")
 	}
 	return nil
+}
+
+// MaxTokenLen bounds the token of a token_refresh, as the verifier bounds
+// the one of the upgrade.
+const MaxTokenLen = 8 << 10
+
+// TokenRefresh is the data of token_refresh (an extension): a new token
+// for the connection, with the same sub, tenant and role as the old one.
+type TokenRefresh struct {
+	Token string `json:"token"`
+}
+
+// Validate checks presence and size.
+func (t *TokenRefresh) Validate() error {
+	if t.Token == "" {
+		return Errorf(CodeInvalidMessage, "token is required")
+	}
+	if len(t.Token) > MaxTokenLen {
+		return Errorf(CodeUnauthorized, "token is longer than %d bytes", MaxTokenLen)
+	}
+	return nil
+}
+
+// TokenRefreshed is the data of token_refreshed: until when the server now
+// honours the connection's token (its exp plus the server's clock-skew
+// leeway), RFC 3339 in UTC.
+type TokenRefreshed struct {
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Empty is the data of messages that carry none (recording_stop,

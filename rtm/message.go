@@ -22,6 +22,9 @@ const (
 	TypeRecordingResume       Type = "recording_resume"
 	TypeSessionStop           Type = "session_stop"
 	TypePing                  Type = "ping"
+	// TypeTokenRefresh is an extension: the client replaces its connection's
+	// token before it expires (contract §8).
+	TypeTokenRefresh Type = "token_refresh"
 )
 
 // Server → client message types.
@@ -30,6 +33,8 @@ const (
 	TypeSessionState   Type = "session_state"
 	TypePong           Type = "pong"
 	TypeError          Type = "error"
+	// TypeTokenRefreshed answers a token_refresh that was accepted.
+	TypeTokenRefreshed Type = "token_refreshed"
 )
 
 // Known reports whether t is a message type a client may send.
@@ -37,7 +42,7 @@ func (t Type) Known() bool {
 	switch t {
 	case TypeSessionStart, TypeSupervisorJoinSession, TypeSDPUpdate, TypeCandidate,
 		TypeRecordingStart, TypeRecordingStop, TypeRecordingPause, TypeRecordingResume,
-		TypeSessionStop, TypePing:
+		TypeSessionStop, TypePing, TypeTokenRefresh:
 		return true
 	}
 	return false
@@ -104,7 +109,9 @@ func DecodeData(m Message, v interface{ Validate() error }) error {
 		if errors.As(err, &e) {
 			return e
 		}
-		return Errorf(CodeInvalidMessage, "%s data: %v", m.Type, err)
+		// A validator outside this package: its words are not the
+		// contract's.
+		return Errorf(CodeInvalidMessage, "%s data is not valid", m.Type)
 	}
 	return nil
 }

@@ -67,6 +67,10 @@ func TestDecodeData(t *testing.T) {
 		{"recording with bad pause mode", TypeRecordingStart, `{"upload_url":"https://u","pause_mode":"cut"}`, &RecordingStart{}, CodeInvalidMessage},
 		{"recording with huge url", TypeRecordingStart, `{"upload_url":"https://u/` + strings.Repeat("a", MaxURLLen) + `"}`, &RecordingStart{}, CodeInvalidURL},
 		{"recording ok", TypeRecordingStart, `{"upload_url":"s3://b/k","format":"mkv","pause_mode":"skip"}`, &RecordingStart{}, ""},
+		{"token refresh ok", TypeTokenRefresh, `{"token":"a.b.c"}`, &TokenRefresh{}, ""},
+		{"token refresh without token", TypeTokenRefresh, `{}`, &TokenRefresh{}, CodeInvalidMessage},
+		{"token refresh with a number", TypeTokenRefresh, `{"token":7}`, &TokenRefresh{}, CodeInvalidMessage},
+		{"token refresh with a huge token", TypeTokenRefresh, `{"token":"` + strings.Repeat("a", MaxTokenLen+1) + `"}`, &TokenRefresh{}, CodeUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

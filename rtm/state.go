@@ -24,6 +24,9 @@ const (
 	CauseServerShutdown      Cause = "TERM_BY_SERVER_SHUTDOWN"
 	CauseMaxDuration         Cause = "TERM_BY_MAX_DURATION"
 	CauseError               Cause = "TERM_BY_ERROR"
+	// CauseTokenExpired ends a supervisor session whose token expired
+	// (access control on, contract §8).
+	CauseTokenExpired Cause = "TERM_BY_TOKEN_EXPIRED"
 )
 
 // RecordingState is the state of a recording (contract §4).

@@ -2,8 +2,16 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/rtmrec/rtmrec/recorder"
 )
+
+// DefaultMaxTracks is Config.MaxTracks's default: a contact-center call has
+// a microphone, a camera and a screen, and a screen share toggled a few
+// times adds a track each time.
+const DefaultMaxTracks = 16
 
 // Config holds the session server's tunables. Zero values take the defaults
 // of the contract.
@@ -18,6 +26,13 @@ type Config struct {
 	MaxSessionsPerConn int
 	// MaxCandidates bounds the remote ICE candidates of one session, default 64.
 	MaxCandidates int
+	// MaxTracks bounds the media sections of a session's offers and the
+	// tracks it receives over its life, default 16, at most
+	// recorder.MaxTracks (what one file holds).
+	MaxTracks int
+	// MaxPauses bounds the pauses of one recording, default
+	// recorder.DefaultMaxPauses.
+	MaxPauses int
 	// MessageRate and MessageBurst bound the messages per second one
 	// connection may send, default 50/s with a burst of 100.
 	MessageRate  float64
@@ -55,6 +70,12 @@ func (c *Config) setDefaults() {
 	if c.MaxCandidates == 0 {
 		c.MaxCandidates = 64
 	}
+	if c.MaxTracks == 0 {
+		c.MaxTracks = DefaultMaxTracks
+	}
+	if c.MaxPauses == 0 {
+		c.MaxPauses = recorder.DefaultMaxPauses
+	}
 	if c.MessageRate == 0 {
 		c.MessageRate = 50
 	}
@@ -69,8 +90,11 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout < 0 || c.DisconnectTimeout < 0 || c.MaxDuration < 0 || c.PingInterval < 0 || c.WriteTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
-	if c.MaxSessionsPerConn < 0 || c.MaxCandidates < 0 || c.MessageBurst < 0 || c.MessageRate < 0 {
+	if c.MaxSessionsPerConn < 0 || c.MaxCandidates < 0 || c.MessageBurst < 0 || c.MessageRate < 0 || c.MaxTracks < 0 || c.MaxPauses < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
+	}
+	if c.MaxTracks > recorder.MaxTracks {
+		errs = append(errs, fmt.Errorf("at most %d tracks per session: a recording holds no more", recorder.MaxTracks))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))

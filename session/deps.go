@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"net/url"
+	"time"
 
 	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/recorder"
@@ -11,15 +12,22 @@ import (
 )
 
 // Principal is who stands behind a connection, as established before the
-// WebSocket upgrade. The authentication layer puts it into the request
-// context with WithPrincipal; without one the connection is anonymous and
-// may do everything (an unauthenticated loopback server).
+// WebSocket upgrade (or by a token_refresh). The authentication layer puts
+// it into the request context with WithPrincipal; without one the
+// connection is anonymous and may do everything (an unauthenticated
+// loopback server).
 type Principal interface {
 	// Identity is the authenticated subject, written into manifests and
 	// webhook bodies.
 	Identity() string
 	// Tenant scopes session ids.
 	Tenant() string
+	// Role is the token's role (client, supervisor); a refreshed token
+	// must keep it, with the identity and the tenant.
+	Role() string
+	// ExpiresAt is when the server stops honouring the token: its exp plus
+	// the verifier's clock-skew leeway. Zero means never (no auth).
+	ExpiresAt() time.Time
 	MayRecord() bool
 	MaySupervise(sessionID string) bool
 	AllowsUploadURL(u string) bool
@@ -44,10 +52,19 @@ type anonymous struct{}
 
 func (anonymous) Identity() string             { return "" }
 func (anonymous) Tenant() string               { return "" }
+func (anonymous) Role() string                 { return "" }
+func (anonymous) ExpiresAt() time.Time         { return time.Time{} }
 func (anonymous) MayRecord() bool              { return true }
 func (anonymous) MaySupervise(string) bool     { return true }
 func (anonymous) AllowsUploadURL(string) bool  { return true }
 func (anonymous) AllowsWebhookURL(string) bool { return true }
+
+// TokenVerifier verifies the token of a token_refresh as the upgrade's
+// token was verified (package auth, adapted in cmd/rtmrec). Its errors are
+// shown to the client: they never quote the token.
+type TokenVerifier interface {
+	VerifyToken(raw string) (Principal, error)
+}
 
 // URLChecker refuses upload and webhook URLs that are malformed or point
 // into the server's own network (contract §7). The error message is shown
@@ -65,7 +82,8 @@ type S3Policy interface {
 }
 
 // Admission bounds the sessions and recordings of the server and of each
-// tenant. A refusal is answered server_busy.
+// tenant. A refusal (a *limits.RefusedError, or an error carrying an
+// *rtm.Error) is answered with its words; any other error is internal.
 type Admission interface {
 	AcquireSession(tenant string) (release func(), err error)
 	AcquireRecording(tenant string) (release func(), err error)

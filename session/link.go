@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rtmrec/rtmrec/internal/limits"
@@ -52,12 +53,14 @@ const (
 // rate. A front end opens one per connection with Server.NewLink, feeds it
 // with Handle from one goroutine, and ends it with Close.
 type Link struct {
-	srv       *Server
-	principal Principal
-	out       Outlet
-	opts      LinkOptions
-	log       *slog.Logger
-	limiter   *limits.TokenBucket
+	srv     *Server
+	out     Outlet
+	opts    LinkOptions
+	log     *slog.Logger
+	limiter *limits.TokenBucket
+	// grant is the link's principal; token_refresh replaces it while the
+	// sessions read it.
+	grant atomic.Pointer[grant]
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -70,11 +73,12 @@ func (s *Server) NewLink(p Principal, out Outlet, opts LinkOptions) *Link {
 		p = anonymous{}
 	}
 	l := &Link{
-		srv: s, principal: p, out: out, opts: opts,
+		srv: s, out: out, opts: opts,
 		log:      s.log.With("remote", opts.Remote),
 		limiter:  limits.NewTokenBucket(s.cfg.MessageRate, s.cfg.MessageBurst, time.Now),
 		sessions: map[string]*Session{},
 	}
+	l.grant.Store(&grant{p: p, until: p.ExpiresAt()})
 	s.mu.Lock()
 	s.links[l] = struct{}{}
 	s.mu.Unlock()
@@ -88,6 +92,7 @@ func (l *Link) Allow() bool { return l.limiter.Allow() }
 
 // RateError is what a client hears when Allow refused its frame.
 func (l *Link) RateError() error {
+	l.srv.metrics.limits.WithLabelValues(limitMessageRate).Inc()
 	return rtm.Errorf(rtm.CodeServerBusy, "too many messages: at most %.0f per second", l.srv.cfg.MessageRate)
 }
 
@@ -104,9 +109,19 @@ func (l *Link) Handle(m rtm.Message) {
 // dispatch routes one message; an error is answered to the client.
 func (l *Link) dispatch(m rtm.Message) error {
 	switch m.Type {
+	case rtm.TypeSessionStart, rtm.TypeSupervisorJoinSession, rtm.TypeRecordingStart:
+		// What starts something needs a token that is still valid; what
+		// keeps a running session going does not (see Session.run).
+		if err := l.unexpired(time.Now()); err != nil {
+			return err
+		}
+	}
+	switch m.Type {
 	case rtm.TypePing:
 		l.sendMessage(rtm.TypePong, m.ClientID, m.SessionID, nil)
 		return nil
+	case rtm.TypeTokenRefresh:
+		return l.refresh(m)
 	case rtm.TypeSessionStart:
 		var d rtm.SessionStart
 		if err := rtm.DecodeData(m, &d); err != nil {
@@ -154,6 +169,7 @@ func (l *Link) add(ss *Session) error {
 		}
 	}
 	if len(l.sessions) >= l.srv.cfg.MaxSessionsPerConn {
+		l.srv.metrics.limits.WithLabelValues(limitSessionsPerConn).Inc()
 		return rtm.Errorf(rtm.CodeServerBusy, "at most %d sessions per connection", l.srv.cfg.MaxSessionsPerConn)
 	}
 	if other := l.sessions[ss.id]; other != nil {

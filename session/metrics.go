@@ -16,7 +16,19 @@ type Metrics struct {
 	rtpPackets     *prometheus.CounterVec
 	recordings     prometheus.Gauge
 	forwardDropped prometheus.Counter
+	tokenRefreshes *prometheus.CounterVec
+	limits         *prometheus.CounterVec
 }
+
+// The limits of a session's inputs, as counted by
+// rtmrec_session_limit_refusals_total.
+const (
+	limitMessageRate     = "message_rate"
+	limitSessionsPerConn = "sessions_per_connection"
+	limitCandidates      = "candidates"
+	limitTracks          = "tracks"
+	limitPauses          = "pauses"
+)
 
 // NewMetrics registers the session metrics with reg (nil: not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -45,6 +57,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		forwardDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rtmrec_supervisor_packets_dropped_total", Help: "RTP packets not forwarded to a supervisor whose queue was full.",
 		}),
+		tokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_token_refreshes_total", Help: "token_refresh messages, by outcome (accepted, refused).",
+		}, []string{"outcome"}),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rtmrec_session_limit_refusals_total", Help: "Client inputs refused because a per-connection, per-session or per-recording bound was reached, by limit.",
+		}, []string{"limit"}),
 	}
 	// Every state is exported from the start, so dashboards show zeros
 	// rather than missing series.
@@ -53,8 +71,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.rtpPackets.WithLabelValues("audio")
 	m.rtpPackets.WithLabelValues("video")
+	m.tokenRefreshes.WithLabelValues("accepted")
+	m.tokenRefreshes.WithLabelValues("refused")
+	for _, l := range []string{limitMessageRate, limitSessionsPerConn, limitCandidates, limitTracks, limitPauses} {
+		m.limits.WithLabelValues(l)
+	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped)
+		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped, m.tokenRefreshes, m.limits)
 	}
 	return m
 }

@@ -32,12 +32,15 @@ func (a *activeRecording) audit(e recorder.AuditEvent) {
 // DNS (the URL checks) or the disk (the file, the journey) happens beside
 // the loop; the client hears STARTED once the journey is durable.
 func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
+	// The link's current principal: a refreshed token's URL prefixes apply
+	// to the recordings started after it.
+	p := ss.link.principal()
 	switch {
 	case ss.rec != nil || ss.recStarting:
 		return rtm.Errorf(rtm.CodeRecordingActive, "a recording is running; stop it first")
 	case ss.monitored != nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "a supervisor session cannot record")
-	case !ss.principal.MayRecord():
+	case !p.MayRecord():
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not record")
 	case ss.srv.deps.Journeys == nil:
 		return rtm.Errorf(rtm.CodeNotSupported, "recording is not configured on this server")
@@ -46,15 +49,18 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	format, err := recorder.ParseFormat(d.Format)
 	if err != nil {
-		return rtm.Errorf(rtm.CodeInvalidMessage, "%v", err)
+		return rtm.Errorf(rtm.CodeInvalidMessage, "format must be auto, ogg, webm or mkv")
 	}
 	hints := ss.trackHints()
 	if _, err := recorder.ResolveFormat(format, hints); err != nil {
-		return rtm.Errorf(rtm.CodeNotSupported, "%v", err)
+		if format == recorder.FormatOgg {
+			return rtm.Errorf(rtm.CodeNotSupported, "format ogg cannot hold video; use webm, mkv or auto")
+		}
+		return rtm.Errorf(rtm.CodeNotSupported, "format %s cannot hold H.264 video; use mkv or auto", format)
 	}
 	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {
-		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
+		return refusal(err)
 	}
 	webhookURL := d.WebhookURL
 	if webhookURL == "" {
@@ -69,6 +75,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		RecordingID: newID(), SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
 		Format:    format,
 		PauseMode: recorder.PauseMode(d.PauseMode),
+		MaxPauses: ss.srv.cfg.MaxPauses,
 		Tracks:    hints,
 		RequestKeyframe: func(trackID string) {
 			for _, t := range ss.tracksSnapshot() {
@@ -83,7 +90,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	ss.recStarting = true
 	link, journeys := ss.link, ss.srv.deps.Journeys
 	ss.async(func() func() {
-		rec, err := ss.openRecording(cfg, route, d)
+		rec, err := ss.openRecording(p, cfg, route, d)
 		return func() {
 			ss.recStarting = false
 			if err != nil {
@@ -113,12 +120,12 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 
 // openRecording checks the URLs, creates the file and begins the
 // recording's journey, which queues STARTED. It runs beside the loop.
-func (ss *Session) openRecording(cfg recorder.Config, route delivery.Route, d rtm.RecordingStart) (*recorder.Recording, error) {
-	if err := ss.srv.checkURL(ss.ctx, ss.principal, d.UploadURL, true); err != nil {
+func (ss *Session) openRecording(p Principal, cfg recorder.Config, route delivery.Route, d rtm.RecordingStart) (*recorder.Recording, error) {
+	if err := ss.srv.checkURL(ss.ctx, p, d.UploadURL, true); err != nil {
 		return nil, err
 	}
 	if d.WebhookURL != "" {
-		if err := ss.srv.checkURL(ss.ctx, ss.principal, d.WebhookURL, false); err != nil {
+		if err := ss.srv.checkURL(ss.ctx, p, d.WebhookURL, false); err != nil {
 			return nil, err
 		}
 	}
@@ -226,7 +233,11 @@ func (ss *Session) pauseRecording(pause bool) error {
 	changed := false
 	next := rtm.RecordingResumed
 	if pause {
-		changed = a.rec.Pause()
+		var err error
+		if changed, err = a.rec.Pause(); errors.Is(err, recorder.ErrTooManyPauses) {
+			ss.srv.metrics.limits.WithLabelValues(limitPauses).Inc()
+			return rtm.Errorf(rtm.CodeServerBusy, "the recording goes on unpaused: it has had the %d pauses a recording may have", ss.srv.cfg.MaxPauses)
+		}
 		next = rtm.RecordingPaused
 	} else {
 		changed = a.rec.Resume()

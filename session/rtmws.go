@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
@@ -36,16 +37,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader already answered
 	}
+	remote := clientAddr(r, ws)
 	c := &wsConn{
 		ws:      ws,
-		log:     s.log.With("remote", ws.RemoteAddr().String()),
+		log:     s.log.With("remote", remote),
 		out:     make(chan []byte, outboxSize),
 		closing: make(chan struct{}),
 		cfg:     s.cfg,
 	}
 	s.metrics.connections.Inc()
 	defer s.metrics.connections.Dec()
-	link := s.NewLink(principalFrom(r.Context()), c, LinkOptions{Remote: ws.RemoteAddr().String()})
+	link := s.NewLink(principalFrom(r.Context()), c, LinkOptions{Remote: remote})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -56,6 +58,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	link.Close()
 	<-writerDone
 	_ = ws.Close()
+}
+
+// clientAddr is the client's address for logs and audit: the one the gate
+// found behind trusted proxies, or else the peer's.
+func clientAddr(r *http.Request, ws *websocket.Conn) string {
+	if a, ok := clientaddr.FromContext(r.Context()); ok && a.IsValid() {
+		return a.String()
+	}
+	return ws.RemoteAddr().String()
 }
 
 // wsConn is one /rtm WebSocket: the Outlet of its Link. Its reader runs in

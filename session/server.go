@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/webhook"
@@ -34,6 +35,9 @@ type Deps struct {
 	URLs      URLChecker
 	S3        S3Policy
 	Admission Admission
+	// Tokens verifies token_refresh; nil answers it not_supported (a
+	// server without authentication).
+	Tokens TokenVerifier
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
 }
@@ -282,6 +286,22 @@ func (s *Server) Announce(recordingID string, m rtm.Message) {
 	if l != nil {
 		l.send(m)
 	}
+}
+
+// refusal is what the client hears when Admission refuses: the words of an
+// *rtm.Error the refusal carries (the cluster's), or server_busy with the
+// limit's own words; anything else (the free disk space could not be read)
+// is internal, logged with its detail.
+func refusal(err error) error {
+	var re *rtm.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	var le *limits.RefusedError
+	if errors.As(err, &le) {
+		return rtm.Errorf(rtm.CodeServerBusy, "%v", le)
+	}
+	return fmt.Errorf("admission: %w", err)
 }
 
 // checkURL applies the address guard and the token's prefixes to an upload

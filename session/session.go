@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,8 @@ type Session struct {
 	supervisors map[*Session]struct{}
 	// forwarders are a supervisor session's sending tracks (loop-owned).
 	forwarders []*forwarder
+	// expiry ends a supervisor session when its token expires (loop-owned).
+	expiry *time.Timer
 
 	// readers are the track, RTCP and async goroutines; readersMu guards
 	// adding to the group against the teardown's Wait.
@@ -90,7 +93,8 @@ type Session struct {
 // starts the session's goroutine, which does the rest. offer may be nil
 // for a supervisor: the server then makes the offer.
 func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhookURL string, monitored *Session) error {
-	if monitored == nil && !l.principal.MayRecord() {
+	p := l.principal()
+	if monitored == nil && !p.MayRecord() {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not start sessions")
 	}
 	id := m.SessionID
@@ -103,9 +107,9 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		link:        l,
 		id:          id,
 		clientID:    m.ClientID,
-		key:         sessionKey(l.principal.Tenant(), id),
+		key:         sessionKey(p.Tenant(), id),
 		instance:    newID(),
-		principal:   l.principal,
+		principal:   p,
 		webhook:     webhookURL,
 		monitored:   monitored,
 		ctx:         ctx,
@@ -122,7 +126,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		release:     func() {},
 	}
 	ss.log = l.log.With("session_id", id)
-	if t := l.principal.Tenant(); t != "" {
+	if t := p.Tenant(); t != "" {
 		ss.log = ss.log.With("tenant", t)
 	}
 	if err := l.srv.register(ss); err != nil {
@@ -134,7 +138,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		cancel()
 		return err
 	}
-	ss.snapshot = SessionInfo{Tenant: l.principal.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
+	ss.snapshot = SessionInfo{Tenant: p.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
 	go ss.run(m, offer)
 	return nil
 }
@@ -147,7 +151,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	release, err := ss.srv.deps.Admission.AcquireSession(ss.principal.Tenant())
 	if err != nil {
-		return rtm.Errorf(rtm.CodeServerBusy, "%v", err)
+		return refusal(err)
 	}
 	ss.release = release
 	if ss.webhook != "" {
@@ -167,13 +171,20 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	if offer == nil {
 		return ss.offerFirst()
 	}
+	if err := ss.checkOffer(offer.SDP); err != nil {
+		return err
+	}
 	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
 	}
 	if ss.monitored == nil && !ss.hasRecordableMedia() {
 		return rtm.Errorf(rtm.CodeNotSupported, "the offer has no audio or video in a codec the server can record (Opus, VP8, VP9, H264)")
 	}
-	return ss.answer()
+	if err := ss.answer(); err != nil {
+		return err
+	}
+	ss.refreshExtensions()
+	return nil
 }
 
 // hookPeer forwards pion's callbacks to the loop. pion runs each state
@@ -282,6 +293,12 @@ func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
 		defer t.Stop()
 		maxDuration = t.C
 	}
+	// A supervisor listens only while its token is valid; a client's call
+	// goes on (see token.go).
+	expired := ss.startExpiry()
+	if ss.expiry != nil {
+		defer ss.expiry.Stop()
+	}
 	for ss.life.state != rtm.StateTerminated {
 		var cmds <-chan func()
 		if !ss.busy {
@@ -310,6 +327,8 @@ func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
 			ss.transition(ss.life.onTimer(), "")
 		case <-maxDuration:
 			ss.transition(ss.life.terminate(rtm.CauseMaxDuration), "")
+		case <-expired:
+			ss.transition(ss.life.terminate(rtm.CauseTokenExpired), "the supervisor's token expired; join again with a new token")
 		case cause := <-ss.stopCh:
 			ss.transition(ss.life.terminate(cause), "")
 		}
@@ -429,6 +448,16 @@ func (ss *Session) setLocal(d webrtc.SessionDescription) error {
 	return nil
 }
 
+// checkOffer refuses an offer with more media sections than a session may
+// have tracks, before pion builds a transceiver for each (contract §7).
+func (ss *Session) checkOffer(sdp string) error {
+	if n := strings.Count(sdp, "\nm="); n > ss.srv.cfg.MaxTracks {
+		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()
+		return rtm.Errorf(rtm.CodeInvalidSDP, "the offer has %d media sections; a session may have at most %d", n, ss.srv.cfg.MaxTracks)
+	}
+	return nil
+}
+
 // hasRecordableMedia reports whether any m-line was accepted for receiving.
 func (ss *Session) hasRecordableMedia() bool {
 	for _, tr := range ss.pc.GetTransceivers() {
@@ -468,6 +497,7 @@ func (ss *Session) onRemoteCandidate(c *rtm.ICECandidate) error {
 	}
 	ss.candidates++
 	if ss.candidates > ss.srv.cfg.MaxCandidates {
+		ss.srv.metrics.limits.WithLabelValues(limitCandidates).Inc()
 		return rtm.Errorf(rtm.CodeServerBusy, "at most %d candidates per session", ss.srv.cfg.MaxCandidates)
 	}
 	err := ss.pc.AddICECandidate(webrtc.ICECandidateInit{
@@ -490,6 +520,9 @@ func (ss *Session) onSDPUpdate(d *rtm.SessionDescription) error {
 				return fmt.Errorf("rollback local offer: %w", err)
 			}
 			ss.wantOffer = true
+		}
+		if err := ss.checkOffer(d.SDP); err != nil {
+			return err
 		}
 		if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: d.SDP}); err != nil {
 			return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
@@ -538,6 +571,7 @@ func (ss *Session) offer() {
 }
 
 func (ss *Session) afterRenegotiation() {
+	ss.refreshExtensions()
 	if ss.wantOffer && ss.pc.SignalingState() == webrtc.SignalingStateStable {
 		ss.offer()
 	}
@@ -631,11 +665,34 @@ func (ss *Session) info() SessionInfo {
 	return info
 }
 
-// sdpProblem shortens pion's error text for the client.
+// sdpProblem is pion's reason for refusing a description or a candidate,
+// in the client's terms: the parser's Go wording ("failed to unmarshal SDP:
+// sdp: syntax error at pos 12") becomes "the SDP cannot be parsed (syntax
+// error at byte 12)", Go package prefixes are dropped, and it is cut at
+// 200 bytes (a candidate's text is quoted back).
 func sdpProblem(err error) string {
 	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "failed to unmarshal SDP: "); ok {
+		if m := sdpSyntaxPos.FindStringSubmatch(rest); m != nil {
+			return "the SDP cannot be parsed (syntax error at byte " + m[1] + ")"
+		}
+		return "the SDP cannot be parsed"
+	}
+	for {
+		pkg, rest, ok := strings.Cut(msg, ": ")
+		if !ok || !pionPackages[pkg] {
+			break
+		}
+		msg = rest
+	}
 	if len(msg) > 200 {
 		msg = msg[:200]
 	}
 	return msg
 }
+
+var (
+	sdpSyntaxPos = regexp.MustCompile(`syntax error at pos (\d+)`)
+	// pionPackages are the prefixes pion's errors carry.
+	pionPackages = map[string]bool{"sdp": true, "webrtc": true, "ice": true, "dtls": true, "srtp": true, "rtp": true, "rtcp": true, "interceptor": true}
+)

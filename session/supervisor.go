@@ -55,6 +55,9 @@ type forwarder struct {
 	// awaitKey holds video back until a keyframe, so the supervisor's
 	// picture never starts grey or smeared.
 	awaitKey bool
+	// dst are the extension ids negotiated with the supervisor; its loop
+	// updates them after each negotiation.
+	dst atomic.Pointer[extIDs]
 }
 
 // forward is called on the monitored track's reader goroutine with the
@@ -91,10 +94,7 @@ func (f *forwarder) run() {
 			}
 			f.awaitKey = false
 		}
-		// The client's header extensions use ids negotiated with the client,
-		// not with the supervisor; the send path adds its own.
-		pkt.Header.Extension = false
-		pkt.Header.Extensions = nil
+		remapExtensions(&pkt.Header, f.src.ext, f.dst.Load())
 		_ = f.local.WriteRTP(&pkt)
 		p.release()
 	}
@@ -165,10 +165,11 @@ func (t *trackSink) removeForwarders(sup *Session) {
 
 // joinSession takes supervisor_join_session on the link's goroutine.
 func (l *Link) joinSession(m rtm.Message, d rtm.SupervisorJoin) error {
-	if !l.principal.MaySupervise(d.SessionIDToMonitor) {
+	p := l.principal()
+	if !p.MaySupervise(d.SessionIDToMonitor) {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not supervise session %q", d.SessionIDToMonitor)
 	}
-	target := l.srv.lookup(l.principal.Tenant(), d.SessionIDToMonitor)
+	target := l.srv.lookup(p.Tenant(), d.SessionIDToMonitor)
 	if target == nil || target.isEnded() {
 		return rtm.Errorf(rtm.CodeSessionNotFound, "no session %q to monitor", d.SessionIDToMonitor)
 	}
@@ -223,6 +224,7 @@ func (ss *Session) forwardTrack(src *trackSink) {
 		done:     make(chan struct{}),
 		awaitKey: src.info.Kind == recorder.KindVideo,
 	}
+	f.dst.Store(negotiatedExtensions(sender.GetParameters().HeaderExtensions))
 	ss.forwarders = append(ss.forwarders, f)
 	if !ss.goReader(f.run) {
 		return

@@ -8,6 +8,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/rtm"
 )
 
 // pliInterval rate-limits keyframe requests per track: a keyframe costs the
@@ -24,9 +25,12 @@ type trackSink struct {
 	owner  *Session
 	// mline is the track's m-line index in the offer, for a stable order.
 	mline int
-	rec   atomic.Pointer[recorder.Track]
-	fwd   atomic.Pointer[[]*forwarder]
-	fan   fanout
+	// ext are the ids of the forwarded header extensions negotiated with
+	// the client.
+	ext *extIDs
+	rec atomic.Pointer[recorder.Track]
+	fwd atomic.Pointer[[]*forwarder]
+	fan fanout
 
 	packets atomic.Uint64
 	lastPLI atomic.Int64
@@ -44,12 +48,26 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		kind = recorder.KindVideo
 	}
 	id, mline := ss.trackID(t, r)
+	if len(ss.tracks) >= ss.srv.cfg.MaxTracks {
+		// Simulcast layers or many renegotiations: the offers passed,
+		// the tracks do not.
+		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()
+		ss.log.Warn("track refused: the session has all the tracks it may have", "track", id, "max", ss.srv.cfg.MaxTracks)
+		ss.link.SendError(rtm.Message{ClientID: ss.clientID, SessionID: ss.id}, rtm.Errorf(rtm.CodeServerBusy,
+			"track %s is neither recorded nor forwarded: a session may have at most %d tracks", id, ss.srv.cfg.MaxTracks))
+		return
+	}
+	ext := negotiatedExtensions(r.GetParameters().HeaderExtensions)
 	sink := &trackSink{
 		mline:  mline,
 		info:   recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
 		remote: t,
 		owner:  ss,
 		ssrc:   uint32(t.SSRC()),
+		ext:    ext,
+	}
+	if kind == recorder.KindVideo {
+		sink.info.OrientationExtID = ext.orientation()
 	}
 	ss.tracks = append(ss.tracks, sink)
 	ss.publishTracks()

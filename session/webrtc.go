@@ -91,6 +91,9 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
 		}
 	}
+	if err := registerExtensions(me); err != nil {
+		return nil, fmt.Errorf("register header extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)

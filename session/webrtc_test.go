@@ -82,11 +82,15 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 
 // TestAnswerKeepsHeaderExtensions: every answered m-line keeps the header extensions the
 // server uses (sdes:mid, needed by BUNDLE; transport-cc, for congestion control) for
-// audio as for video, and answers with a codec the recorder writes.
+// audio as for video, and those forwarded to supervisors that the browser offers (audio
+// level; CVO, which only Chromium offers), and answers with a codec the recorder writes.
 func TestAnswerKeepsHeaderExtensions(t *testing.T) {
-	for _, tc := range []struct{ file, audio, video string }{
-		{"testdata/firefox-153-offer.sdp", "opus", "VP8"},
-		{"testdata/chromium-156-offer.sdp", "opus", "VP8"},
+	for _, tc := range []struct {
+		file, audio, video string
+		forwarded          map[string]string // kind → extension
+	}{
+		{"testdata/firefox-153-offer.sdp", "opus", "VP8", map[string]string{"audio": extAudioLevel}},
+		{"testdata/chromium-156-offer.sdp", "opus", "VP8", map[string]string{"audio": extAudioLevel, "video": extVideoOrientation}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, ans := answerOffer(t, tc.file, slog.New(slog.DiscardHandler))
@@ -103,7 +107,11 @@ func TestAnswerKeepsHeaderExtensions(t *testing.T) {
 						}
 					}
 				}
-				for _, want := range []string{sdp.SDESMidURI, sdp.TransportCCURI} {
+				wants := []string{sdp.SDESMidURI, sdp.TransportCCURI}
+				if f := tc.forwarded[kind]; f != "" {
+					wants = append(wants, f)
+				}
+				for _, want := range wants {
 					if !slices.Contains(uris, want) {
 						t.Errorf("%s m-line lacks %s; has %v", kind, want, uris)
 					}

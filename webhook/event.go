@@ -87,11 +87,11 @@ func buildBody(id string, ts time.Time, payload json.RawMessage) ([]byte, error)
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(p, &fields); err != nil || p[0] != '{' {
-		return nil, errors.New("webhook: payload is not a JSON object")
+		return nil, errors.New("the event's payload is not a JSON object")
 	}
 	for _, k := range []string{"id", "timestamp"} {
 		if _, ok := fields[k]; ok {
-			return nil, fmt.Errorf("webhook: payload has its own %q", k)
+			return nil, fmt.Errorf("the event's payload has its own %q", k)
 		}
 	}
 	idJSON, _ := json.Marshal(id)

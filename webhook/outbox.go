@@ -305,11 +305,11 @@ func (o *Outbox) Stage(tx *ledger.Tx, ev Event) (after func(), err error) {
 	}
 	body, berr := buildBody(ev.ID, now, ev.Payload)
 	if berr == nil && (ev.ID == "" || ev.Key == "") {
-		berr = errors.New("webhook: event without id or key")
+		berr = errors.New("the event has no id or no order key")
 	}
 	if berr == nil {
 		if u, perr := url.Parse(ev.URL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			berr = errors.New("webhook: receiver URL is not an absolute http(s) URL")
+			berr = errors.New("the receiver URL is not an absolute http(s) URL")
 		}
 	}
 	if berr != nil {
@@ -442,8 +442,11 @@ func (o *Outbox) deliverHead(ctx context.Context, kq *keyQueue) {
 		// Shutdown, not the receiver's fault; the next Run tries again.
 		ev.Attempts--
 	default:
+		// last_error is read by operators and may reach the customer:
+		// Explain's words, not Go's dial chain; the log keeps the detail.
 		if err != nil {
-			ev.LastError = err.Error()
+			ev.LastError = netguard.Explain(err)
+			log = log.With("detail", err)
 		} else {
 			ev.LastError = fmt.Sprintf("receiver answered %d %s", status, http.StatusText(status))
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/wording"
+	"net"
 )
 
 func TestMain(m *testing.M) {
@@ -263,6 +265,9 @@ func TestUnqueueableEventsAreDeadLetters(t *testing.T) {
 		if d.LastError == "" || strings.Contains(d.LastError, "topsecret") {
 			t.Errorf("dead letter reason %q", d.LastError)
 		}
+		if err := wording.Check(d.LastError); err != nil {
+			t.Error(err)
+		}
 	}
 	if v := testutilCounter(o.m.dead); v != float64(len(bad)) {
 		t.Fatalf("dead letter counter = %v", v)
@@ -462,6 +467,31 @@ func TestDeadLetter(t *testing.T) {
 	}
 	if v := testutilCounter(o.m.dead); v != 1 {
 		t.Fatalf("dead letter counter = %v", v)
+	}
+}
+
+// TestDeadLetterSaysWhy: a receiver that cannot be reached leaves a dead
+// letter whose last_error a customer can act on ("connection refused"),
+// not Go's dial chain.
+func TestDeadLetterSaysWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/hooks?token=topsecret"
+	ln.Close()
+	cfg := testConfig(t, t.TempDir())
+	cfg.RetryPeriod = 100 * time.Millisecond
+	o := newOutbox(t, cfg)
+	run(t, o)
+	enqueue(t, o, closed, "k", json.RawMessage(`{"n":1}`))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(deadLetters(t, cfg.Ledger)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	dead := deadLetters(t, cfg.Ledger)
+	if len(dead) != 1 || dead[0].LastError != "connection refused" {
+		t.Fatalf("dead letters %+v, want one saying connection refused", dead)
 	}
 }
 

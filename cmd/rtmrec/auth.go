@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/rtmrec/rtmrec/auth"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
@@ -22,13 +23,14 @@ import (
 // -insecure-no-auth, see config.validate).
 type authenticator struct {
 	verifier *auth.Verifier
+	leeway   time.Duration
 }
 
 func newAuthenticator(cfg *config) (*authenticator, error) {
 	if !cfg.authConfigured() {
 		return &authenticator{}, nil
 	}
-	ac := auth.Config{}
+	ac := auth.Config{Leeway: cfg.AuthLeeway}
 	for _, s := range cfg.AuthHS256Secrets {
 		ac.HS256Secrets = append(ac.HS256Secrets, []byte(s))
 	}
@@ -43,7 +45,7 @@ func newAuthenticator(cfg *config) (*authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &authenticator{verifier: v}, nil
+	return &authenticator{verifier: v, leeway: cfg.AuthLeeway}, nil
 }
 
 func (a *authenticator) enabled() bool { return a.verifier != nil }
@@ -80,11 +82,33 @@ func (a *authenticator) operator(r *http.Request) (string, error) {
 
 var errNoToken = errors.New("a bearer token is required (Authorization header or access_token parameter)")
 
-// principal adapts verified claims to what the session layer asks.
-type principal struct{ c *auth.Claims }
+// VerifyToken verifies the token of a token_refresh (session.TokenVerifier).
+// The error names the reason (expired, bad signature, ...), never the token.
+func (a *authenticator) VerifyToken(raw string) (session.Principal, error) {
+	c, err := a.verifier.Verify(raw)
+	if err != nil {
+		return nil, err
+	}
+	return a.principal(c), nil
+}
+
+// principal adapts verified claims for the session layer.
+func (a *authenticator) principal(c *auth.Claims) principal {
+	return principal{c: c, until: c.ExpiresAt.Add(a.leeway)}
+}
+
+// principal adapts verified claims to what the session layer asks. until
+// is the token's exp plus the verifier's leeway: the clock skew tolerated
+// at the upgrade is tolerated for the rest of the connection too.
+type principal struct {
+	c     *auth.Claims
+	until time.Time
+}
 
 func (p principal) Identity() string               { return p.c.Subject }
 func (p principal) Tenant() string                 { return p.c.Tenant }
+func (p principal) Role() string                   { return string(p.c.Role) }
+func (p principal) ExpiresAt() time.Time           { return p.until }
 func (p principal) MayRecord() bool                { return p.c.MayRecord() }
 func (p principal) MaySupervise(id string) bool    { return p.c.MaySupervise(id) }
 func (p principal) AllowsUploadURL(u string) bool  { return p.c.AllowsUploadURL(u) }
@@ -128,7 +152,7 @@ func (g *gate) wrap(next http.Handler) http.Handler {
 				return
 			}
 			release, err = g.lim.AdmitAuthenticated(ip)
-			ctx = session.WithPrincipal(ctx, principal{claims})
+			ctx = session.WithPrincipal(ctx, g.authn.principal(claims))
 		}
 		if err != nil {
 			g.refuse(w, ip, err)

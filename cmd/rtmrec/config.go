@@ -9,8 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rtmrec/rtmrec/auth"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/s3allow"
+	"github.com/rtmrec/rtmrec/recorder"
+	"github.com/rtmrec/rtmrec/session"
 )
 
 // config is everything an operator can set. Each flag may also come from
@@ -30,6 +33,7 @@ type config struct {
 
 	AuthHS256Secrets list
 	AuthPublicKeys   list
+	AuthLeeway       time.Duration
 	InsecureNoAuth   bool
 
 	TrustedProxies list
@@ -47,6 +51,9 @@ type config struct {
 	MaxAuthConnsPerIP      int
 	MaxSessionsPerTenant   int
 	MaxRecordingsPerTenant int
+
+	MaxTracksPerSession   int
+	MaxPausesPerRecording int
 
 	ICEPortMin, ICEPortMax int
 	ICEUDPPort, ICETCPPort int
@@ -97,6 +104,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.Var(&c.AllowedOrigins, "allowed-origins", "browser origins allowed on /rtm (repeatable; default any)")
 	fs.Var(&c.AuthHS256Secrets, "auth-hs256-secret", "JWT HS256 secret (repeatable, for rotation)")
 	fs.Var(&c.AuthPublicKeys, "auth-public-key", "PEM file with an RS256/ES256 JWT public key (repeatable)")
+	fs.DurationVar(&c.AuthLeeway, "auth-leeway", auth.DefaultLeeway, "clock skew tolerated on a token's exp, nbf and iat, at the upgrade and for the rest of the connection: a connection can start nothing, and its supervisor sessions end, this long after its token's exp")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run without authentication on a non-loopback address")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 15*time.Second, "time for ICE/DTLS to reach CONNECTED")
 	fs.DurationVar(&c.DisconnectTimeout, "disconnect-timeout", 10*time.Second, "time DISCONNECTED may last before TERM_BY_MEDIA_TIMEOUT")
@@ -112,6 +120,8 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.MaxAuthConnsPerIP, "max-auth-conns-per-ip", 2000, "connections with a valid token open at once per client IP. High, because a contact center's agents leave through one NAT address (1,000 agents, each reconnecting once, fit), yet a bound on what one leaked token can hold open (0: no limit)")
 	fs.IntVar(&c.MaxSessionsPerTenant, "max-sessions-per-tenant", 0, "sessions of one tenant at once, so that on a server shared by several tenants one cannot take every slot (0: only -max-sessions)")
 	fs.IntVar(&c.MaxRecordingsPerTenant, "max-recordings-per-tenant", 0, "recordings of one tenant at once (0: only -max-recordings)")
+	fs.IntVar(&c.MaxTracksPerSession, "max-tracks-per-session", session.DefaultMaxTracks, fmt.Sprintf("media sections in a session's offers, and tracks it receives over its life (each renegotiated screen share is one more); an offer with more is refused with invalid_sdp. A call has a microphone, a camera and a screen; at most %d, what one recording file holds", recorder.MaxTracks))
+	fs.IntVar(&c.MaxPausesPerRecording, "max-pauses-per-recording", recorder.DefaultMaxPauses, "recording_pause requests one recording accepts; after them a pause is refused with server_busy and the recording goes on. Each pause is kept in the manifest and the recording's durable journey")
 	fs.Uint64Var(&c.MinFreeDiskMB, "min-free-disk-mb", 1024, "refuse new recordings when the data directory has less free space")
 	fs.IntVar(&c.ICEPortMin, "ice-port-min", 0, "lowest UDP port for ICE (0: any)")
 	fs.IntVar(&c.ICEPortMax, "ice-port-max", 0, "highest UDP port for ICE (0: any)")
@@ -191,6 +201,15 @@ func (c *config) validate() error {
 	}
 	if _, err := s3allow.Parse(c.S3Allow); err != nil {
 		errs = append(errs, fmt.Errorf("-s3-allow: %w", err))
+	}
+	if c.MaxTracksPerSession < 1 || c.MaxTracksPerSession > recorder.MaxTracks {
+		errs = append(errs, fmt.Errorf("-max-tracks-per-session must be 1 to %d", recorder.MaxTracks))
+	}
+	if c.MaxPausesPerRecording < 1 {
+		errs = append(errs, errors.New("-max-pauses-per-recording must be at least 1"))
+	}
+	if c.AuthLeeway <= 0 {
+		errs = append(errs, errors.New("-auth-leeway must be positive"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("-tls-cert and -tls-key go together"))

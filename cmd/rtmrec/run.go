@@ -77,14 +77,19 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}
 	defer wrtc.Close()
 
-	srv, err := session.New(session.Config{
-		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
-		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins, SignsManifests: st.evidenceKey != nil,
-	}, session.Deps{
+	deps := session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
 		Events: st.outbox, Journeys: st.journeys, URLs: st.guard, S3: st.s3,
 		Admission: lim, RecorderMetrics: recorder.NewMetrics(reg),
-	})
+	}
+	if authn.enabled() {
+		deps.Tokens = authn
+	}
+	srv, err := session.New(session.Config{
+		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
+		MaxTracks: cfg.MaxTracksPerSession, MaxPauses: cfg.MaxPausesPerRecording,
+		DataDir: st.recordings, AllowedOrigins: cfg.AllowedOrigins, SignsManifests: st.evidenceKey != nil,
+	}, deps)
 	if err != nil {
 		return err
 	}

@@ -95,8 +95,27 @@ type RefusedError struct {
 	RetryAfter time.Duration
 }
 
-// Error names the limit; it contains nothing about the client.
-func (e *RefusedError) Error() string { return "server busy: " + e.Limit }
+// Error says which limit refused, in words a customer can act on, and
+// names it for operators; it contains nothing about the client.
+func (e *RefusedError) Error() string {
+	what, ok := refusalText[e.Limit]
+	if !ok {
+		what = "the server is at capacity"
+	}
+	return what + " (" + e.Limit + ")"
+}
+
+var refusalText = map[string]string{
+	LimitConnsPerIP:       "too many connections from this address",
+	LimitConnRate:         "too many connection attempts from this address; retry later",
+	LimitSessions:         "the server has all the sessions it takes at once",
+	LimitRecordings:       "the server is writing all the recordings it takes at once",
+	LimitDisk:             "the server is short of disk space for recordings",
+	LimitAuthConnsPerIP:   "too many authenticated connections from this address",
+	LimitTenantSessions:   "the tenant has all the sessions it may have at once",
+	LimitTenantRecordings: "the tenant has all the recordings it may have at once",
+	LimitTrackedIPs:       "too many client addresses are connecting at once; retry later",
+}
 
 // Stats is a snapshot of what the limiter is holding, for tests and
 // diagnostics.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rtmrec/rtmrec/internal/wording"
 )
 
 // fakeClock is an injectable clock; tests advance it by hand.
@@ -55,8 +58,8 @@ func mustRefuse(t *testing.T, err error, limit string, status int) *RefusedError
 	if re.Limit != limit || re.HTTPStatus != status {
 		t.Fatalf("refused by %s (%d), want %s (%d)", re.Limit, re.HTTPStatus, limit, status)
 	}
-	if want := "server busy: " + limit; re.Error() != want {
-		t.Errorf("Error() = %q, want %q", re.Error(), want)
+	if msg := re.Error(); !strings.HasSuffix(msg, " ("+limit+")") || strings.HasPrefix(msg, "the server is at capacity") {
+		t.Errorf("Error() = %q, want words for limit %s, then its name", msg, limit)
 	}
 	return re
 }
@@ -561,5 +564,20 @@ func TestDiskReal(t *testing.T) {
 	var re *RefusedError
 	if err == nil || errors.As(err, &re) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing dir: err = %v, want a not-exist error", err)
+	}
+}
+
+// TestRefusalsAreWordedForCustomers: every limit's refusal has its own words
+// (the session layer shows them as server_busy) and they pass the wording
+// rule.
+func TestRefusalsAreWordedForCustomers(t *testing.T) {
+	for _, limit := range []string{LimitConnsPerIP, LimitConnRate, LimitSessions, LimitRecordings, LimitDisk,
+		LimitAuthConnsPerIP, LimitTenantSessions, LimitTenantRecordings, LimitTrackedIPs} {
+		if _, ok := refusalText[limit]; !ok {
+			t.Errorf("limit %s has no words", limit)
+		}
+		if err := wording.Check((&RefusedError{Limit: limit}).Error()); err != nil {
+			t.Error(err)
+		}
 	}
 }

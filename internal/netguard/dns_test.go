@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rtmrec/rtmrec/internal/wording"
 )
 
 // startDNS serves A/AAAA answers from zone (name without trailing dot →
@@ -131,7 +133,12 @@ func TestCheckURLRealResolver(t *testing.T) {
 			}
 		})
 	}
-	if _, err := g.CheckURL(ctx, "https://missing.test/"); !errors.Is(err, ErrResolve) {
-		t.Fatalf("missing name: err = %v, want ErrResolve", err)
+	_, err := g.CheckURL(ctx, "https://missing.test/")
+	if !errors.Is(err, ErrResolve) || !strings.Contains(err.Error(), "no such host") {
+		t.Fatalf("missing name: err = %v, want ErrResolve saying no such host", err)
+	}
+	// The client reads it: not Go's "lookup missing.test on 127.0.0.1:53".
+	if err := wording.Check(err.Error()); err != nil {
+		t.Fatal(err)
 	}
 }

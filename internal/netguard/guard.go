@@ -129,7 +129,7 @@ func (g *Guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 	}
 	addrs, err := g.resolver.LookupIPAddr(ctx, host)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrResolve, host, err)
+		return nil, fmt.Errorf("%w %s: %s", ErrResolve, host, lookupProblem(err))
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w %s: no addresses", ErrResolve, host)
@@ -146,6 +146,21 @@ func (g *Guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 		out = append(out, ip.Unmap())
 	}
 	return out, nil
+}
+
+// lookupProblem says why a lookup failed without Go's wording, which names
+// the server's own resolver ("lookup h on 10.0.0.2:53: ...").
+func lookupProblem(err error) string {
+	var de *net.DNSError
+	switch {
+	case errors.As(err, &de) && de.IsNotFound:
+		return "no such host"
+	case errors.As(err, &de) && de.IsTimeout, errors.Is(err, context.DeadlineExceeded):
+		return "the lookup timed out"
+	case errors.Is(err, context.Canceled):
+		return "the lookup was cancelled"
+	}
+	return "the lookup failed"
 }
 
 // addrError is the guard refusing an address; it is ErrForbidden.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/rtmrec/rtmrec/internal/wording"
 )
 
 // mapResolver is a fake DNS: each call to a host returns the next answer
@@ -163,6 +165,10 @@ func TestCheckURL(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "secret") {
 				t.Fatalf("error leaks query: %v", err)
+			}
+			// The client reads it (contract §7).
+			if err := wording.Check(err.Error()); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/rtmrec/rtmrec/internal/wording"
 )
 
 func TestAllowed(t *testing.T) {
@@ -119,4 +121,11 @@ func FuzzAllowed(f *testing.F) {
 			t.Fatalf("rule %q (tenant %q) allowed key %q outside %q", spec, tenant, key, prefix)
 		}
 	})
+}
+
+// TestRefusalIsWordedForCustomers: the client reads AllowS3's refusal.
+func TestRefusalIsWordedForCustomers(t *testing.T) {
+	if err := wording.Check(ErrNotAllowed.Error()); err != nil {
+		t.Fatal(err)
+	}
 }

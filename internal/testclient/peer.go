@@ -54,17 +54,30 @@ func (s Source) mime() string {
 }
 
 // NewAPI builds a pion API like a browser's: default codecs and interceptors.
-func NewAPI() (*webrtc.API, error) {
+func NewAPI() (*webrtc.API, error) { return buildAPI(nil, nil) }
+
+// buildAPI is NewAPI with header extensions registered before the default
+// ones (first, so they get the lowest ids) and more registered after them.
+func buildAPI(first []string, after func(*webrtc.MediaEngine, *interceptor.Registry) error) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
+	}
+	for _, u := range first {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: u}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	if after != nil {
+		if err := after(me, ir); err != nil {
+			return nil, err
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 // NewAPIWithCodecs builds a pion API that offers exactly these codecs (in

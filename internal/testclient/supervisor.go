@@ -26,6 +26,11 @@ type Watcher struct {
 	tracks   int
 	latency  []time.Duration
 	sentAt   *SendLog
+	// rotations counts video packets by the CVO rotation they carried under
+	// the id this peer negotiated; foreign counts packets carrying an
+	// extension id this peer did not negotiate.
+	rotations map[int]int
+	foreign   int
 }
 
 // NewWatcher builds a supervisor peer with recvonly audio and video m-lines.
@@ -34,7 +39,7 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{PC: pc, packets: map[string]int{}, hashes: map[uint64]bool{}, firstKey: map[string]bool{}}
+	w := &Watcher{PC: pc, packets: map[string]int{}, hashes: map[uint64]bool{}, firstKey: map[string]bool{}, rotations: map[int]int{}}
 	for range audio {
 		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			return nil, err
@@ -45,11 +50,19 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 			return nil, err
 		}
 	}
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		w.mu.Lock()
 		w.tracks++
 		w.mu.Unlock()
 		kind := t.Kind().String()
+		negotiated := map[uint8]bool{}
+		var cvo uint8
+		for _, e := range r.GetParameters().HeaderExtensions {
+			negotiated[uint8(e.ID)] = true
+			if e.URI == VideoOrientation {
+				cvo = uint8(e.ID)
+			}
+		}
 		first := true
 		for {
 			p, _, err := t.ReadRTP()
@@ -65,6 +78,14 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 			first = false
 			w.packets[kind]++
 			w.hashes[h] = true
+			for _, id := range p.Header.GetExtensionIDs() {
+				if !negotiated[id] {
+					w.foreign++
+				}
+			}
+			if v := p.Header.GetExtension(cvo); cvo != 0 && len(v) > 0 {
+				w.rotations[int(v[0]&0x03)*90]++
+			}
 			if w.sentAt != nil {
 				if at, ok := w.sentAt.when(h); ok {
 					w.latency = append(w.latency, now.Sub(at))
@@ -92,6 +113,19 @@ func (w *Watcher) Stats() (packets map[string]int, tracks int) {
 		out[k] = v
 	}
 	return out, w.tracks
+}
+
+// Orientation reports the video packets received per CVO rotation (under
+// the id this peer negotiated), and how many packets carried an extension
+// id this peer never negotiated.
+func (w *Watcher) Orientation() (rotations map[int]int, foreign int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range w.rotations {
+		out[k] = v
+	}
+	return out, w.foreign
 }
 
 // VideoStartedOnKeyframe reports, per received video track, whether its
@@ -204,14 +238,8 @@ func (f sendLogFactory) NewInterceptor(string) (interceptor.Interceptor, error) 
 
 // APIWithSendLog is NewAPI with the log recording every sent packet.
 func APIWithSendLog(l *SendLog) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
-	ir.Add(sendLogFactory{l})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
+	return buildAPI(nil, func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
+		ir.Add(sendLogFactory{l})
+		return nil
+	})
 }
