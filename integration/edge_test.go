@@ -100,8 +100,11 @@ func TestTrustedProxyHeader(t *testing.T) {
 		if got := dialStatus(t, srv.wsURL(), xff("203.0.113.2")); got != 429 {
 			t.Fatalf("a forged X-Forwarded-For from an untrusted peer bought another slot: HTTP %d", got)
 		}
-		if !strings.Contains(srv.log(), `"client_ip":"127.0.0.1"`) {
-			t.Fatal("the refusal's log line does not name the peer")
+		// The log is read from the process's stderr: give the line time to come.
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.log(), `"client_ip":"127.0.0.1"`); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the refusal's log line does not name the peer")
+			}
 		}
 	})
 }
