@@ -165,3 +165,35 @@ func TestMonitoringASupervisorIsRefused(t *testing.T) {
 		t.Fatalf("joining a supervisor session: %v, want %s", err, rtm.CodeNotSupported)
 	}
 }
+
+// A supervisor that sends no offer (Ant Media's players never offer) gets
+// the server's offer, answers it, and receives the call.
+func TestSupervisorWithoutOfferIsOffered(t *testing.T) {
+	h := newHarness(t, nil)
+	agent := h.dial()
+	h.start(agent, "call", testclient.Tone, testclient.Camera)
+	h.waitPackets("call", 2, 10)
+
+	boss := h.dial()
+	api, err := testclient.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := testclient.NewWatcher(api, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	if err := boss.JoinOffered(w, "boss", "sup", "call"); err != nil {
+		t.Fatal(err)
+	}
+	offer := h.wait(boss, testclient.Is(rtm.TypeSDPUpdate, "sup"))
+	if d := testclient.Data[rtm.SDPUpdate](offer); d.SDP == nil || d.SDP.Type != "offer" || !strings.Contains(d.SDP.SDP, "a=candidate:") {
+		t.Fatalf("server's first message to an offerless supervisor: %s; want an offer with its candidates", offer.Data)
+	}
+	h.wait(boss, testclient.IsState("sup", rtm.StateConnected))
+	// (Whether video starts on a keyframe here depends on the client: the
+	// server's first packets race the answerer's own DTLS set-up, and a
+	// browser asks for the keyframe it missed, which this test peer does not.)
+	waitWatcher(t, w, 30, "audio", "video")
+}
