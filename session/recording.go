@@ -49,8 +49,13 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		return rtm.Errorf(rtm.CodeInvalidMessage, "%v", err)
 	}
 	hints := ss.trackHints()
-	if _, err := recorder.ResolveFormat(format, hints); err != nil {
+	resolved, err := recorder.ResolveFormat(format, hints)
+	if err != nil {
 		return rtm.Errorf(rtm.CodeNotSupported, "%v", err)
+	}
+	recordingID := newID()
+	if ss.link.opts.UploadURLTemplate {
+		d.UploadURL = ExpandUploadURL(d.UploadURL, ss.principal.Tenant(), ss.id, recordingID, resolved.Ext())
 	}
 	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {
@@ -66,7 +71,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	cfg := recorder.Config{
 		Dir:         ss.srv.cfg.DataDir,
-		RecordingID: newID(), SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
+		RecordingID: recordingID, SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
 		Format:    format,
 		PauseMode: recorder.PauseMode(d.PauseMode),
 		Tracks:    hints,

@@ -91,14 +91,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
-		CheckOrigin:     s.checkOrigin,
+		CheckOrigin:     s.CheckOrigin,
 	}
 	return s, nil
 }
 
-// checkOrigin lets any origin in by default: credentials are bearer tokens,
-// not cookies, so a foreign page gains nothing a script elsewhere could not.
-func (s *Server) checkOrigin(r *http.Request) bool {
+// CheckOrigin is the browser origin policy (-allowed-origins) of every
+// WebSocket front end. It lets any origin in by default: credentials are
+// bearer tokens, not cookies, so a foreign page gains nothing a script
+// elsewhere could not.
+func (s *Server) CheckOrigin(r *http.Request) bool {
 	if len(s.cfg.AllowedOrigins) == 0 {
 		return true
 	}
