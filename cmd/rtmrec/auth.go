@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/compat"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/session"
@@ -80,6 +81,25 @@ func (a *authenticator) operator(r *http.Request) (string, error) {
 
 var errNoToken = errors.New("a bearer token is required (Authorization header or access_token parameter)")
 
+// Verify checks a token carried inside a compatibility protocol (Ant
+// Media's token, WCS's custom.token).
+func (a *authenticator) Verify(token string) (session.Principal, error) {
+	claims, err := a.verifier.Verify(token)
+	if err != nil {
+		return nil, err
+	}
+	return principal{claims}, nil
+}
+
+// tokens is the verifier of the compatibility endpoints, nil without
+// authentication.
+func (a *authenticator) tokens() compat.Verifier {
+	if a.verifier == nil {
+		return nil
+	}
+	return a
+}
+
 // principal adapts verified claims to what the session layer asks.
 type principal struct{ c *auth.Claims }
 
@@ -100,6 +120,10 @@ type gate struct {
 	authn   *authenticator
 	lim     *limits.Limiter
 	log     *slog.Logger
+	// protocolTokens lets in a request without a token, as an
+	// unauthenticated connection, for endpoints whose protocol carries the
+	// token itself (Ant Media, WCS); a bad token is still refused.
+	protocolTokens bool
 }
 
 func (g *gate) wrap(next http.Handler) http.Handler {
@@ -108,7 +132,7 @@ func (g *gate) wrap(next http.Handler) http.Handler {
 		ctx := clientaddr.NewContext(r.Context(), ip)
 		var release func()
 		var err error
-		if !g.authn.enabled() {
+		if !g.authn.enabled() || g.protocolTokens && auth.TokenFromRequest(r) == "" {
 			release, err = g.lim.AdmitConn(ip)
 		} else {
 			// The token is verified even from an address over its
