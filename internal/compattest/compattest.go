@@ -114,6 +114,7 @@ type Client struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	inbox   []Msg
+	answer  []responder
 	closed  bool
 	code    int // the close frame's code, once closed
 	done    chan struct{}
@@ -163,10 +164,30 @@ func (c *Client) read() {
 			m = Msg{"unparsable": string(b)}
 		}
 		c.mu.Lock()
+		for _, r := range c.answer {
+			if r.match(m) {
+				go r.do(m)
+			}
+		}
 		c.inbox = append(c.inbox, m)
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}
+}
+
+// responder answers messages as they come, the way an SDK answers the
+// server's offers.
+type responder struct {
+	match func(Msg) bool
+	do    func(Msg)
+}
+
+// Answer has do called (on a goroutine of its own) for every message that
+// matches from now on; the messages stay in the inbox.
+func (c *Client) Answer(match func(Msg) bool, do func(Msg)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.answer = append(c.answer, responder{match, do})
 }
 
 // Close closes the connection and waits for the reader.
