@@ -1,7 +1,6 @@
 package antmedia_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -37,124 +36,13 @@ func dial(t *testing.T, s *compattest.Server) *compattest.Client {
 
 type cmd = map[string]any
 
-// is matches a server message by command, definition and stream id ("" matches any).
-func is(command, definition, streamID string) func(compattest.Msg) bool {
-	return func(m compattest.Msg) bool {
-		return m.Str("command") == command && (definition == "" || m.Str("definition") == definition) &&
-			(streamID == "" || m.Str("streamId") == streamID)
-	}
-}
-
-func config(streamID, typ string) func(compattest.Msg) bool {
-	return func(m compattest.Msg) bool {
-		return m.Str("command") == "takeConfiguration" && m.Str("streamId") == streamID && m.Str("type") == typ
-	}
-}
-
-// publish publishes tone and camera from a pion peer the way the SDK does
-// (publish, start, offer, trickled candidates with integer labels) and
-// streams once publish_started came.
-func publish(t *testing.T, c *compattest.Client, id string, extra cmd) *testclient.Peer {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone, testclient.Camera)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	req := cmd{"command": "publish", "streamId": id, "subscriberId": "", "streamName": "", "mainTrack": "", "video": true, "audio": true, "metaData": "", "role": ""}
-	for k, v := range extra {
-		req[k] = v
-	}
-	c.Send(req)
-	c.Wait(is("start", "", id))
-	p.PC.OnICECandidate(func(cand *webrtc.ICECandidate) {
-		if cand == nil {
-			return
-		}
-		init := cand.ToJSON()
-		c.Send(cmd{"command": "takeCandidate", "streamId": id, "label": *init.SDPMLineIndex, "id": *init.SDPMid, "candidate": init.Candidate})
-	})
-	offer, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	c.Send(cmd{"command": "takeConfiguration", "streamId": id, "type": "offer", "sdp": offer.SDP})
-	ans := c.Wait(config(id, "answer"))
-	if !strings.Contains(ans.Str("sdp"), "a=candidate:") {
-		t.Fatalf("the answer carries no candidates: %s", ans.Str("sdp"))
-	}
-	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Str("sdp")}); err != nil {
-		t.Fatal(err)
-	}
-	// Like a browser, it sends media as soon as it connects.
-	p.Stream(context.Background())
-	c.Wait(is("notification", "publish_started", id))
-	return p
-}
-
-// play plays a stream from a pion peer that answers the server's offer.
-func play(t *testing.T, c *compattest.Client, id string, extra cmd) *testclient.Watcher {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := testclient.NewWatcher(api, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	req := cmd{"command": "play", "streamId": id, "token": "", "room": "", "trackList": []any{}, "subscriberId": "", "subscriberCode": "", "viewerInfo": "", "role": "", "userPublishId": ""}
-	for k, v := range extra {
-		req[k] = v
-	}
-	c.Send(req)
-	offer := c.Wait(config(id, "offer"))
-	if _, ok := offer["idMapping"].(map[string]any); !ok {
-		t.Fatalf("the offer has no idMapping object: %v", offer["idMapping"])
-	}
-	if err := w.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.Str("sdp")}); err != nil {
-		t.Fatal(err)
-	}
-	ans, err := w.PC.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.PC.SetLocalDescription(ans); err != nil {
-		t.Fatal(err)
-	}
-	// The SDK's answer rewrites the Opus parameters this way.
-	sdp := strings.Replace(ans.SDP, "useinbandfec=1", "useinbandfec=1; stereo=1", 1)
-	c.Send(cmd{"command": "takeConfiguration", "streamId": id, "type": "answer", "sdp": sdp})
-	c.Wait(is("notification", "play_started", id))
-	return w
-}
-
-func waitPackets(t *testing.T, w *testclient.Watcher, kinds ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, _ := w.Stats()
-		ok := true
-		for _, k := range kinds {
-			ok = ok && got[k] >= 20
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("player received %v, want %v", got, kinds)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var (
+	is       = compattest.AMS
+	config   = compattest.AMSDescription
+	publish  = compattest.PublishAMS
+	play     = compattest.PlayAMS
+	offerSDP = compattest.OfferSDP
+)
 
 func TestPublishPlayAndStop(t *testing.T) {
 	s := newServer(t, compat.Config{}, nil)
@@ -180,7 +68,7 @@ func TestPublishPlayAndStop(t *testing.T) {
 	s.WaitMedia(t, "call", 2)
 	player := dial(t, s)
 	w := play(t, player, "call", nil)
-	waitPackets(t, w, "audio", "video")
+	compattest.WaitPackets(t, w, "audio", "video")
 
 	player.Send(cmd{"command": "stop", "streamId": "call"})
 	player.Wait(is("notification", "play_finished", "call"))
@@ -256,25 +144,6 @@ func TestRefusals(t *testing.T) {
 			c.Wait(is("pong", "", ""))
 		})
 	}
-}
-
-// offerSDP is a real offer with one Opus track.
-func offerSDP(t *testing.T) string {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	o, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o.SDP
 }
 
 func TestStopOfNothingIsNotAnError(t *testing.T) {

@@ -1,14 +1,12 @@
 package wcs_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
 	"github.com/rtmrec/rtmrec/compat"
@@ -29,56 +27,18 @@ func newServer(t *testing.T, cfg compat.Config, mutate func(*session.Config, *se
 
 type obj = map[string]any
 
-// send sends a message the way the SDK does: {"message", "data": [obj]}.
-func send(c *compattest.Client, message string, data any) {
-	c.Send(obj{"message": message, "data": []any{data}})
-}
-
-// data0 is data[0] of a server message, failing when data is not an array.
-func data(t *testing.T, m compattest.Msg) []any {
-	t.Helper()
-	d, ok := m["data"].([]any)
-	if !ok {
-		t.Fatalf("%s without a data array: %v", m.Str("message"), m)
-	}
-	return d
-}
-
-func named(message string) func(compattest.Msg) bool {
-	return func(m compattest.Msg) bool { return m.Str("message") == message }
-}
-
-// status matches notifyStreamStatusEvent of a media session.
-func status(id, st string) func(compattest.Msg) bool {
-	return func(m compattest.Msg) bool {
-		if m.Str("message") != "notifyStreamStatusEvent" {
-			return false
-		}
-		d, _ := m["data"].([]any)
-		if len(d) == 0 {
-			return false
-		}
-		e, _ := d[0].(map[string]any)
-		return e["mediaSessionId"] == id && e["status"] == st
-	}
-}
-
-func event(t *testing.T, m compattest.Msg) map[string]any {
-	t.Helper()
-	d := data(t, m)
-	e, ok := d[0].(map[string]any)
-	if !ok {
-		t.Fatalf("data[0] is not an object: %v", m)
-	}
-	return e
-}
-
-func sdpFor(id string) func(compattest.Msg) bool {
-	return func(m compattest.Msg) bool {
-		d, _ := m["data"].([]any)
-		return m.Str("message") == "setRemoteSDP" && len(d) == 3 && d[0] == id
-	}
-}
+var (
+	send          = compattest.SendWCS
+	named         = compattest.WCS
+	status        = compattest.WCSStatus
+	event         = compattest.WCSEvent
+	data          = compattest.WCSData
+	streamRequest = compattest.WCSStream
+	answer        = compattest.AnswerWCS
+	publish       = compattest.PublishWCS
+	play          = compattest.PlayWCS
+	offerSDP      = compattest.OfferSDP
+)
 
 func connect(t *testing.T, s *compattest.Server, token string) *compattest.Client {
 	t.Helper()
@@ -93,78 +53,6 @@ func connect(t *testing.T, s *compattest.Server, token string) *compattest.Clien
 		t.Fatalf("getUserData = %v", u)
 	}
 	return c
-}
-
-func streamRequest(id, name string, publish, record bool, sdp string) obj {
-	return obj{
-		"mediaSessionId": id, "name": name, "published": publish, "hasVideo": true, "hasAudio": true,
-		"status": "PENDING", "record": record, "mediaProvider": "WebRTC", "sdp": sdp,
-		"bitrate": 0, "minBitrate": 0, "maxBitrate": 0,
-	}
-}
-
-// answer applies the server's setRemoteSDP, which must carry the server's
-// candidates (WCS has no trickle), to pc.
-func answer(t *testing.T, c *compattest.Client, id string, pc *webrtc.PeerConnection) {
-	t.Helper()
-	d := data(t, c.Wait(sdpFor(id)))
-	sdp, _ := d[1].(string)
-	if !strings.Contains(sdp, "a=candidate:") || d[2] != true {
-		t.Fatalf("setRemoteSDP = %v, want [id, an answer with candidates, true]", d)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// publish publishes tone and camera from a pion peer as the SDK does.
-func publish(t *testing.T, c *compattest.Client, id, name string, record bool) map[string]any {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone, testclient.Camera)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	offer, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	send(c, "publishStream", streamRequest(id, name, true, record, offer.SDP))
-	answer(t, c, id, p.PC)
-	p.Stream(context.Background())
-	return event(t, c.Wait(status(id, "PUBLISHING")))
-}
-
-// play plays a stream from a pion peer offering recvonly audio and video.
-func play(t *testing.T, c *compattest.Client, id, name string) *testclient.Watcher {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := testclient.NewWatcher(api, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	offer, err := w.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	send(c, "playStream", streamRequest(id, name, false, false, offer.SDP))
-	answer(t, c, id, w.PC)
-	c.Wait(status(id, "PLAYING"))
-	return w
 }
 
 func TestPublishPlayAndStop(t *testing.T) {
@@ -269,25 +157,6 @@ func TestRefusals(t *testing.T) {
 			c.Wait(named("getUserData"))
 		})
 	}
-}
-
-// offerSDP is a real offer with one Opus track.
-func offerSDP(t *testing.T) string {
-	t.Helper()
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	o, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o.SDP
 }
 
 func TestOversizedFrameIsRefusedAndClosed(t *testing.T) {
