@@ -1,6 +1,7 @@
 package antmedia_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -315,5 +316,22 @@ func TestIsPath(t *testing.T) {
 		if got := antmedia.IsPath(path); got != want {
 			t.Errorf("IsPath(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+// A server shutdown ends the publish the way the SDK hears of an end, then
+// closes the connection (going away: the SDK reconnects elsewhere).
+func TestShutdownEndsThePublish(t *testing.T) {
+	s := newServer(t, compat.Config{}, nil)
+	c := dial(t, s)
+	publish(t, c, "call", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Sessions.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait(is("notification", "publish_finished", "call"))
+	if code := c.Closed(); code != websocket.CloseGoingAway {
+		t.Fatalf("close code %d, want %d", code, websocket.CloseGoingAway)
 	}
 }

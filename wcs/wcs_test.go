@@ -1,6 +1,7 @@
 package wcs_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -61,6 +62,9 @@ func TestPublishPlayAndStop(t *testing.T) {
 	if d := data(t, pub.Wait(named("ping"))); len(d) != 0 {
 		t.Fatalf("ping data = %v", d)
 	}
+	// Messages rtmrec does not serve are ignored.
+	send(pub, "availableStream", obj{"name": "call", "mediaSessionId": "m-x"})
+	send(pub, "pong", nil)
 	ev := publish(t, pub, "m-pub", "call", false)
 	if ev["name"] != "call" || ev["published"] != true || ev["record"] != false || ev["recordName"] != nil {
 		t.Errorf("PUBLISHING = %v", ev)
@@ -86,7 +90,7 @@ func TestPublishPlayAndStop(t *testing.T) {
 	}
 	send(pub, "unPublishStream", obj{"mediaSessionId": "m-pub", "name": "call", "published": true, "status": "PUBLISHING"})
 	pub.Wait(status("m-pub", "UNPUBLISHED"))
-	pub.None(status("m-pub", "FAILED"), 100*time.Millisecond)
+	pub.None(func(m compattest.Msg) bool { return status("m-pub", "FAILED")(m) || named("fail")(m) }, 100*time.Millisecond)
 }
 
 func TestPublishEndStopsItsPlays(t *testing.T) {
@@ -243,4 +247,23 @@ func TestRecordedPublishThatCannotRecordFails(t *testing.T) {
 		t.Fatalf("FAILED = %v", ev)
 	}
 	c.None(status("m1", "PUBLISHING"), 100*time.Millisecond)
+}
+
+// A server shutdown fails the stream with the reason, then closes the
+// connection.
+func TestShutdownFailsTheStream(t *testing.T) {
+	s := newServer(t, compat.Config{}, nil)
+	c := connect(t, s, "")
+	publish(t, c, "m1", "call", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Sessions.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := event(t, c.Wait(status("m1", "FAILED"))); !strings.Contains(ev["info"].(string), "TERM_BY_SERVER_SHUTDOWN") {
+		t.Fatalf("FAILED = %v", ev)
+	}
+	if code := c.Closed(); code != websocket.CloseGoingAway {
+		t.Fatalf("close code %d, want %d", code, websocket.CloseGoingAway)
+	}
 }
