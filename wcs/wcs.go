@@ -160,8 +160,14 @@ func (w *conn) Refused(st *compat.Stream, err *rtm.Error) {
 	w.c.Send(envelope{Message: "fail", Data: []any{failure{Info: info(err), APIMethod: "StreamStatusEvent"}}})
 }
 
-// Description sends the server's answer as setRemoteSDP.
+// Description sends the server's answer as setRemoteSDP. A server offer
+// (a track the played stream gained later) is not sent: the SDK would
+// apply it and never answer, and the play goes on with what it has.
 func (w *conn) Description(st *compat.Stream, d rtm.SessionDescription) {
+	if d.Type != "answer" {
+		w.c.Log().Info("a track the stream gained is not offered to the WCS player", "session_id", st.SessionID())
+		return
+	}
 	w.c.Send(envelope{Message: "setRemoteSDP", Data: []any{st.Key, d.SDP, true}})
 }
 

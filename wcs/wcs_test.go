@@ -267,3 +267,27 @@ func TestShutdownFailsTheStream(t *testing.T) {
 		t.Fatalf("close code %d, want %d", code, websocket.CloseGoingAway)
 	}
 }
+
+// The SDK cannot take a server offer: a player that offered less than the
+// stream has gets what it offered for, and no offer.
+func TestPlayerIsNeverSentAnOffer(t *testing.T) {
+	s := newServer(t, compat.Config{}, nil)
+	pub := connect(t, s, "")
+	publish(t, pub, "m-pub", "call", false)
+	s.WaitMedia(t, "call", 2)
+
+	player := connect(t, s, "")
+	w := compattest.NewWatcher(t, 1, 0)
+	offer, err := w.PC.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.PC.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	send(player, "playStream", streamRequest("m-play", "call", false, false, offer.SDP))
+	answer(t, player, "m-play", w.PC)
+	player.Wait(status("m-play", "PLAYING"))
+	compattest.WaitPackets(t, w, "audio")
+	player.None(named("setRemoteSDP"), 300*time.Millisecond)
+}
