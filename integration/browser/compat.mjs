@@ -111,9 +111,17 @@ async function play(browser, sdk, ws) {
   };
 }
 
+// listed finds the stream in the dev console's listing of sessions, once
+// it records and has received both tracks (or after 5 s, as it is).
 async function listed() {
-  const list = await (await fetch(cfg.sessions)).json();
-  return list.find((s) => s.session_id === cfg.stream) ?? null;
+  let found = null;
+  for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
+    const list = await (await fetch(cfg.sessions)).json();
+    found = list.find((s) => s.session_id === cfg.stream) ?? null;
+    if (found?.recording_id && found.tracks?.filter((t) => t.packets > 0).length === 2) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return found;
 }
 
 const scenarios = {
