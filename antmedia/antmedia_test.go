@@ -331,6 +331,10 @@ func TestShutdownEndsThePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Wait(is("notification", "publish_finished", "call"))
+	// The connection stays open through the drain, then goes away.
+	if err := s.Sessions.CloseConnections(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if code := c.Closed(); code != websocket.CloseGoingAway {
 		t.Fatalf("close code %d, want %d", code, websocket.CloseGoingAway)
 	}

@@ -119,10 +119,12 @@ const outboxSize = 256
 // gets HTTP 401 and no WebSocket; without one, the protocol's token is
 // needed); then it upgrades and runs the connection until it ends.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.cfg.Sessions.Draining() {
+	done, ok := e.cfg.Sessions.Admit()
+	if !ok {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	defer done()
 	var who *identity
 	if p, ok := session.PrincipalFrom(r.Context()); ok {
 		who = &identity{principal: p, fromRequest: true} // verified in front (the server's gate)

@@ -157,6 +157,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Admit counts a connection of a front end outside this package (the
+// compatibility endpoints) in the drain, as /rtm's are: ok is false once
+// the server drains (the caller answers 503), and done is called when the
+// connection has ended; CloseConnections waits for it.
+func (s *Server) Admit() (done func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return nil, false
+	}
+	s.work.Add(1)
+	return s.work.Done, true
+}
+
 // CloseConnections closes every client connection, once what was published
 // before reached it (http.Server.Shutdown does not wait for hijacked
 // connections), and waits for them, or ctx. It closes them even when ctx

@@ -263,6 +263,10 @@ func TestShutdownFailsTheStream(t *testing.T) {
 	if ev := event(t, c.Wait(status("m1", "FAILED"))); !strings.Contains(ev["info"].(string), "TERM_BY_SERVER_SHUTDOWN") {
 		t.Fatalf("FAILED = %v", ev)
 	}
+	// The connection stays open through the drain, then goes away.
+	if err := s.Sessions.CloseConnections(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if code := c.Closed(); code != websocket.CloseGoingAway {
 		t.Fatalf("close code %d, want %d", code, websocket.CloseGoingAway)
 	}

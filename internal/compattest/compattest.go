@@ -54,7 +54,7 @@ func NewServer(t *testing.T, cfg compat.Config, mutate func(*session.Config, *se
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := errors.Join(srv.Shutdown(ctx), srv.CloseConnections(ctx)); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		hs.CloseClientConnections()
