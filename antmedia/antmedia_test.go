@@ -230,24 +230,11 @@ func TestTokens(t *testing.T) {
 func TestRepublishRightAfterStop(t *testing.T) {
 	s := newServer(t, compat.Config{}, nil)
 	c := dial(t, s)
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	offer, err := first.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c.Send(cmd{"command": "publish", "streamId": "again"})
 	c.Wait(is("start", "", "again"))
 	// The offer, then at once the stop and the new publish, as the SDK
 	// sends them when the answer is late.
-	c.Send(cmd{"command": "takeConfiguration", "streamId": "again", "type": "offer", "sdp": offer.SDP})
+	c.Send(cmd{"command": "takeConfiguration", "streamId": "again", "type": "offer", "sdp": offerSDP(t)})
 	c.Send(cmd{"command": "stop", "streamId": "again"})
 	c.Send(cmd{"command": "publish", "streamId": "again"})
 	c.Wait(is("notification", "publish_finished", "again"))
@@ -255,19 +242,8 @@ func TestRepublishRightAfterStop(t *testing.T) {
 	// Nothing of the abandoned session after its end.
 	c.None(config("again", "answer"), 300*time.Millisecond)
 
-	p, err := testclient.NewPeer(api, testclient.Tone, testclient.Camera)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	o, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.PC.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	c.Send(cmd{"command": "takeConfiguration", "streamId": "again", "type": "offer", "sdp": o.SDP})
+	p := compattest.NewPeer(t, testclient.Tone, testclient.Camera)
+	c.Send(cmd{"command": "takeConfiguration", "streamId": "again", "type": "offer", "sdp": compattest.LocalOffer(t, p.PC)})
 	ans := c.Wait(config("again", "answer"))
 	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Str("sdp")}); err != nil {
 		t.Fatal(err)
@@ -282,20 +258,10 @@ func TestPublishThatCannotBeRecordedEnds(t *testing.T) {
 	// An upload URL template, but no recording on the server.
 	s := newServer(t, compat.Config{UploadURL: "https://uploads.example.com/{stream}/{recording_id}.{ext}"}, nil)
 	c := dial(t, s)
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := compattest.NewPeer(t, testclient.Tone)
 	c.Send(cmd{"command": "publish", "streamId": "unrecorded"})
 	c.Wait(is("start", "", "unrecorded"))
-	o, _ := p.PC.CreateOffer(nil)
-	_ = p.PC.SetLocalDescription(o)
-	c.Send(cmd{"command": "takeConfiguration", "streamId": "unrecorded", "type": "offer", "sdp": o.SDP})
+	c.Send(cmd{"command": "takeConfiguration", "streamId": "unrecorded", "type": "offer", "sdp": compattest.LocalOffer(t, p.PC)})
 	ans := c.Wait(config("unrecorded", "answer"))
 	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Str("sdp")}); err != nil {
 		t.Fatal(err)

@@ -186,21 +186,8 @@ func TestUploadURLTemplateIsFilledWhenTheRecordingStarts(t *testing.T) {
 			out := make(chanOutlet, 64)
 			link := h.srv.NewLink(nil, out, session.LinkOptions{UploadURLTemplate: tt.template})
 			defer link.Close()
-			api, err := testclient.NewAPI()
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := testclient.NewPeer(api, testclient.Tone)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			offer, err := p.PC.CreateOffer(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			const id = "call 1/a"
-			start, _ := rtm.NewMessage(rtm.TypeSessionStart, "fe", id, rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: offer.SDP}})
+			start, _ := rtm.NewMessage(rtm.TypeSessionStart, "fe", id, rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: offerSDP(t)}})
 			rec, _ := rtm.NewMessage(rtm.TypeRecordingStart, "fe", id, rtm.RecordingStart{UploadURL: tmpl})
 			link.Handle(start)
 			link.Handle(rec)

@@ -229,18 +229,8 @@ func TestTokens(t *testing.T) {
 func TestRecordedPublishThatCannotRecordFails(t *testing.T) {
 	s := newServer(t, compat.Config{UploadURL: "https://uploads.example.com/{stream}/{recording_id}.{ext}"}, nil)
 	c := connect(t, s, "")
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := testclient.NewPeer(api, testclient.Tone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	o, _ := p.PC.CreateOffer(nil)
-	_ = p.PC.SetLocalDescription(o)
-	send(c, "publishStream", streamRequest("m1", "rec", true, true, o.SDP))
+	p := compattest.NewPeer(t, testclient.Tone)
+	send(c, "publishStream", streamRequest("m1", "rec", true, true, compattest.LocalOffer(t, p.PC)))
 	answer(t, c, "m1", p.PC)
 	ev := event(t, c.Wait(status("m1", "FAILED")))
 	if info, _ := ev["info"].(string); !strings.HasPrefix(info, "Recording failed") {
@@ -282,14 +272,7 @@ func TestPlayerIsNeverSentAnOffer(t *testing.T) {
 
 	player := connect(t, s, "")
 	w := compattest.NewWatcher(t, 1, 0)
-	offer, err := w.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	send(player, "playStream", streamRequest("m-play", "call", false, false, offer.SDP))
+	send(player, "playStream", streamRequest("m-play", "call", false, false, compattest.LocalOffer(t, w.PC)))
 	answer(t, player, "m-play", w.PC)
 	player.Wait(status("m-play", "PLAYING"))
 	compattest.WaitPackets(t, w, "audio")

@@ -51,14 +51,7 @@ func PublishAMS(t *testing.T, c *Client, id string, extra map[string]any) *testc
 		init := cand.ToJSON()
 		c.Send(map[string]any{"command": "takeCandidate", "streamId": id, "label": *init.SDPMLineIndex, "id": *init.SDPMid, "candidate": init.Candidate})
 	})
-	offer, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	c.Send(map[string]any{"command": "takeConfiguration", "streamId": id, "type": "offer", "sdp": offer.SDP})
+	c.Send(map[string]any{"command": "takeConfiguration", "streamId": id, "type": "offer", "sdp": LocalOffer(t, p.PC)})
 	ans := c.Wait(AMSDescription(id, "answer"))
 	if !strings.Contains(ans.Str("sdp"), "a=candidate:") {
 		t.Fatalf("the answer carries no candidates: %s", ans.Str("sdp"))
@@ -148,9 +141,18 @@ func NewWatcher(t *testing.T, audio, video int) *testclient.Watcher {
 // OfferSDP is a real offer with one Opus track.
 func OfferSDP(t *testing.T) string {
 	t.Helper()
-	p := NewPeer(t, testclient.Tone)
-	o, err := p.PC.CreateOffer(nil)
+	return LocalOffer(t, NewPeer(t, testclient.Tone).PC)
+}
+
+// LocalOffer makes pc's offer, sets it as its local description and
+// returns its SDP.
+func LocalOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	o, err := pc.CreateOffer(nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(o); err != nil {
 		t.Fatal(err)
 	}
 	return o.SDP

@@ -105,14 +105,7 @@ func AnswerWCS(t *testing.T, c *Client, id string, pc *webrtc.PeerConnection) {
 func PublishWCS(t *testing.T, c *Client, id, name string, record bool) map[string]any {
 	t.Helper()
 	p := NewPeer(t, testclient.Tone, testclient.Camera)
-	offer, err := p.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	SendWCS(c, "publishStream", WCSStream(id, name, true, record, offer.SDP))
+	SendWCS(c, "publishStream", WCSStream(id, name, true, record, LocalOffer(t, p.PC)))
 	AnswerWCS(t, c, id, p.PC)
 	p.Stream(context.Background())
 	return WCSEvent(t, c.Wait(WCSStatus(id, "PUBLISHING")))
@@ -123,14 +116,7 @@ func PublishWCS(t *testing.T, c *Client, id, name string, record bool) map[strin
 func PlayWCS(t *testing.T, c *Client, id, name string) *testclient.Watcher {
 	t.Helper()
 	w := NewWatcher(t, 1, 1)
-	offer, err := w.PC.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	SendWCS(c, "playStream", WCSStream(id, name, false, false, offer.SDP))
+	SendWCS(c, "playStream", WCSStream(id, name, false, false, LocalOffer(t, w.PC)))
 	AnswerWCS(t, c, id, w.PC)
 	c.Wait(WCSStatus(id, "PLAYING"))
 	return w
