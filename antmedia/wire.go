@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/compat"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
@@ -96,7 +97,7 @@ func Decode(frame []byte) (Command, error) {
 			StreamID string `json:"streamId"`
 		}
 		_ = json.Unmarshal(frame, &id)
-		return Command{StreamID: truncate(id.StreamID)}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed command: %s", problem(err))
+		return Command{StreamID: truncate(id.StreamID)}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed command: %s", compat.DecodeProblem(err))
 	}
 	switch {
 	case len(c.StreamID) > rtm.MaxIDLen:
@@ -122,14 +123,6 @@ func truncate(s string) string {
 		return s[:rtm.MaxIDLen]
 	}
 	return s
-}
-
-// problem says what failed to decode, naming the field, never the value.
-func problem(err error) string {
-	if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
-		return "field " + strconv.Quote(te.Field) + " has the wrong type"
-	}
-	return "not an object of the expected fields"
 }
 
 // Server messages.

@@ -1,6 +1,10 @@
 package compat
 
 import (
+	"encoding/json"
+	"errors"
+	"strconv"
+
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
 )
@@ -68,4 +72,14 @@ func ValidStreamName(name string) bool {
 		}
 	}
 	return true
+}
+
+// DecodeProblem says what in a client's message failed to decode, naming
+// the field, never the value (errors must not echo the client's input).
+func DecodeProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return "field " + strconv.Quote(te.Field) + " has the wrong type"
+	}
+	return "not an object of the expected fields"
 }

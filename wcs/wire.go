@@ -2,9 +2,9 @@ package wcs
 
 import (
 	"encoding/json"
-	"strconv"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/compat"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
@@ -64,7 +64,7 @@ func Decode(frame []byte) (Message, error) {
 		return m, rtm.Errorf(rtm.CodeInvalidMessage, "message is not valid JSON")
 	}
 	if err := json.Unmarshal(frame, &m); err != nil {
-		return Message{}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed message: %s", problem(err))
+		return Message{}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed message: %s", compat.DecodeProblem(err))
 	}
 	switch {
 	case m.Message == "":
@@ -86,7 +86,7 @@ func DecodeConnection(m Message) (Connection, error) {
 		Custom json.RawMessage `json:"custom"`
 	}
 	if err := json.Unmarshal(m.Data[0], &raw); err != nil {
-		return c, rtm.Errorf(rtm.CodeInvalidMessage, "malformed connection: %s", problem(err))
+		return c, rtm.Errorf(rtm.CodeInvalidMessage, "malformed connection: %s", compat.DecodeProblem(err))
 	}
 	// custom belongs to the page: only a token in it is rtmrec's business.
 	if len(raw.Custom) > 0 && raw.Custom[0] == '{' {
@@ -116,7 +116,7 @@ func DecodeStream(m Message) (StreamRequest, error) {
 		if len(id.MediaSessionID) > rtm.MaxIDLen || !printable(id.MediaSessionID) {
 			id.MediaSessionID = ""
 		}
-		return StreamRequest{MediaSessionID: id.MediaSessionID}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed %s: %s", m.Message, problem(err))
+		return StreamRequest{MediaSessionID: id.MediaSessionID}, rtm.Errorf(rtm.CodeInvalidMessage, "malformed %s: %s", m.Message, compat.DecodeProblem(err))
 	}
 	switch {
 	case len(r.MediaSessionID) > rtm.MaxIDLen || !printable(r.MediaSessionID):
@@ -136,14 +136,6 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// problem says what failed to decode, naming the field, never the value.
-func problem(err error) string {
-	if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
-		return "field " + strconv.Quote(te.Field) + " has the wrong type"
-	}
-	return "not an object of the expected fields"
 }
 
 // Server messages.
