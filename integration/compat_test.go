@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,14 @@ func TestCompatEndpointsRecordAndMonitorAcrossProtocols(t *testing.T) {
 	agent := token(t, auth.Claims{Subject: "agent@acme", Role: auth.RoleClient, Tenant: "acme"})
 	boss := token(t, auth.Claims{Subject: "boss@acme", Role: auth.RoleSupervisor, Tenant: "acme", Sessions: []string{auth.AnySession}})
 	base := "ws://" + srv.addr
+
+	// A bad token on the request is refused before the upgrade; none is
+	// fine, since the protocol may bring one.
+	for _, path := range []string{"/live/websocket", "/wcs"} {
+		if _, resp, err := compattest.Dial(t, base+path+"?access_token=forged", nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s with a bad access_token: %v, want HTTP 401", path, err)
+		}
+	}
 
 	// An Ant Media publish, its token in publish: recorded from
 	// publish_started.
