@@ -5,6 +5,13 @@
 // session monitoring that stream. Lifecycle, limits, recordings, manifests
 // and webhooks are therefore exactly those of /rtm sessions.
 //
+// A recorded publish starts its recording when its session is CONNECTED
+// (no media flows before) and is reported live to the client once the
+// recording runs: a publish the SDK abandons before it connects (and sends
+// again) leaves no empty recording behind, and a client never hears
+// "publishing" of a publish that is not being recorded. One that cannot be
+// recorded is ended, with the reason.
+//
 // A protocol package (antmedia, wcs) decodes the client's frames into calls
 // on a Conn and encodes what the Conn reports back (a Protocol).
 // Authentication, the streams' sessions, their recordings and the order of
