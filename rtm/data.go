@@ -47,17 +47,22 @@ type SessionStart struct {
 // Validate checks that an offer is present.
 func (s *SessionStart) Validate() error { return requireOffer(s.SDP) }
 
-// SupervisorJoin is the data of supervisor_join_session.
+// SupervisorJoin is the data of supervisor_join_session. SDP may be left
+// out (extension): the server then makes the offer, as an sdp_update the
+// client answers; protocols whose players never offer (Ant Media's play)
+// need that.
 type SupervisorJoin struct {
-	SDP                *SessionDescription `json:"sdp"`
+	SDP                *SessionDescription `json:"sdp,omitempty"`
 	SessionIDToMonitor string              `json:"session_id_to_monitor"`
 	WebhookURL         string              `json:"webhook_url,omitempty"`
 }
 
-// Validate checks the offer and the monitored session id.
+// Validate checks the offer, when there is one, and the monitored session id.
 func (s *SupervisorJoin) Validate() error {
-	if err := requireOffer(s.SDP); err != nil {
-		return err
+	if s.SDP != nil {
+		if err := requireOffer(s.SDP); err != nil {
+			return err
+		}
 	}
 	if s.SessionIDToMonitor == "" {
 		return Errorf(CodeInvalidMessage, "session_id_to_monitor is required")

@@ -4,7 +4,8 @@
 # playwright-core and puppeteer-core, never with the browsers those would
 # download), fonts so pages render, and ffmpeg/ffprobe to check the
 # recordings. Then the pinned npm packages of integration/browser via
-# `npm ci`.
+# `npm ci`, among them the browser SDKs of Ant Media and Flashphoner WCS that
+# the compatibility tests load unmodified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,4 @@ command -v npm >/dev/null || { echo "install-browser: npm (Node.js >= 20) is req
 (cd integration/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
 
 version() { node -p "require('./integration/browser/node_modules/$1/package.json').version"; }
-echo "install-browser: $(chromium --version 2>/dev/null || echo 'chromium ?'), $(firefox-esr --version 2>/dev/null || echo 'firefox-esr ?'), playwright-core $(version playwright-core), puppeteer-core $(version puppeteer-core)"
+echo "install-browser: $(chromium --version 2>/dev/null || echo 'chromium ?'), $(firefox-esr --version 2>/dev/null || echo 'firefox-esr ?'), playwright-core $(version playwright-core), puppeteer-core $(version puppeteer-core), @antmedia/webrtc_adaptor $(version @antmedia/webrtc_adaptor), @flashphoner/websdk $(version @flashphoner/websdk)"

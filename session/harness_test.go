@@ -131,6 +131,12 @@ func (d *journeys) Finish(id string, m *recorder.Manifest, err error) error {
 	return nil
 }
 
+func (d *journeys) route(id string) delivery.Route {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.routes[id]
+}
+
 func (d *journeys) list() []*recorder.Manifest {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -38,6 +38,11 @@ type LinkOptions struct {
 	CompleteGathering bool
 	// Remote is the client's address (after trusted proxies), for logs.
 	Remote string
+	// UploadURLTemplate makes the upload_url of recording_start a template
+	// (see ExpandUploadURL), for front ends whose protocol carries no URL
+	// and which send the operator's instead: the recording's id and format
+	// are only known once the core has chosen them.
+	UploadURLTemplate bool
 }
 
 // gatherWait bounds how long an answer or offer waits for the server's

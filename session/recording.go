@@ -52,11 +52,16 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		return rtm.Errorf(rtm.CodeInvalidMessage, "format must be auto, ogg, webm or mkv")
 	}
 	hints := ss.trackHints()
-	if _, err := recorder.ResolveFormat(format, hints); err != nil {
+	resolved, err := recorder.ResolveFormat(format, hints)
+	if err != nil {
 		if format == recorder.FormatOgg {
 			return rtm.Errorf(rtm.CodeNotSupported, "format ogg cannot hold video; use webm, mkv or auto")
 		}
 		return rtm.Errorf(rtm.CodeNotSupported, "format %s cannot hold H.264 video; use mkv or auto", format)
+	}
+	recordingID := newID()
+	if ss.link.opts.UploadURLTemplate {
+		d.UploadURL = ExpandUploadURL(d.UploadURL, ss.principal.Tenant(), ss.id, recordingID, resolved.Ext())
 	}
 	release, err := ss.srv.deps.Admission.AcquireRecording(ss.principal.Tenant())
 	if err != nil {
@@ -72,7 +77,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 	}
 	cfg := recorder.Config{
 		Dir:         ss.srv.cfg.DataDir,
-		RecordingID: newID(), SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
+		RecordingID: recordingID, SessionID: ss.id, ClientID: ss.clientID, Identity: ss.principal.Identity(),
 		Format:    format,
 		PauseMode: recorder.PauseMode(d.PauseMode),
 		MaxPauses: ss.srv.cfg.MaxPauses,

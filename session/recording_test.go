@@ -9,6 +9,7 @@ import (
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/session"
 )
 
 func TestRecordingLifecycle(t *testing.T) {
@@ -155,5 +156,60 @@ func TestRecordingRequestsAreChecked(t *testing.T) {
 	}
 	if len(h.done.list()) != 0 {
 		t.Fatal("a refused request started a recording")
+	}
+}
+
+// chanOutlet is a front end's outlet that keeps what the core says.
+type chanOutlet chan rtm.Message
+
+func (c chanOutlet) Send(m rtm.Message) {
+	select {
+	case c <- m:
+	default:
+	}
+}
+
+// A front end that sends the operator's upload URL template gets it filled
+// with the recording's id and resolved format; /rtm URLs are taken as given.
+func TestUploadURLTemplateIsFilledWhenTheRecordingStarts(t *testing.T) {
+	h := newHarness(t, nil)
+	const tmpl = "https://uploads.example.com/{tenant}/{stream}/{recording_id}.{ext}"
+	for _, tt := range []struct {
+		name     string
+		template bool
+		want     func(id string) string
+	}{
+		{"template", true, func(id string) string { return "https://uploads.example.com/default/call%201%2Fa/" + id + ".ogg" }},
+		{"literal", false, func(string) string { return tmpl }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := make(chanOutlet, 64)
+			link := h.srv.NewLink(nil, out, session.LinkOptions{UploadURLTemplate: tt.template})
+			defer link.Close()
+			const id = "call 1/a"
+			start, _ := rtm.NewMessage(rtm.TypeSessionStart, "fe", id, rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: offerSDP(t)}})
+			rec, _ := rtm.NewMessage(rtm.TypeRecordingStart, "fe", id, rtm.RecordingStart{UploadURL: tmpl})
+			link.Handle(start)
+			link.Handle(rec)
+			deadline := time.After(10 * time.Second)
+			for {
+				select {
+				case m := <-out:
+					if m.Type == rtm.TypeError {
+						t.Fatalf("error: %s", m.Data)
+					}
+					if m.Type != rtm.TypeRecordingState {
+						continue
+					}
+					rid := testclient.Data[rtm.RecordingStateData](m).RecordingID
+					if got := h.done.route(rid).UploadURL; got != tt.want(rid) {
+						t.Fatalf("upload URL = %q, want %q", got, tt.want(rid))
+					}
+					return
+				case <-deadline:
+					t.Fatal("no recording_state STARTED")
+				}
+			}
+		})
 	}
 }

@@ -95,14 +95,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
-		CheckOrigin:     s.checkOrigin,
+		CheckOrigin:     s.CheckOrigin,
 	}
 	return s, nil
 }
 
-// checkOrigin lets any origin in by default: credentials are bearer tokens,
-// not cookies, so a foreign page gains nothing a script elsewhere could not.
-func (s *Server) checkOrigin(r *http.Request) bool {
+// CheckOrigin is the browser origin policy (-allowed-origins) of every
+// WebSocket front end. It lets any origin in by default: credentials are
+// bearer tokens, not cookies, so a foreign page gains nothing a script
+// elsewhere could not.
+func (s *Server) CheckOrigin(r *http.Request) bool {
 	if len(s.cfg.AllowedOrigins) == 0 {
 		return true
 	}
@@ -157,6 +159,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("shutdown: recordings still finishing: %w", ctx.Err())
 	}
+}
+
+// Admit counts a connection of a front end outside this package (the
+// compatibility endpoints) in the drain, as /rtm's are: ok is false once
+// the server drains (the caller answers 503), and done is called when the
+// connection has ended; CloseConnections waits for it.
+func (s *Server) Admit() (done func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return nil, false
+	}
+	s.work.Add(1)
+	return s.work.Done, true
 }
 
 // CloseConnections closes every client connection, once what was published

@@ -413,6 +413,9 @@ func (ss *Session) answer() error {
 // forwarding tracks are already added); the client answers with
 // sdp_update.
 func (ss *Session) offerFirst() error {
+	if len(ss.forwarders) == 0 {
+		return rtm.Errorf(rtm.CodeSessionNotFound, "session %q has no media yet; join again once it has", ss.monitored.id)
+	}
 	o, err := ss.pc.CreateOffer(nil)
 	if err != nil {
 		return fmt.Errorf("create offer: %w", err)

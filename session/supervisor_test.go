@@ -165,3 +165,76 @@ func TestMonitoringASupervisorIsRefused(t *testing.T) {
 		t.Fatalf("joining a supervisor session: %v, want %s", err, rtm.CodeNotSupported)
 	}
 }
+
+// A supervisor that sends no offer (Ant Media's players never offer) gets
+// the server's offer, answers it, and receives the call.
+func TestSupervisorWithoutOfferIsOffered(t *testing.T) {
+	h := newHarness(t, nil)
+	agent := h.dial()
+	h.start(agent, "call", testclient.Tone, testclient.Camera)
+	h.waitPackets("call", 2, 10)
+
+	boss := h.dial()
+	api, err := testclient.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := testclient.NewWatcher(api, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	if err := boss.JoinOffered(w, "boss", "sup", "call"); err != nil {
+		t.Fatal(err)
+	}
+	offer := h.wait(boss, testclient.Is(rtm.TypeSDPUpdate, "sup"))
+	if d := testclient.Data[rtm.SDPUpdate](offer); d.SDP == nil || d.SDP.Type != "offer" || !strings.Contains(d.SDP.SDP, "a=candidate:") {
+		t.Fatalf("server's first message to an offerless supervisor: %s; want an offer with its candidates", offer.Data)
+	}
+	h.wait(boss, testclient.IsState("sup", rtm.StateConnected))
+	// (Whether video starts on a keyframe here depends on the client: the
+	// server's first packets race the answerer's own DTLS set-up, and a
+	// browser asks for the keyframe it missed, which this test peer does not.)
+	waitWatcher(t, w, 30, "audio", "video")
+}
+
+// Without an offer of its own, a supervisor of a session that has no media
+// yet is told so (there is nothing to offer); it joins once media flows.
+func TestSupervisorWithoutOfferNeedsMedia(t *testing.T) {
+	h := newHarness(t, nil)
+	agent := h.dial()
+	api, err := testclient.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := testclient.NewPeer(api, testclient.Tone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := agent.Start(ctx, p, "agent", "quiet", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(agent, testclient.IsState("quiet", rtm.StateConnected))
+
+	boss := h.dial()
+	w, err := testclient.NewWatcher(api, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	if err := boss.JoinOffered(w, "boss", "sup", "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(boss, testclient.IsError(rtm.CodeSessionNotFound))
+
+	p.Stream(context.Background())
+	h.waitPackets("quiet", 1, 5)
+	if err := boss.JoinOffered(w, "boss", "sup", "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(boss, testclient.IsState("sup", rtm.StateConnected))
+	waitWatcher(t, w, 20, "audio")
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/compat"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/session"
@@ -92,6 +93,19 @@ func (a *authenticator) VerifyToken(raw string) (session.Principal, error) {
 	return a.principal(c), nil
 }
 
+// Verify checks a token carried inside a compatibility protocol (Ant
+// Media's token, WCS's custom.token): compat.Verifier.
+func (a *authenticator) Verify(token string) (session.Principal, error) { return a.VerifyToken(token) }
+
+// tokens is the verifier of the compatibility endpoints, nil without
+// authentication.
+func (a *authenticator) tokens() compat.Verifier {
+	if a.verifier == nil {
+		return nil
+	}
+	return a
+}
+
 // principal adapts verified claims for the session layer.
 func (a *authenticator) principal(c *auth.Claims) principal {
 	return principal{c: c, until: c.ExpiresAt.Add(a.leeway)}
@@ -124,6 +138,10 @@ type gate struct {
 	authn   *authenticator
 	lim     *limits.Limiter
 	log     *slog.Logger
+	// protocolTokens lets in a request without a token, as an
+	// unauthenticated connection, for endpoints whose protocol carries the
+	// token itself (Ant Media, WCS); a bad token is still refused.
+	protocolTokens bool
 }
 
 func (g *gate) wrap(next http.Handler) http.Handler {
@@ -132,7 +150,7 @@ func (g *gate) wrap(next http.Handler) http.Handler {
 		ctx := clientaddr.NewContext(r.Context(), ip)
 		var release func()
 		var err error
-		if !g.authn.enabled() {
+		if !g.authn.enabled() || g.protocolTokens && auth.TokenFromRequest(r) == "" {
 			release, err = g.lim.AdmitConn(ip)
 		} else {
 			// The token is verified even from an address over its

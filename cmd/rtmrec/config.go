@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,6 +76,9 @@ type config struct {
 	WebhookRetryPeriod time.Duration
 
 	EvidenceKey string
+
+	CompatUploadURL  string
+	CompatWebhookURL string
 }
 
 // list is a repeatable flag; from the environment it is comma-separated.
@@ -141,6 +146,8 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.Var(&c.WebhookSecrets, "webhook-secret", "HMAC secret for webhook-signature (repeatable for rotation: both signatures are sent)")
 	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
 	fs.StringVar(&c.EvidenceKey, "evidence-key", "", "PEM file with an Ed25519 private key (PKCS#8) that signs every recording's manifest; also enables POST /admin/redact")
+	fs.StringVar(&c.CompatUploadURL, "compat-upload-url", "", "upload URL template for Ant Media (/{app}/websocket) and WCS (/wcs) publishes, e.g. s3://calls/{tenant}/{stream}/{recording_id}.{ext}; without it they are not recorded")
+	fs.StringVar(&c.CompatWebhookURL, "compat-webhook-url", "", "webhook URL for the events of Ant Media and WCS sessions and recordings")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -228,7 +235,32 @@ func (c *config) validate() error {
 	if len(c.WebhookSecrets) > 2 {
 		errs = append(errs, errors.New("-webhook-secret: at most two secrets (current and next)"))
 	}
+	if c.CompatUploadURL != "" {
+		// Placeholders filled with sample values must give a URL that
+		// could be uploaded to.
+		if err := checkCompatURL(session.ExpandUploadURL(c.CompatUploadURL, "t", "s", "r", "webm"), "http", "https", "s3"); err != nil {
+			errs = append(errs, fmt.Errorf("-compat-upload-url: %w", err))
+		}
+	}
+	if c.CompatWebhookURL != "" {
+		if err := checkCompatURL(c.CompatWebhookURL, "http", "https"); err != nil {
+			errs = append(errs, fmt.Errorf("-compat-webhook-url: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// checkCompatURL checks the form of an operator's URL (where it points is
+// checked at every use, like a client's).
+func checkCompatURL(raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
+		return fmt.Errorf("want an absolute %s URL", strings.Join(schemes, ", "))
+	}
+	if strings.ContainsAny(raw, "{}") {
+		return errors.New("unknown placeholder; the template may use {tenant}, {stream}, {recording_id} and {ext}")
+	}
+	return nil
 }
 
 // isLoopback reports whether a listen host keeps the server on this machine.

@@ -18,10 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rtmrec/rtmrec/antmedia"
+	"github.com/rtmrec/rtmrec/compat"
 	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/session"
+	"github.com/rtmrec/rtmrec/wcs"
 )
 
 // listening reports the addresses the server bound, for tests and the log.
@@ -124,6 +127,14 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		})
 	}
 	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
+	// The compatibility endpoints take a token in their protocol too.
+	compatGate := &gate{clients: clients, authn: authn, lim: lim, log: log, protocolTokens: true}
+	compatCfg := compat.Config{
+		Sessions: srv, Tokens: authn.tokens(), Logger: log,
+		UploadURL: cfg.CompatUploadURL, WebhookURL: cfg.CompatWebhookURL,
+	}
+	mux.Handle("GET /wcs", compatGate.wrap(wcs.New(wcs.Config{Config: compatCfg})))
+	handler := withAntMedia(mux, compatGate.wrap(antmedia.New(antmedia.Config{Config: compatCfg, ICEServers: iceServers})))
 	// drained is set once the recordings and their reports are out: the
 	// dev console's live streams end then, not before.
 	var drained atomic.Bool
@@ -165,7 +176,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		})
 		return ln.Addr(), nil
 	}
-	addr, err := serve(cfg.Listen, mux)
+	addr, err := serve(cfg.Listen, handler)
 	if err != nil {
 		return err
 	}
@@ -211,6 +222,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	bg.Wait()
 	log.Info("rtmrec stopped", "drain", time.Since(begun).Round(time.Millisecond).String())
 	return nil
+}
+
+// withAntMedia sends Ant Media's /{app}/websocket, for any app, to ams
+// and the rest to mux (whose patterns cannot express it beside /dev/).
+func withAntMedia(mux, ams http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && antmedia.IsPath(r.URL.Path) {
+			ams.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // parseICEServers turns -ice-server URLs into pion's form; TURN credentials

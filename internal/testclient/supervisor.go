@@ -104,6 +104,17 @@ func (c *Client) Join(ctx context.Context, w *Watcher, clientID, sessionID, moni
 	})
 }
 
+// JoinOffered sends supervisor_join_session without an offer: the server
+// offers (an sdp_update the client answers, as for any server offer), the
+// way Ant Media's players are served. It returns once the join is sent.
+func (c *Client) JoinOffered(w *Watcher, clientID, sessionID, monitored string) error {
+	c.mu.Lock()
+	c.trickle[sessionID] = &trickler{ready: true}
+	c.peers[sessionID] = w.PC
+	c.mu.Unlock()
+	return c.Send(rtm.TypeSupervisorJoinSession, clientID, sessionID, rtm.SupervisorJoin{SessionIDToMonitor: monitored})
+}
+
 // Stats reports packets per kind and the number of tracks received.
 func (w *Watcher) Stats() (packets map[string]int, tracks int) {
 	w.mu.Lock()

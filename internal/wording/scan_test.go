@@ -18,6 +18,7 @@ import (
 var errorSources = map[string]string{
 	"session/server.go checkURL":   "URLChecker and S3Policy errors (internal/netguard, internal/s3allow tests)",
 	"session/token.go refresh":     "the token verifier's errors (auth tests)",
+	"compat/conn.go Authenticate":  "the token verifier's errors (auth tests)",
 	"delivery/journeys.go attempt": "Config.Allow's errors (cmd/rtmrec allowUpload, internal/s3allow tests)",
 }
 
