@@ -423,8 +423,10 @@ func (e *browserEnv) testPause(t *testing.T) {
 	}
 	span := paused[0][1] - paused[0][0]
 	clicked := rec.Pauses[0].PauseMS / 1000
-	if math.Abs(span-clicked) > 0.3 || math.Abs(span-3) > 0.5 {
-		t.Errorf("the paused chapter lasts %.2f s; the page paused for %.2f s (want ~3)", span, clicked)
+	// The page pauses for 3 s of its own timers, which run late on a loaded
+	// machine: the chapter must match what the page did.
+	if math.Abs(span-clicked) > 0.3 || clicked < 2.9 {
+		t.Errorf("the paused chapter lasts %.2f s; the page paused for %.2f s (3 s or a little more)", span, clicked)
 	}
 	t.Logf("pause: chapter %.2f s at %.2f s, page %.2f s; file %.2f s for %.2f s of wall clock",
 		span, paused[0][0], clicked, p.duration(), rec.RecordMS/1000)
