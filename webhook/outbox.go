@@ -6,6 +6,7 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"encoding/json"
 	"errors"
@@ -499,11 +500,17 @@ func (o *Outbox) persist(ev *event, v []byte, dead bool) {
 			case v == nil:
 				return b.Delete(k)
 			case dead:
+				// Dead letters have their own numbering: an event's sequence
+				// number may already name one that could not be queued.
 				d, err := ledger.Bucket(tx, bucketDead)
 				if err != nil {
 					return err
 				}
-				if err := d.Put(k, v); err != nil {
+				seq, err := d.NextSequence()
+				if err != nil {
+					return err
+				}
+				if err := d.Put(seqKey(seq), v); err != nil {
 					return err
 				}
 				return b.Delete(k)
@@ -550,4 +557,96 @@ func (o *Outbox) post(ctx context.Context, ev *event) (int, error) {
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// DeadLetter is an event the outbox gave up, as an operator sees it.
+type DeadLetter struct {
+	// Seq numbers the dead letter, for Replay.
+	Seq       uint64    `json:"seq"`
+	ID        string    `json:"id"`
+	Key       string    `json:"key"`
+	URL       string    `json:"url"` // redacted: scheme, host and path
+	Created   time.Time `json:"created"`
+	Attempts  int       `json:"attempts"`
+	LastError string    `json:"last_error"`
+	// Queueable is false for an event that could never be queued (its
+	// payload or URL was malformed): replaying it would fail again.
+	Queueable bool `json:"queueable"`
+}
+
+// DeadLetters lists the dead letters, oldest first.
+func (o *Outbox) DeadLetters() ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := o.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var d deadLetter
+			if err := json.Unmarshal(v, &d); err != nil || len(k) != 8 {
+				return nil // unreadable: not listable, kept
+			}
+			out = append(out, DeadLetter{
+				Seq: binary.BigEndian.Uint64(k), ID: d.ID, Key: d.Key, URL: netguard.Redact(d.URL), Created: d.Created,
+				Attempts: d.Attempts, LastError: d.LastError, Queueable: d.Body != "",
+			})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: read dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNoDeadLetter is Replay's error for a dead letter that does not exist
+// or cannot be queued.
+var ErrNoDeadLetter = errors.New("no such dead letter that can be delivered")
+
+// Replay moves a dead letter back into the queue, under its own id, with a
+// fresh retry period: for after the receiver was fixed. It goes behind
+// what its key has queued now.
+func (o *Outbox) Replay(seq uint64) error {
+	var after func()
+	err := o.cfg.Ledger.Update(func(tx *ledger.Tx) error {
+		d, err := ledger.Bucket(tx, bucketDead)
+		if err != nil {
+			return err
+		}
+		v := d.Get(seqKey(seq))
+		var dl deadLetter
+		if v == nil || json.Unmarshal(v, &dl) != nil || dl.Body == "" {
+			return ErrNoDeadLetter
+		}
+		b, err := ledger.Bucket(tx, bucketEvents)
+		if err != nil {
+			return err
+		}
+		next, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		ev := dl.event
+		ev.Seq, ev.Created, ev.Attempts, ev.NextAttempt, ev.LastError = next, o.cfg.Now().UTC(), 0, time.Time{}, ""
+		nv, err := json.Marshal(&ev)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(next), nv); err != nil {
+			return err
+		}
+		after = func() {
+			o.mu.Lock()
+			o.add(&ev)
+			o.mu.Unlock()
+		}
+		return d.Delete(seqKey(seq))
+	})
+	if err != nil {
+		return err
+	}
+	after()
+	o.log.Info("webhook dead letter queued again", "seq", seq)
+	return nil
 }

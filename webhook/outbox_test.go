@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -762,5 +763,52 @@ func TestOrderUnderConcurrentProducers(t *testing.T) {
 	}
 	if strings.Join(first, ",") != strings.Join(durable, ",") {
 		t.Fatalf("delivered in another order than made durable:\n%v\n%v", first, durable)
+	}
+}
+
+// TestDeadLettersCanBeReplayed: an operator lists the dead letters and, once
+// the receiver is fixed, queues one again; it is delivered under its id.
+func TestDeadLettersCanBeReplayed(t *testing.T) {
+	rc := newReceiver(t, always("500"))
+	cfg := testConfig(t, t.TempDir())
+	cfg.RetryPeriod = 100 * time.Millisecond
+	o := newOutbox(t, cfg)
+	run(t, o)
+	id := enqueue(t, o, rc.srv.URL+"/hook?token=topsecret", "k", json.RawMessage(`{"n":1}`))
+	enqueue(t, o, "ftp://nowhere/x", "k", json.RawMessage(`{}`))
+	var dead []DeadLetter
+	for deadline := time.Now().Add(5 * time.Second); len(dead) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters: %+v", dead)
+		}
+		var err error
+		if dead, err = o.DeadLetters(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var replayable, broken DeadLetter
+	for _, d := range dead {
+		if d.Queueable {
+			replayable = d
+		} else {
+			broken = d
+		}
+	}
+	if replayable.ID != id || strings.Contains(replayable.URL, "topsecret") || !strings.Contains(replayable.LastError, "500") {
+		t.Fatalf("dead letter %+v", replayable)
+	}
+	if err := o.Replay(broken.Seq); !errors.Is(err, ErrNoDeadLetter) {
+		t.Fatalf("replay of an unqueueable event: %v", err)
+	}
+	rc.setPolicy(always("200"))
+	if err := o.Replay(replayable.Seq); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitDelivered(t, 1)
+	if got := rc.delivered()["/hook"]; len(got) != 1 || got[0] != id {
+		t.Fatalf("delivered %v, want %s", got, id)
+	}
+	if left, _ := o.DeadLetters(); len(left) != 1 {
+		t.Fatalf("%d dead letters left, want the unqueueable one", len(left))
 	}
 }

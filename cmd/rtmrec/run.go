@@ -20,7 +20,6 @@ import (
 
 	"github.com/rtmrec/rtmrec/antmedia"
 	"github.com/rtmrec/rtmrec/compat"
-	"github.com/rtmrec/rtmrec/evidence"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/session"
@@ -120,12 +119,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	if st.evidenceKey != nil {
-		admin.Handle("POST /admin/redact", &evidence.RedactHandler{
-			Recordings: st.journeys, Key: st.evidenceKey, Identity: authn.operator,
-			Logger: log.With("component", "redact"),
-		})
-	}
+	mountAdmin(admin, st, authn, log)
 	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
 	// The compatibility endpoints take a token in their protocol too.
 	compatGate := &gate{clients: clients, authn: authn, lim: lim, log: log, protocolTokens: true}
