@@ -438,6 +438,37 @@ func TestClusterSupervisorOnAnotherNode(t *testing.T) {
 	}
 }
 
+// TestClusterSupervisorTokenRefresh: a supervisor on node 2 monitoring a
+// call on node 1 refreshes its token on node 2; node 1, which ends the
+// supervisor session at its token's expiry, gets the new token too.
+func TestClusterSupervisorTokenRefresh(t *testing.T) {
+	c := startCluster(t, 2, testredis.Options{}, func(int) []string { return []string{"-auth-leeway", leeway.String()} })
+	n1, n2 := c.nodes[0], c.nodes[1]
+	startCall(t, n1.wsURL(), "call", "", agentOf(t, "acme"), testclient.Tone)
+	boss := auth.Claims{Subject: "boss@acme", Role: auth.RoleSupervisor, Tenant: "acme", Sessions: []string{"*"}}
+	tok, until := shortToken(t, boss, 3*time.Second)
+	sup, w := supervise(t, n2.wsURL(), bearer(tok), "sup", "call")
+
+	fresh, _ := shortToken(t, boss, time.Hour)
+	if m := refresh(t, sup, fresh); m.Type != rtm.TypeTokenRefreshed {
+		t.Fatalf("token_refresh answered %s %s", m.Type, m.Data)
+	}
+	sleepUntil(until.Add(2 * time.Second))
+	if terminatedIn(sup.Messages(), "sup") {
+		t.Fatal("the supervisor ended at the old token's expiry on the node serving it, despite token_refresh")
+	}
+	before, _ := w.Stats()
+	time.Sleep(500 * time.Millisecond)
+	if after, _ := w.Stats(); after["audio"] <= before["audio"] {
+		t.Fatal("the refreshed supervisor no longer receives audio")
+	}
+	for _, m := range sup.Messages() {
+		if m.Type == rtm.TypeTokenRefreshed {
+			t.Fatal("the client heard token_refreshed twice: node 1's answer was passed on")
+		}
+	}
+}
+
 // TestClusterBalancing: a node at its soft capacity places a new session
 // on another node, and only when no node has room is it server_busy.
 func TestClusterBalancing(t *testing.T) {
