@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rtmrec/rtmrec/rtm"
 )
@@ -280,6 +283,14 @@ func TestConnCarriesARefreshedToken(t *testing.T) {
 	sup.conn.CarryToken("acme#2")
 	served := acceptedLink(t, a, 2)
 	waitUntil(t, "the token at a", func() bool { return slices.ContainsFunc(served.got.all(), isType(rtm.TypeTokenRefresh, "")) })
+	// Like an open frame's, the token does not stay in Redis once read.
+	waitUntil(t, "the token gone from a's stream", func() bool {
+		entries, err := b.rdb.XRange(context.Background(), a.keys.relay("a"), "-", "+").Result()
+		return err == nil && !slices.ContainsFunc(entries, func(e redis.XMessage) bool {
+			m, _ := e.Values["m"].(string)
+			return strings.Contains(m, "acme#2")
+		})
+	})
 	// a's answer to it came back before the echo of a later message on
 	// the same link.
 	sup.conn.Handle(candidate(t, "sup-a", 7))

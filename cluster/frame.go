@@ -24,6 +24,9 @@ type frame struct {
 	// open (implicit from the acceptor); messages start at 2.
 	Seq   uint64
 	Msg   []byte       // kindMsg: the RTM message, JSON
+	// Secret marks a message that carries a bearer token (token_refresh):
+	// its entry is deleted once read, as an open frame's is.
+	Secret bool
 	Token string       // kindOpen: the client's bearer token, verified again by the receiver
 	Opts  *LinkOptions // kindOpen
 	Cause closeCause   // kindClose
@@ -81,6 +84,9 @@ func (f *frame) values() []any {
 		}
 	case kindMsg:
 		v = append(v, "m", f.Msg)
+		if f.Secret {
+			v = append(v, "x", "1")
+		}
 	case kindClose:
 		v = append(v, "c", string(f.Cause))
 		if f.Code != "" {
@@ -142,6 +148,7 @@ func decodeFrame(values map[string]any) (frame, error) {
 			return frame{}, errors.New("message frame is empty or too large")
 		}
 		f.Msg = []byte(m)
+		f.Secret = str("x") == "1"
 		if f.Seq < 2 {
 			return frame{}, errors.New("message frame has no sequence number")
 		}
