@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/internal/compattest"
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/testclient"
 	"github.com/rtmrec/rtmrec/internal/testredis"
@@ -466,6 +467,58 @@ func TestClusterSupervisorTokenRefresh(t *testing.T) {
 		if m.Type == rtm.TypeTokenRefreshed {
 			t.Fatal("the client heard token_refreshed twice: node 1's answer was passed on")
 		}
+	}
+}
+
+// TestClusterAntMedia: the compatibility front ends use the cluster as
+// /rtm does. An Ant Media player on node 2 plays a stream published on
+// node 1, its media from node 1; a publish sent to node 1 once it is full
+// is served and recorded by node 2, to the operator's upload template.
+func TestClusterAntMedia(t *testing.T) {
+	up := newUploadTarget(t)
+	c := startCluster(t, 2, testredis.Options{}, func(i int) []string {
+		args := []string{"-compat-upload-url", up.srv.URL + "/{tenant}/{stream}/{recording_id}.{ext}"}
+		if i == 0 {
+			args = append(args, "-soft-capacity", "1")
+		}
+		return args
+	})
+	n1, n2 := c.nodes[0], c.nodes[1]
+	agent := token(t, auth.Claims{Subject: "agent@acme", Role: auth.RoleClient, Tenant: "acme"})
+	boss := token(t, auth.Claims{Subject: "boss@acme", Role: auth.RoleSupervisor, Tenant: "acme", Sessions: []string{auth.AnySession}})
+
+	publisher := compattest.MustDial(t, "ws://"+n1.addr+"/live/websocket")
+	p1 := compattest.PublishAMS(t, publisher, "desk-1", map[string]any{"token": agent})
+	if port := remotePort(t, p1.PC); port != n1.icePort {
+		t.Fatalf("the first publish went to %s, want n1", c.byPort(port))
+	}
+	player := compattest.MustDial(t, "ws://"+n2.addr+"/live/websocket")
+	w := compattest.PlayAMS(t, player, "desk-1", map[string]any{"token": boss})
+	compattest.WaitPackets(t, w, "audio", "video")
+	if port := remotePort(t, w.PC); port != n1.icePort {
+		t.Fatalf("the player's media comes from %s, want n1", c.byPort(port))
+	}
+
+	p2 := compattest.PublishAMS(t, publisher, "desk-2", map[string]any{"token": agent})
+	if port := remotePort(t, p2.PC); port != n2.icePort {
+		t.Fatalf("a publish sent to a full n1 went to %s, want n2", c.byPort(port))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, id := range []string{"desk-1", "desk-2"} {
+		publisher.Send(map[string]any{"command": "stop", "streamId": id})
+		publisher.Wait(compattest.AMS("notification", "publish_finished", id))
+	}
+	player.Wait(compattest.AMS("notification", "play_finished", "desk-1"))
+	for _, id := range []string{"desk-1", "desk-2"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for len(up.paths("/acme/"+id+"/")) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no recording of %s was uploaded to the template's path", id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		u, _ := up.get(up.paths("/acme/" + id + "/")[0])
+		ffprobe(t, u.File).wantCodecs(t, "audio/opus,video/vp8")
 	}
 }
 

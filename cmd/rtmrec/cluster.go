@@ -149,7 +149,9 @@ func (c *relayCore) OpenLink(token string, out cluster.Outlet, opts cluster.Link
 		// cannot: the nodes are configured differently.
 		return nil, rtm.Errorf(rtm.CodeUnauthorized, "the node serving this session runs without access control; every node of a cluster needs the same keys")
 	}
-	return c.srv.NewLink(p, out, session.LinkOptions{CompleteGathering: opts.CompleteGathering, Remote: opts.Remote}), nil
+	return c.srv.NewLink(p, out, session.LinkOptions{
+		CompleteGathering: opts.CompleteGathering, Remote: opts.Remote, UploadURLTemplate: opts.UploadURLTemplate,
+	}), nil
 }
 
 // clusterRouter is the session core's Router: a cluster.Conn in front of
@@ -159,6 +161,9 @@ type clusterRouter struct{ n *cluster.Node }
 func (r clusterRouter) Route(local *session.Link, out session.Outlet, rt session.Route) session.Handler {
 	return r.n.NewConn(local, out, cluster.ConnOptions{
 		Tenant: rt.Tenant, Token: rt.Token,
-		Link: cluster.LinkOptions{CompleteGathering: rt.Options.CompleteGathering, Remote: rt.Options.Remote},
+		Link: cluster.LinkOptions{
+			CompleteGathering: rt.Options.CompleteGathering, Remote: rt.Options.Remote,
+			UploadURLTemplate: rt.Options.UploadURLTemplate,
+		},
 	})
 }
