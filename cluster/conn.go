@@ -138,6 +138,7 @@ func (c *Conn) Close() {
 
 	c.mu.Lock()
 	links := c.links
+	c.n.relayed.Add(-int64(len(c.routes)))
 	c.links, c.routes = map[string]*connLink{}, map[string]*route{}
 	c.mu.Unlock()
 	for _, cl := range links {
@@ -161,6 +162,10 @@ func (c *Conn) route(m rtm.Message) {
 	}
 	c.mu.Unlock()
 	switch {
+	case m.Type == rtm.TypeTokenRefresh:
+		// This node's core verifies the token and answers; once it took
+		// it, CarryToken brings it to the other nodes.
+		c.local.Handle(m)
 	case r != nil && m.SessionID != "":
 		// Where the session is, even a duplicate start: that node answers
 		// session_exists.
@@ -213,6 +218,7 @@ func (c *Conn) start(m rtm.Message, where func() (NodeInfo, bool, error)) {
 		return
 	}
 	c.routes[m.SessionID] = &route{via: via, clientID: m.ClientID, starts: 1, startType: m.Type}
+	c.n.relayed.Add(1)
 	c.mu.Unlock()
 	via.link.Send(m)
 }
@@ -255,6 +261,53 @@ func (c *Conn) linkToLocked(target NodeInfo) (*connLink, error) {
 	return cl, nil
 }
 
+// CarryToken takes the connection's new token, once this node's core has
+// accepted it through token_refresh: the links opened from now on carry
+// it, and the open ones pass it to their nodes, whose cores extend the
+// sessions they serve for the connection (a supervisor's end at its
+// token's expiry). Called on the Conn's goroutine, from the local core
+// link's handling of the token_refresh.
+func (c *Conn) CarryToken(token string) {
+	m, err := rtm.NewMessage(rtm.TypeTokenRefresh, "", "", rtm.TokenRefresh{Token: token})
+	if err != nil {
+		c.n.log.Error("encoding a token_refresh", "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.opts.Token = token
+	links := make([]*connLink, 0, len(c.links))
+	for _, cl := range c.links {
+		links = append(links, cl)
+	}
+	c.mu.Unlock()
+	for _, cl := range links {
+		cl.link.Send(m)
+	}
+}
+
+// tokenAnswer reports whether m answers a forwarded token_refresh, and the
+// reason when it refused it.
+func tokenAnswer(m rtm.Message) (refused string, ok bool) {
+	switch m.Type {
+	case rtm.TypeTokenRefreshed:
+		return "", true
+	case rtm.TypeError:
+		var d rtm.ErrorData
+		if json.Unmarshal(m.Data, &d) == nil && d.RequestType == rtm.TypeTokenRefresh {
+			return d.Message, true
+		}
+	}
+	return "", false
+}
+
+// dropRouteLocked forgets a session that lives on another node.
+func (c *Conn) dropRouteLocked(id string) {
+	if _, ok := c.routes[id]; ok {
+		delete(c.routes, id)
+		c.n.relayed.Add(-1)
+	}
+}
+
 // relayedOutlet receives what a serving node says on one of the Conn's
 // links.
 type relayedOutlet struct {
@@ -267,6 +320,14 @@ func (o relayedOutlet) Send(m rtm.Message) { o.c.fromRemote(o.cl, m) }
 // fromRemote keeps the routes in step with what the serving node says, and
 // passes the message on to the client.
 func (c *Conn) fromRemote(cl *connLink, m rtm.Message) {
+	if refused, ok := tokenAnswer(m); ok {
+		// The answer to CarryToken's forward: the client had this node's.
+		if refused != "" {
+			c.n.log.Warn("a node refused the connection's refreshed token; the sessions it serves for the connection keep the old one's expiry",
+				"peer", cl.node, "reason", refused)
+		}
+		return
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -280,11 +341,11 @@ func (c *Conn) fromRemote(cl *connLink, m rtm.Message) {
 			if (d.RequestType == rtm.TypeSessionStart || d.RequestType == rtm.TypeSupervisorJoinSession) && r.starts > 0 {
 				r.starts--
 				if r.starts == 0 && !r.confirmed {
-					delete(c.routes, m.SessionID)
+					c.dropRouteLocked(m.SessionID)
 				}
 			}
 		case terminated(m):
-			delete(c.routes, m.SessionID)
+			c.dropRouteLocked(m.SessionID)
 		default:
 			r.confirmed = true
 		}
@@ -311,7 +372,7 @@ func (c *Conn) linkEnded(cl *connLink, err error) {
 		if r.via != cl {
 			continue
 		}
-		delete(c.routes, id)
+		c.dropRouteLocked(id)
 		msgs = append(msgs, lostSession(id, r, err))
 	}
 	c.mu.Unlock()

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rtmrec/rtmrec/rtm"
 )
@@ -73,8 +76,15 @@ func TestConnSupervisorOnAnotherNode(t *testing.T) {
 		t.Fatalf("b's core got %d messages, want only the ping", len(sup.local.got.all()))
 	}
 
+	if b.Relayed() != 1 || a.Relayed() != 0 {
+		t.Fatalf("relayed sessions: a %d, b %d; want 0 and 1", a.Relayed(), b.Relayed())
+	}
+
 	agent.conn.Handle(msg(t, rtm.TypeSessionStop, "call", nil))
 	sup.out.waitFor(t, "the supervisor ended with the call", isTerminated("sup", rtm.CauseMonitoredSessionEnd))
+	if b.Relayed() != 0 {
+		t.Fatalf("b still counts %d relayed sessions after the supervisor ended", b.Relayed())
+	}
 	// The route is gone: a message for the ended session is b's to answer.
 	sup.conn.Handle(candidate(t, "sup", 99))
 	waitUntil(t, "b's core to get the late message", func() bool { return len(sup.local.got.all()) == 2 })
@@ -188,6 +198,9 @@ func TestConnServingNodeDies(t *testing.T) {
 	// The route went with the link: the next message is b's to answer.
 	sup.conn.Handle(candidate(t, "sup", 1))
 	waitUntil(t, "b's core to get it", func() bool { return len(sup.local.got.all()) == 1 })
+	if b.Relayed() != 0 {
+		t.Fatalf("b counts %d relayed sessions after their node died", b.Relayed())
+	}
 }
 
 // TestConnRefused: the serving node verifies the token again; when it
@@ -229,6 +242,9 @@ func TestConnClose(t *testing.T) {
 	sup.out.waitFor(t, "the answers", isType(rtm.TypeSDPUpdate, "sup2"))
 	sup.conn.Handle(msg(t, rtm.TypeSessionStop, "sup1", nil))
 	sup.conn.Close()
+	if b.Relayed() != 0 {
+		t.Fatalf("b counts %d relayed sessions after the connection closed", b.Relayed())
+	}
 	served := acceptedLink(t, a, 2)
 	waitUntil(t, "a's core link for the supervisor closed", served.isClosed)
 	if !sup.local.isClosed() {
@@ -241,4 +257,51 @@ func TestConnClose(t *testing.T) {
 		t.Fatal("the session_stop handed over before Close did not reach a")
 	}
 	sup.conn.Handle(join(t, "late", "call")) // after Close: nothing
+}
+
+// TestConnCarriesARefreshedToken: a token this node's core took through
+// token_refresh goes to the nodes serving the connection's sessions (their
+// answers stay there: the client heard this node's), and the links opened
+// later carry it.
+func TestConnCarriesARefreshedToken(t *testing.T) {
+	mr := newMiniredis(t)
+	a := startNode(t, mr.Addr(), Config{NodeID: "a"})
+	b := startNode(t, mr.Addr(), Config{NodeID: "b"})
+	c := startNode(t, mr.Addr(), Config{NodeID: "c"})
+	for _, n := range []*testNode{a, c} {
+		agent := connect(t, n, "acme")
+		agent.conn.Handle(msg(t, rtm.TypeSessionStart, "call-"+n.ID(), offer))
+		agent.out.waitFor(t, "the agent's answer", isType(rtm.TypeSDPUpdate, "call-"+n.ID()))
+	}
+	sup := connect(t, b, "acme")
+	sup.conn.Handle(join(t, "sup-a", "call-a"))
+	sup.out.waitFor(t, "the supervisor's answer from a", isType(rtm.TypeSDPUpdate, "sup-a"))
+
+	// What the session core does with a token_refresh it accepts.
+	sup.conn.Handle(msg(t, rtm.TypeTokenRefresh, "", rtm.TokenRefresh{Token: "acme#2"}))
+	sup.out.waitFor(t, "b's answer", isType(rtm.TypeTokenRefreshed, ""))
+	sup.conn.CarryToken("acme#2")
+	served := acceptedLink(t, a, 2)
+	waitUntil(t, "the token at a", func() bool { return slices.ContainsFunc(served.got.all(), isType(rtm.TypeTokenRefresh, "")) })
+	// Like an open frame's, the token does not stay in Redis once read.
+	waitUntil(t, "the token gone from a's stream", func() bool {
+		entries, err := b.rdb.XRange(context.Background(), a.keys.relay("a"), "-", "+").Result()
+		return err == nil && !slices.ContainsFunc(entries, func(e redis.XMessage) bool {
+			m, _ := e.Values["m"].(string)
+			return strings.Contains(m, "acme#2")
+		})
+	})
+	// a's answer to it came back before the echo of a later message on
+	// the same link.
+	sup.conn.Handle(candidate(t, "sup-a", 7))
+	sup.out.waitFor(t, "the echo from a", func(m rtm.Message) bool { return m.Type == rtm.TypeCandidate && candidateNo(m) == 7 })
+
+	sup.conn.Handle(join(t, "sup-c", "call-c"))
+	sup.out.waitFor(t, "the supervisor's answer from c", isType(rtm.TypeSDPUpdate, "sup-c"))
+	if l := acceptedLink(t, c, 2); l.token != "acme#2" {
+		t.Fatalf("a link opened after the refresh carries %q", l.token)
+	}
+	if n := len(slices.DeleteFunc(sup.out.all(), func(m rtm.Message) bool { return m.Type != rtm.TypeTokenRefreshed })); n != 1 {
+		t.Fatalf("the client got %d token_refreshed, want b's alone", n)
+	}
 }

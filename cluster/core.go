@@ -18,6 +18,10 @@ type LinkOptions struct {
 	CompleteGathering bool `json:"complete_gathering,omitempty"`
 	// Remote is the client's address, for logs and audit.
 	Remote string `json:"remote,omitempty"`
+	// UploadURLTemplate: the front end sends the operator's upload URL
+	// template in recording_start (Ant Media, WCS), which the serving core
+	// expands.
+	UploadURLTemplate bool `json:"upload_url_template,omitempty"`
 }
 
 // CoreLink is one client connection's view of the session core (the

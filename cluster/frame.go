@@ -22,13 +22,16 @@ type frame struct {
 	// Seq numbers a link's frames in each direction, so that duplicates (a
 	// retried write) are dropped and gaps (lost frames) detected. 1 is the
 	// open (implicit from the acceptor); messages start at 2.
-	Seq   uint64
-	Msg   []byte       // kindMsg: the RTM message, JSON
-	Token string       // kindOpen: the client's bearer token, verified again by the receiver
-	Opts  *LinkOptions // kindOpen
-	Cause closeCause   // kindClose
-	Code  rtm.Code     // kindClose, causeRefused: what the client is answered
-	Text  string       // kindClose, causeRefused
+	Seq uint64
+	Msg []byte // kindMsg: the RTM message, JSON
+	// Secret marks a message that carries a bearer token (token_refresh):
+	// its entry is deleted once read, as an open frame's is.
+	Secret bool
+	Token  string       // kindOpen: the client's bearer token, verified again by the receiver
+	Opts   *LinkOptions // kindOpen
+	Cause  closeCause   // kindClose
+	Code   rtm.Code     // kindClose, causeRefused: what the client is answered
+	Text   string       // kindClose, causeRefused
 	// Links, in a sync frame, is the last Seq the sender sent on each of
 	// its recently active links to the receiver, so that a receiver that
 	// saw less knows frames were lost even when nothing follows them.
@@ -81,6 +84,9 @@ func (f *frame) values() []any {
 		}
 	case kindMsg:
 		v = append(v, "m", f.Msg)
+		if f.Secret {
+			v = append(v, "x", "1")
+		}
 	case kindClose:
 		v = append(v, "c", string(f.Cause))
 		if f.Code != "" {
@@ -142,6 +148,7 @@ func decodeFrame(values map[string]any) (frame, error) {
 			return frame{}, errors.New("message frame is empty or too large")
 		}
 		f.Msg = []byte(m)
+		f.Secret = str("x") == "1"
 		if f.Seq < 2 {
 			return frame{}, errors.New("message frame has no sequence number")
 		}

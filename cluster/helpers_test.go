@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,7 +230,8 @@ func candidateNo(m rtm.Message) int {
 var offer = rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: "v=0"}}
 
 // coreSim stands in for the session core, as far as the cluster sees it:
-// it verifies tokens (the tenant is the token, "bad" is refused), claims
+// it verifies tokens (the tenant is the token up to a '#', "bad" is
+// refused; a token_refresh is answered token_refreshed), claims
 // the ids of the sessions it starts through the node, and answers like the
 // core: an answer and CONNECTING for a start, TERMINATED at the end,
 // TERM_BY_MONITORED_SESSION_END for supervisors, pong, and an echo of every
@@ -272,7 +274,8 @@ func (c *coreSim) OpenLink(token string, out Outlet, opts LinkOptions) (CoreLink
 	if token == "bad" {
 		return nil, rtm.Errorf(rtm.CodeUnauthorized, "token is not valid")
 	}
-	l := &simLink{core: c, out: out, tenant: token, token: token, opts: opts, closed: make(chan struct{})}
+	tenant, _, _ := strings.Cut(token, "#")
+	l := &simLink{core: c, out: out, tenant: tenant, token: token, opts: opts, closed: make(chan struct{})}
 	c.links = append(c.links, l)
 	return l, nil
 }
@@ -314,6 +317,8 @@ func (l *simLink) Handle(m rtm.Message) {
 	switch m.Type {
 	case rtm.TypePing:
 		l.reply(rtm.TypePong, m.ClientID, m.SessionID, nil)
+	case rtm.TypeTokenRefresh:
+		l.reply(rtm.TypeTokenRefreshed, m.ClientID, m.SessionID, rtm.TokenRefreshed{})
 	case rtm.TypeCandidate:
 		l.out.Send(m)
 	case rtm.TypeSessionStart, rtm.TypeSupervisorJoinSession:

@@ -13,6 +13,7 @@ import (
 // ids or tenants.
 type metrics struct {
 	ready     prometheus.Gauge
+	nodes     prometheus.Gauge
 	claims    *prometheus.CounterVec // result: granted | taken_over | taken | unavailable
 	frames    *prometheus.CounterVec // direction: sent | received
 	links     prometheus.Gauge
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rtmrec_cluster_ready",
 			Help: "1 while the node is registered in the cluster's Redis and may take new sessions.",
+		}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rtmrec_cluster_nodes",
+			Help: "Live nodes of the cluster, this one included, as of the node's last heartbeat.",
 		}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rtmrec_cluster_claims_total",
@@ -56,8 +61,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs [6]error
+	var errs [7]error
 	m.ready, errs[0] = promreg.Register(reg, m.ready)
+	m.nodes, errs[6] = promreg.Register(reg, m.nodes)
 	m.claims, errs[1] = promreg.Register(reg, m.claims)
 	m.frames, errs[2] = promreg.Register(reg, m.frames)
 	m.links, errs[3] = promreg.Register(reg, m.links)

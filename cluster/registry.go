@@ -70,6 +70,7 @@ type Node struct {
 	relay   *relay
 
 	running     atomic.Bool
+	relayed     atomic.Int64  // sessions of this node's Conns that live on other nodes
 	kick        chan struct{} // write the heartbeat now (state changed)
 	releaseKick chan struct{}
 
@@ -175,6 +176,11 @@ func (n *Node) SetDraining() {
 	default:
 	}
 }
+
+// Relayed is the number of sessions that clients connected to this node
+// hold on other nodes, through its Conns: a draining node waits for them
+// too, since they end when its connections close.
+func (n *Node) Relayed() int { return int(n.relayed.Load()) }
 
 // Self is this node's current advertisement.
 func (n *Node) Self() NodeInfo {
@@ -312,6 +318,9 @@ func (n *Node) heartbeat(ctx context.Context) {
 			others = slices.DeleteFunc(all, func(i NodeInfo) bool { return i.ID == n.cfg.NodeID })
 		}
 	}
+	if ctx.Err() != nil {
+		return // leaving: not an outage
+	}
 	n.setRegistered(err, start, others)
 	if err == nil {
 		n.relay.sendSyncs()
@@ -327,6 +336,7 @@ func (n *Node) setRegistered(err error, start time.Time, others []NodeInfo) {
 		n.lastBeat = start
 		n.others = others
 		n.idInUse = false
+		n.m.nodes.Set(float64(len(others) + 1))
 	}
 	inUse := errors.Is(err, ErrNodeIDInUse)
 	logInUse := inUse && !n.idInUse
@@ -367,4 +377,5 @@ func (n *Node) leave() {
 	n.registered = false
 	n.mu.Unlock()
 	n.m.ready.Set(0)
+	n.m.nodes.Set(0)
 }

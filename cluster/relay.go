@@ -248,7 +248,7 @@ func (r *relay) send(e *endpoint, m rtm.Message) {
 		r.mu.Unlock()
 		return
 	}
-	if r.sendLocked(e, frame{Kind: kindMsg, Msg: b}) {
+	if r.sendLocked(e, frame{Kind: kindMsg, Msg: b, Secret: m.Type == rtm.TypeTokenRefresh}) {
 		r.mu.Unlock()
 		return
 	}

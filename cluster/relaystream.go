@@ -59,14 +59,14 @@ func (r *relay) readLoop(ctx context.Context) {
 					continue
 				}
 				r.n.m.frames.WithLabelValues("received").Inc()
-				if f.Kind == kindOpen {
+				if f.Kind == kindOpen || f.Secret {
 					opens = append(opens, x.ID)
 				}
 				r.receive(f)
 			}
 		}
-		// Open frames carry bearer tokens: keep them in Redis no longer
-		// than needed.
+		// Open frames and secret messages carry bearer tokens: keep them
+		// in Redis no longer than needed.
 		if len(opens) > 0 {
 			opCtx, cancel := context.WithTimeout(ctx, r.n.cfg.OpTimeout)
 			_ = r.n.rdb.XDel(opCtx, stream, opens...).Err()

@@ -27,7 +27,7 @@ const eventQueue = 256
 // identity is who stands behind a connection once a token was accepted.
 type identity struct {
 	principal   session.Principal // nil: anonymous (no authentication)
-	token       string            // the protocol token that established it
+	token       string            // the raw token that established it ("" without authentication)
 	fromRequest bool              // established by the request's own token
 }
 
@@ -282,7 +282,10 @@ func (c *Conn) launch(st *Stream, offer *rtm.SessionDescription) {
 	}
 	st.phase = starting
 	c.open[st] = struct{}{}
-	st.link = c.ep.cfg.Sessions.NewLink(c.who.principal, outlet{c: c, st: st}, session.LinkOptions{
+	// In a cluster the session may live on another node (a play of a
+	// stream published there, a publish placed where there is room): the
+	// token travels with it.
+	st.link = c.ep.cfg.Sessions.Connect(c.who.principal, c.who.token, outlet{c: c, st: st}, session.LinkOptions{
 		CompleteGathering: true, Remote: c.ws.RemoteAddr(), UploadURLTemplate: true,
 	})
 	var m rtm.Message

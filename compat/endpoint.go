@@ -134,7 +134,8 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	var who *identity
 	if p, ok := session.PrincipalFrom(r.Context()); ok {
-		who = &identity{principal: p, fromRequest: true} // verified in front (the server's gate)
+		// Verified in front (the server's gate).
+		who = &identity{principal: p, token: session.TokenFrom(r.Context()), fromRequest: true}
 	} else if e.cfg.Tokens == nil {
 		who = &identity{} // no authentication: anonymous, may do everything
 	} else if tok := auth.TokenFromRequest(r); tok != "" {
@@ -144,7 +145,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
 			return
 		}
-		who = &identity{principal: p, fromRequest: true}
+		who = &identity{principal: p, token: tok, fromRequest: true}
 	}
 	ws, err := e.upgrader.Upgrade(w, r, nil)
 	if err != nil {

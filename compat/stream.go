@@ -30,7 +30,7 @@ type Stream struct {
 	sessionID string
 	phase     phase
 	offer     *rtm.SessionDescription // waiting for its turn
-	link      *session.Link
+	link      *session.Conn           // the session's way into the core, on this node or another
 	stopping  bool
 	failure   *rtm.Error // why a stopping stream failed
 }

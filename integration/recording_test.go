@@ -56,15 +56,16 @@ func tryStartCall(t *testing.T, wsURL, id string, header http.Header) error {
 	return err
 }
 
-// start connects, offers the sources and returns session_start's outcome;
-// the connection and peer close when the test ends.
+// start connects, offers the sources and returns session_start's outcome
+// (or why it could not be sent); the connection and peer close when the
+// test ends. Given an api, it may run on a goroutine of its own.
 func start(t *testing.T, api *webrtc.API, wsURL, id, webhookURL string, header http.Header, sources ...testclient.Source) (*testclient.Client, *testclient.Peer, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, _, err := testclient.Dial(ctx, wsURL, header)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	t.Cleanup(c.Close)
 	p, err := startOn(t, c, api, id, webhookURL, sources...)
@@ -86,7 +87,7 @@ func startOn(t *testing.T, c *testclient.Client, api *webrtc.API, id, webhookURL
 	}
 	p, err := testclient.NewPeer(api, sources...)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(p.Close)
 	return p, c.Start(ctx, p, "agent-7", id, webhookURL)

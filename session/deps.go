@@ -48,6 +48,22 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok && p != nil
 }
 
+type tokenKey struct{}
+
+// WithToken attaches the raw bearer token the principal was verified from
+// to a request context, for a cluster to carry to the node that serves the
+// connection's sessions (which verifies it again).
+func WithToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, token)
+}
+
+// TokenFrom returns the raw token WithToken attached to ctx ("" when none:
+// no access control), for front ends to pass to Server.Connect.
+func TokenFrom(ctx context.Context) string {
+	t, _ := ctx.Value(tokenKey{}).(string)
+	return t
+}
+
 func principalFrom(ctx context.Context) Principal {
 	if p, ok := ctx.Value(principalKey{}).(Principal); ok && p != nil {
 		return p
@@ -113,6 +129,56 @@ type Journeys interface {
 	Paused(id string, paused bool, pauses []recorder.PauseSpan, announce func(rtm.Message))
 	Audit(id string, e recorder.AuditEvent)
 	Finish(id string, m *recorder.Manifest, err error) error
+}
+
+// Directory makes session ids unique across a cluster (package cluster's
+// Node): a session claims its (tenant, id) before it exists and releases it
+// when it ends. Nil on a node that runs alone.
+type Directory interface {
+	// Claim fails when a live node holds the id (an error carrying
+	// session_exists) or the directory cannot be reached (server_busy).
+	// It may wait on the network: the session calls it off its loop.
+	Claim(ctx context.Context, tenant, id string) error
+	// Release never blocks.
+	Release(tenant, id string)
+}
+
+// Router places a connection's sessions across a cluster: Route puts a
+// forwarding front end in front of the connection's local Link, which
+// sends each message to this node's core or to the node that serves its
+// session (package cluster's Conn). Nil on a node that runs alone.
+type Router interface {
+	Route(local *Link, out Outlet, r Route) Handler
+}
+
+// Route is what a Router needs to know of a connection.
+type Route struct {
+	// Tenant scopes the session ids the connection names.
+	Tenant string
+	// Token is the raw bearer token the connection's principal was
+	// verified from ("" without access control): the nodes serving its
+	// sessions verify it again.
+	Token string
+	// Options are the front end's, for the links opened on other nodes.
+	Options LinkOptions
+}
+
+// TokenCarrier is implemented by a Router's Handler that carries the
+// connection's token to other nodes: it hears of every new token a
+// token_refresh on the connection's Link accepted, on the goroutine that
+// handles the connection's messages, so that the connection's sessions on
+// other nodes are extended too.
+type TokenCarrier interface {
+	CarryToken(token string)
+}
+
+// Handler takes one client connection's messages, on one goroutine: a
+// Link, or a Router's forwarding front end in front of one.
+type Handler interface {
+	Handle(m rtm.Message)
+	// Close ends the connection's sessions, wherever they are, and returns
+	// when those of this node are torn down.
+	Close()
 }
 
 type nopEvents struct{}

@@ -66,6 +66,9 @@ type Link struct {
 	// grant is the link's principal; token_refresh replaces it while the
 	// sessions read it.
 	grant atomic.Pointer[grant]
+	// carry takes a token token_refresh accepted to the connection's
+	// sessions on other nodes (a cluster's TokenCarrier); nil otherwise.
+	carry func(token string)
 
 	mu       sync.Mutex
 	sessions map[string]*Session

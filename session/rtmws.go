@@ -47,15 +47,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.connections.Inc()
 	defer s.metrics.connections.Dec()
-	link := s.NewLink(principalFrom(r.Context()), c, LinkOptions{Remote: remote})
+	conn := s.Connect(principalFrom(r.Context()), TokenFrom(r.Context()), c, LinkOptions{Remote: remote})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-	c.readLoop(link)
+	c.readLoop(conn)
 	c.Close()
-	link.Close()
+	conn.Close()
 	<-writerDone
 	_ = ws.Close()
 }
@@ -157,8 +157,8 @@ func (c *wsConn) writeLoop() {
 	}
 }
 
-// readLoop decodes frames for link until the connection ends.
-func (c *wsConn) readLoop(link *Link) {
+// readLoop decodes frames for conn until the connection ends.
+func (c *wsConn) readLoop(conn *Conn) {
 	c.ws.SetReadLimit(MaxFrameBytes)
 	deadline := 2*c.cfg.PingInterval + c.cfg.WriteTimeout
 	_ = c.ws.SetReadDeadline(time.Now().Add(deadline))
@@ -176,19 +176,19 @@ func (c *wsConn) readLoop(link *Link) {
 			return
 		default:
 		}
-		if !link.Allow() {
-			link.SendError(rtm.Message{}, link.RateError())
+		if !conn.Allow() {
+			conn.SendError(rtm.Message{}, conn.RateError())
 			continue
 		}
 		if kind != websocket.TextMessage {
-			link.SendError(rtm.Message{}, rtm.Errorf(rtm.CodeInvalidMessage, "binary frames are not part of the protocol; send JSON text frames"))
+			conn.SendError(rtm.Message{}, rtm.Errorf(rtm.CodeInvalidMessage, "binary frames are not part of the protocol; send JSON text frames"))
 			continue
 		}
 		m, err := rtm.Decode(frame)
 		if err != nil {
-			link.SendError(m, err)
+			conn.SendError(m, err)
 			continue
 		}
-		link.Handle(m)
+		conn.Handle(m)
 	}
 }

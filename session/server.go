@@ -40,6 +40,10 @@ type Deps struct {
 	Tokens TokenVerifier
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
+	// Directory and Router put the server in a cluster; both nil for a
+	// server that runs alone.
+	Directory Directory
+	Router    Router
 }
 
 // Server owns every session, whichever front end it came through (see
@@ -51,8 +55,11 @@ type Server struct {
 	metrics  *Metrics
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// draining: Shutdown has begun. refusing: Drain was called; running
+	// sessions go on, new ones are refused.
 	draining bool
+	refusing bool
 	sessions map[string]*Session // by sessionKey(tenant, id)
 	links    map[*Link]struct{}
 	// waiting routes a recording's outcome to the link that started it,
@@ -119,11 +126,38 @@ func (s *Server) CheckOrigin(r *http.Request) bool {
 	return slices.Contains(s.cfg.AllowedOrigins, u.Scheme+"://"+u.Host)
 }
 
-// Draining reports whether Shutdown has begun (readiness turns 503).
+// Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.draining
+}
+
+// Drain makes the server refuse new sessions (server_busy; in a cluster
+// the Router places them on other nodes) while its running sessions go on
+// until they end or Shutdown ends them. Supervisors may still join a
+// running session: they end with it. Connections are still accepted, for
+// the sessions they start elsewhere.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.refusing = true
+	s.mu.Unlock()
+}
+
+// Ready reports whether the server takes new sessions: neither Drain nor
+// Shutdown has been called (readiness turns 503 otherwise).
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.draining && !s.refusing
+}
+
+// Load is the number of sessions the server holds (supervisors included),
+// for a cluster's placement and a drain's end.
+func (s *Server) Load() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }
 
 // Shutdown stops taking sessions, ends every session with
@@ -222,6 +256,9 @@ func (s *Server) register(ss *Session) error {
 	defer s.mu.Unlock()
 	if s.draining {
 		return rtm.Errorf(rtm.CodeServerBusy, "server is shutting down")
+	}
+	if s.refusing && ss.monitored == nil {
+		return rtm.Errorf(rtm.CodeServerBusy, "server is draining; it takes no new sessions")
 	}
 	if _, ok := s.sessions[ss.key]; ok {
 		return rtm.Errorf(rtm.CodeSessionExists, "session %q already exists", ss.id)

@@ -67,6 +67,7 @@ type Session struct {
 	rec         *activeRecording
 	recStarting bool
 	wantOffer   bool // a server offer is owed once the signaling state is stable
+	claimed     bool // the cluster's directory holds the id for this session
 	release     func()
 	// supervisors monitoring this session; supMu because supervisors join
 	// and leave from their own goroutines.
@@ -154,6 +155,14 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 		return refusal(err)
 	}
 	ss.release = release
+	if dir := ss.srv.deps.Directory; dir != nil {
+		// The id is unique across the cluster before the session exists
+		// for the client; errors carry session_exists or server_busy.
+		if err := dir.Claim(ss.ctx, ss.principal.Tenant(), ss.id); err != nil {
+			return err
+		}
+		ss.claimed = true
+	}
 	if ss.webhook != "" {
 		if err := ss.srv.checkURL(ss.ctx, ss.principal, ss.webhook, false); err != nil {
 			return err
@@ -587,6 +596,12 @@ func (ss *Session) afterRenegotiation() {
 func (ss *Session) teardown() {
 	ss.isOver.Store(true)
 	ss.cancel()
+	// Released before the id is free here: a new session with the same id
+	// on this node then claims it after the release, which the directory
+	// keeps apart; the other order could release the new session's claim.
+	if ss.claimed {
+		ss.srv.deps.Directory.Release(ss.principal.Tenant(), ss.id)
+	}
 	ss.srv.unregister(ss)
 	ss.notes.close()
 	if ss.busy {

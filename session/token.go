@@ -61,6 +61,9 @@ func (l *Link) refresh(m rtm.Message) error {
 	g := &grant{p: p, until: p.ExpiresAt()}
 	l.grant.Store(g)
 	l.srv.metrics.tokenRefreshes.WithLabelValues("accepted").Inc()
+	if l.carry != nil {
+		l.carry(d.Token)
+	}
 
 	l.mu.Lock()
 	var sups []*Session

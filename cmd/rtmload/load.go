@@ -25,7 +25,7 @@ import (
 
 // config is what one run does.
 type config struct {
-	URL          string
+	URLs         []string
 	Sessions     int
 	Concurrency  int
 	Duration     time.Duration
@@ -51,8 +51,13 @@ const (
 
 func (c *config) validate() error {
 	var errs []error
-	if !strings.HasPrefix(c.URL, "ws://") && !strings.HasPrefix(c.URL, "wss://") {
-		errs = append(errs, fmt.Errorf("-url %q: want ws:// or wss://", c.URL))
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("-url is required"))
+	}
+	for _, u := range c.URLs {
+		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			errs = append(errs, fmt.Errorf("-url %q: want ws:// or wss://", u))
+		}
 	}
 	if c.Sessions < 1 || c.Sessions > maxSessions {
 		errs = append(errs, fmt.Errorf("-sessions must be 1..%d", maxSessions))
@@ -203,7 +208,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	if cfg.Token != "" {
 		header.Set("Authorization", "Bearer "+cfg.Token)
 	}
-	pool := &connPool{url: cfg.URL, header: header, perConn: cfg.PerConn, log: log}
+	pool := &connPool{urls: cfg.URLs, header: header, perConn: cfg.PerConn, log: log}
 	defer pool.closeAll()
 
 	sources := []testclient.Source{testclient.Tone}
@@ -634,8 +639,11 @@ func stopSession(ctx context.Context, cfg config, s *loadSession) rtm.RecordingS
 
 // connPool hands out WebSockets, each carrying up to perConn sessions, so
 // that the server's per-IP connection limits are not what is measured.
+// With several URLs (the nodes of a cluster) each new connection goes to
+// the next one.
 type connPool struct {
-	url     string
+	urls    []string
+	next    int // guarded by dials
 	header  http.Header
 	perConn int
 	log     *slog.Logger
@@ -675,8 +683,10 @@ func (p *connPool) get(ctx context.Context) (*testclient.Client, error) {
 
 // dial retries what the server's per-IP rate limit refuses (429), within ctx.
 func (p *connPool) dial(ctx context.Context) (*testclient.Client, error) {
+	url := p.urls[p.next%len(p.urls)]
+	p.next++
 	for {
-		c, resp, err := testclient.Dial(ctx, p.url, p.header)
+		c, resp, err := testclient.Dial(ctx, url, p.header)
 		if err == nil {
 			return c, nil
 		}

@@ -11,6 +11,7 @@
 // if any session failed.
 //
 //	go run ./cmd/rtmload -url ws://127.0.0.1:8080/rtm -sessions 50 -media audio -duration 10s
+//	go run ./cmd/rtmload -url ws://10.0.0.1:8080/rtm,ws://10.0.0.2:8080/rtm -sessions 200
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,7 +60,14 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	c := config{}
 	fs := flag.NewFlagSet("rtmload", flag.ContinueOnError)
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/rtm", "the server's /rtm WebSocket URL")
+	fs.Func("url", "the server's /rtm WebSocket URL (default ws://127.0.0.1:8080/rtm); repeatable or comma-separated for the nodes of a cluster, which get the connections in turn", func(v string) error {
+		for _, u := range strings.Split(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.URLs = append(c.URLs, u)
+			}
+		}
+		return nil
+	})
 	fs.IntVar(&c.Sessions, "sessions", 10, "sessions to open")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "session setups (start → CONNECTED) in flight at once")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to hold the sessions once all are set up")
@@ -83,6 +92,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if len(c.URLs) == 0 {
+		c.URLs = []string{"ws://127.0.0.1:8080/rtm"}
 	}
 	return c, c.validate()
 }

@@ -103,7 +103,7 @@ func TestRunAgainstARealServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.URL, cfg.MetricsURL = rtmURL, metricsURL
+			cfg.URLs, cfg.MetricsURL = []string{rtmURL}, metricsURL
 			cfg.Concurrency, cfg.PerConn, cfg.Duration = 3, 8, 2*time.Second
 			cfg.SetupTimeout, cfg.StopTimeout = 15*time.Second, 20*time.Second
 			if err := cfg.validate(); err != nil {
@@ -152,7 +152,7 @@ func TestRefusedSessionsAreCountedByCode(t *testing.T) {
 	rtmURL, _ := startServer(t)
 	// Two runs with the same ids: the second one's sessions already exist
 	// while the first holds them.
-	cfg := config{URL: rtmURL, Sessions: 2, Media: "audio", Concurrency: 2, PerConn: 8, Duration: 3 * time.Second,
+	cfg := config{URLs: []string{rtmURL}, Sessions: 2, Media: "audio", Concurrency: 2, PerConn: 8, Duration: 3 * time.Second,
 		SetupTimeout: 10 * time.Second, StopTimeout: 10 * time.Second, RunID: "dup"}
 	first := make(chan *summary, 1)
 	go func() {
@@ -244,6 +244,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-media", "video"}, false},
 		{[]string{"-sessions", "0"}, false},
 		{[]string{"-url", "http://x/rtm"}, false},
+		{[]string{"-url", "ws://a/rtm,ws://b/rtm", "-url", "wss://c/rtm"}, true},
+		{[]string{"-url", "ws://a/rtm,http://b/rtm"}, false},
 		{[]string{"-supervisors", "1000"}, false},
 		{[]string{"extra"}, false},
 	}
@@ -252,5 +254,12 @@ func TestFlags(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("parseFlags(%v): %v", tt.args, err)
 		}
+	}
+	c, err := parseFlags([]string{"-url", "ws://a/rtm, ws://b/rtm", "-url", "ws://c/rtm"})
+	if err != nil || strings.Join(c.URLs, " ") != "ws://a/rtm ws://b/rtm ws://c/rtm" {
+		t.Errorf("URLs = %q, %v", c.URLs, err)
+	}
+	if d, _ := parseFlags(nil); len(d.URLs) != 1 || d.URLs[0] != "ws://127.0.0.1:8080/rtm" {
+		t.Errorf("default URLs = %q", d.URLs)
 	}
 }

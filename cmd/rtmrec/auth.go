@@ -51,13 +51,15 @@ func newAuthenticator(cfg *config) (*authenticator, error) {
 
 func (a *authenticator) enabled() bool { return a.verifier != nil }
 
-// verify returns the claims of the request's token, or why there are none.
-func (a *authenticator) verify(r *http.Request) (*auth.Claims, error) {
+// verify returns the request's token and its claims, or why there are
+// none.
+func (a *authenticator) verify(r *http.Request) (string, *auth.Claims, error) {
 	tok := auth.TokenFromRequest(r)
 	if tok == "" {
-		return nil, errNoToken
+		return "", nil, errNoToken
 	}
-	return a.verifier.Verify(tok)
+	c, err := a.verifier.Verify(tok)
+	return tok, c, err
 }
 
 // operator names who calls the operators' API: the subject of a token with
@@ -71,7 +73,7 @@ func (a *authenticator) operator(r *http.Request) (string, error) {
 		}
 		return "local operator", nil
 	}
-	c, err := a.verify(r)
+	_, c, err := a.verify(r)
 	if err != nil {
 		return "", err
 	}
@@ -160,7 +162,7 @@ func (g *gate) wrap(next http.Handler) http.Handler {
 			// about what the attempt's TLS handshake costs: refusals close
 			// the connection, so a flood cannot skip the handshake by
 			// sending its attempts down one connection.
-			claims, authErr := g.authn.verify(r)
+			tok, claims, authErr := g.authn.verify(r)
 			if authErr != nil {
 				if err := g.lim.FailedAttempt(ip); err != nil {
 					g.refuse(w, ip, err)
@@ -170,7 +172,9 @@ func (g *gate) wrap(next http.Handler) http.Handler {
 				return
 			}
 			release, err = g.lim.AdmitAuthenticated(ip)
-			ctx = session.WithPrincipal(ctx, g.authn.principal(claims))
+			// The token goes along for a cluster to carry to the node
+			// serving the connection's sessions, which verifies it again.
+			ctx = session.WithToken(session.WithPrincipal(ctx, g.authn.principal(claims)), tok)
 		}
 		if err != nil {
 			g.refuse(w, ip, err)

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/cluster"
 	"github.com/rtmrec/rtmrec/internal/clientaddr"
 	"github.com/rtmrec/rtmrec/internal/s3allow"
 	"github.com/rtmrec/rtmrec/recorder"
@@ -29,6 +31,11 @@ type config struct {
 	Dev              bool
 	LogLevel         string
 	ShutdownTimeout  time.Duration
+	DrainTimeout     time.Duration
+
+	RedisURL     string
+	NodeID       string
+	SoftCapacity int
 
 	TLSCert, TLSKey string
 	AllowedOrigins  list
@@ -104,6 +111,11 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls; only on a loopback -listen, since it hands out tokens)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a graceful shutdown may take before exiting anyway")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "on SIGTERM, first drain: /readyz answers 503, new sessions go to other nodes (or get server_busy without a cluster), and running sessions go on until they end or this much time has passed; then the shutdown as with 0 (sessions end with TERM_BY_SERVER_SHUTDOWN, everything is finished, uploaded and reported within -shutdown-timeout)")
+	hostname, _ := os.Hostname()
+	fs.StringVar(&c.RedisURL, "redis-url", "", "the Redis shared by the nodes of a cluster (redis://, rediss://, unix://, redis+sentinel://; see docs/cluster.md); without it the node runs alone")
+	fs.StringVar(&c.NodeID, "node-id", hostname, "this node's name in the cluster, unique and stable across restarts (letters, digits, '.', '_', '-')")
+	fs.IntVar(&c.SoftCapacity, "soft-capacity", 0, "in a cluster, sessions above which new sessions are placed on other nodes with room (0: no limit; -max-sessions stays the hard limit)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for https/wss (re-read on SIGHUP)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for -tls-cert")
 	fs.Var(&c.AllowedOrigins, "allowed-origins", "browser origins allowed on /rtm (repeatable; default any)")
@@ -231,6 +243,16 @@ func (c *config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("-log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.DrainTimeout < 0 || c.SoftCapacity < 0 {
+		errs = append(errs, errors.New("-drain-timeout and -soft-capacity must not be negative"))
+	}
+	if c.RedisURL != "" {
+		if err := cluster.ValidNodeID(c.NodeID); err != nil {
+			errs = append(errs, fmt.Errorf("-node-id: %w", err))
+		}
+	} else if c.SoftCapacity > 0 {
+		errs = append(errs, errors.New("-soft-capacity places sessions on other nodes of a cluster: it needs -redis-url"))
 	}
 	if len(c.WebhookSecrets) > 2 {
 		errs = append(errs, errors.New("-webhook-secret: at most two secrets (current and next)"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,9 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 		"RTMREC_TRUSTED_PROXIES":         "10.0.0.0/8, 192.0.2.7",
 		"RTMREC_S3_ALLOW":                "recordings/{tenant}/,archive",
 		"RTMREC_MAX_SESSIONS_PER_TENANT": "7",
+		"RTMREC_REDIS_URL":               "redis+sentinel://s1:26379?master_name=m",
+		"RTMREC_NODE_ID":                 "rtmrec-2",
+		"RTMREC_DRAIN_TIMEOUT":           "15m",
 	}
 	getenv := func(k string) string { return env[k] }
 	c, err := parseConfig([]string{"-listen", "127.0.0.1:7000", "-webhook-secret", "flag"}, getenv)
@@ -31,6 +35,9 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 	if strings.Join(c.TrustedProxies, " ") != "10.0.0.0/8 192.0.2.7" || strings.Join(c.S3Allow, " ") != "recordings/{tenant}/ archive" || c.MaxSessionsPerTenant != 7 {
 		t.Errorf("lists from the environment: proxies %q, s3 %q, sessions per tenant %d", c.TrustedProxies, c.S3Allow, c.MaxSessionsPerTenant)
 	}
+	if c.RedisURL == "" || c.NodeID != "rtmrec-2" || c.DrainTimeout != 15*time.Minute {
+		t.Errorf("cluster settings from the environment: %q %q %v", c.RedisURL, c.NodeID, c.DrainTimeout)
+	}
 	if strings.Join(c.WebhookSecrets, ",") != "flag" {
 		t.Errorf("webhook secrets = %v: a repeatable flag replaces the environment's list", c.WebhookSecrets)
 	}
@@ -40,6 +47,9 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 	}
 	if d.Listen != "127.0.0.1:8080" || d.DataDir != "./data" || d.AllowPrivateURLs {
 		t.Errorf("defaults = %+v", d)
+	}
+	if host, _ := os.Hostname(); d.NodeID != host || d.RedisURL != "" || d.DrainTimeout != 0 {
+		t.Errorf("cluster defaults: node id %q (host %q), redis %q, drain %v", d.NodeID, host, d.RedisURL, d.DrainTimeout)
 	}
 }
 
@@ -76,6 +86,12 @@ func TestConfigValidation(t *testing.T) {
 		{"s3 allow-list", []string{"-s3-allow", "recordings/{tenant}/", "-s3-allow", "archive"}, ""},
 		{"s3 allow rule climbing out", []string{"-s3-allow", "recordings/../x"}, "-s3-allow"},
 		{"s3 allow rule with an unknown placeholder", []string{"-s3-allow", "recordings/{tenant_id}"}, "-s3-allow"},
+		{"cluster node", []string{"-redis-url", "redis://r:6379", "-node-id", "rtmrec-0", "-soft-capacity", "400", "-drain-timeout", "15m"}, ""},
+		{"drain without a cluster", []string{"-drain-timeout", "30s"}, ""},
+		{"soft capacity without a cluster", []string{"-soft-capacity", "10"}, "needs -redis-url"},
+		{"node id with a colon", []string{"-redis-url", "redis://r:6379", "-node-id", "a:b"}, "-node-id"},
+		{"empty node id", []string{"-redis-url", "redis://r:6379", "-node-id", ""}, "-node-id"},
+		{"negative drain", []string{"-drain-timeout", "-1s"}, "must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

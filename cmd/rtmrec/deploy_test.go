@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"maps"
 	"os"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rtmrec/rtmrec/cluster"
 )
 
 // deployEnv reads KEY=value settings from the deploy files: the ENV lines
@@ -64,4 +71,71 @@ func TestDeployFilesConfigure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKubernetesSettingsConfigure checks the StatefulSet's environment and
+// the Secret it reads against the config parser, with the downward API's
+// values filled in as Kubernetes would: a pod joins its cluster with its
+// name as node id.
+func TestKubernetesSettingsConfigure(t *testing.T) {
+	env := map[string]string{}
+	for _, file := range []string{"rtmrec.yaml", "secret.yaml"} {
+		b, err := os.ReadFile("../../deploy/kubernetes/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var obj struct {
+				Kind       string            `yaml:"kind"`
+				StringData map[string]string `yaml:"stringData"`
+				Spec       struct {
+					Template struct {
+						Spec struct {
+							Containers []struct {
+								Env []struct {
+									Name      string `yaml:"name"`
+									Value     string `yaml:"value"`
+									ValueFrom struct {
+										FieldRef struct {
+											FieldPath string `yaml:"fieldPath"`
+										} `yaml:"fieldRef"`
+									} `yaml:"valueFrom"`
+								} `yaml:"env"`
+							} `yaml:"containers"`
+						} `yaml:"spec"`
+					} `yaml:"template"`
+				} `yaml:"spec"`
+			}
+			if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			maps.Copy(env, obj.StringData)
+			if obj.Kind != "StatefulSet" {
+				continue
+			}
+			downward := map[string]string{"metadata.name": "rtmrec-0", "status.hostIP": "192.0.2.10"}
+			for _, e := range obj.Spec.Template.Spec.Containers[0].Env {
+				env[e.Name] = e.Value
+				if f := e.ValueFrom.FieldRef.FieldPath; f != "" {
+					env[e.Name] = downward[f]
+				}
+			}
+		}
+	}
+	c, err := parseConfig(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the StatefulSet's settings do not start rtmrec: %v", err)
+	}
+	if c.RedisURL == "" || c.NodeID != "rtmrec-0" || c.SoftCapacity == 0 || c.DrainTimeout == 0 || c.MaxSessions <= c.SoftCapacity {
+		t.Fatalf("cluster settings: redis %q, node %q, soft capacity %d (max sessions %d), drain %v",
+			c.RedisURL, c.NodeID, c.SoftCapacity, c.MaxSessions, c.DrainTimeout)
+	}
+	rdb, err := cluster.NewRedisClient(c.RedisURL)
+	if err != nil {
+		t.Fatalf("RTMREC_REDIS_URL: %v", err)
+	}
+	_ = rdb.Close()
 }

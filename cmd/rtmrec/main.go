@@ -15,6 +15,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rtmrec/rtmrec/cluster"
 )
 
 func main() {
@@ -37,6 +41,8 @@ func main() {
 		os.Exit(2)
 	}
 	logger := newLogger(os.Stderr, cfg.LogLevel)
+	// go-redis logs through a global; route it into the structured log.
+	redis.SetLogger(cluster.RedisLogger(logger))
 	// The first signal drains; a second one, caught below, forces the exit.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {

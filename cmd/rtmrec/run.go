@@ -64,6 +64,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	if err != nil {
 		return err
 	}
+	mem, err := joinCluster(cfg, log, reg, authn)
+	if err != nil {
+		return err
+	}
 
 	iceServers, err := parseICEServers(cfg.ICEServers)
 	if err != nil {
@@ -87,6 +91,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	if authn.enabled() {
 		deps.Tokens = authn
 	}
+	mem.sessionDeps(&deps)
 	srv, err := session.New(session.Config{
 		ConnectTimeout: cfg.ConnectTimeout, DisconnectTimeout: cfg.DisconnectTimeout, MaxDuration: cfg.MaxDuration,
 		MaxTracks: cfg.MaxTracksPerSession, MaxPauses: cfg.MaxPausesPerRecording,
@@ -94,6 +99,11 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}, deps)
 	if err != nil {
 		return err
+	}
+	if mem != nil {
+		mem.start(srv)
+		// Whatever happens below, the node leaves the cluster.
+		defer mem.leave()
 	}
 	announce := srv.Announce
 	st.announce.Store(&announce)
@@ -112,11 +122,14 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if srv.Draining() {
+		switch {
+		case !srv.Ready():
 			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
+		case !mem.ready():
+			http.Error(w, "not registered in the cluster: Redis is unreachable (or the node id is in use)", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ready\n"))
 		}
-		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mountAdmin(admin, st, authn, log)
@@ -181,6 +194,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		}
 	}
 	logArgs := []any{"addr", addr.String(), "data_dir", cfg.DataDir, "dev", cfg.Dev, "auth", authn.enabled()}
+	if mem != nil {
+		logArgs = append(logArgs, "node_id", mem.node.ID())
+	}
 	if adminAddr != nil {
 		logArgs = append(logArgs, "admin_addr", adminAddr.String())
 	}
@@ -191,6 +207,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 
 	<-ctx.Done()
 	begun := time.Now()
+	mem.refuseNew(srv)
+	if cfg.DrainTimeout > 0 {
+		mem.waitIdle(srv, cfg.DrainTimeout, log)
+	}
 	log.Info("draining: finishing sessions, recordings, uploads and webhooks", "timeout", cfg.ShutdownTimeout.String())
 	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -206,6 +226,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	drained.Store(true)
 	if err := srv.CloseConnections(shCtx); err != nil {
 		log.Warn("drain: connections did not all close in time", "err", err)
+	}
+	if mem != nil {
+		// Until now the relay carried the outcomes of recordings made here
+		// for clients connected elsewhere, and this node's connections to
+		// their sessions on other nodes: those closed with the connections.
+		mem.leave()
 	}
 	for _, hs := range servers {
 		if err := hs.Shutdown(shCtx); err != nil {

@@ -16,10 +16,11 @@ import (
 // each because the error is written for one; the producers' tests apply
 // Check to every error they make.
 var errorSources = map[string]string{
-	"session/server.go checkURL":   "URLChecker and S3Policy errors (internal/netguard, internal/s3allow tests)",
-	"session/token.go refresh":     "the token verifier's errors (auth tests)",
-	"compat/conn.go Authenticate":  "the token verifier's errors (auth tests)",
-	"delivery/journeys.go attempt": "Config.Allow's errors (cmd/rtmrec allowUpload, internal/s3allow tests)",
+	"session/server.go checkURL":     "URLChecker and S3Policy errors (internal/netguard, internal/s3allow tests)",
+	"session/token.go refresh":       "the token verifier's errors (auth tests)",
+	"compat/conn.go Authenticate":    "the token verifier's errors (auth tests)",
+	"cmd/rtmrec/cluster.go OpenLink": "the token verifier's errors, for a token a relay link carries (auth tests)",
+	"delivery/journeys.go attempt":   "Config.Allow's errors (cmd/rtmrec allowUpload, internal/s3allow tests)",
 }
 
 // TestCustomerTextInTheCode reads the module's code for what it says to

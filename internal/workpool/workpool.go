@@ -20,6 +20,9 @@ type Lifecycle struct {
 	running bool
 	done    chan struct{} // closed when the current Run returns
 
+	startOnce sync.Once
+	started   chan struct{} // closed when Run is first called
+
 	drainOnce sync.Once
 	drain     chan struct{} // closed by Drain
 	deadline  time.Time     // set before drain is closed; zero: none
@@ -30,7 +33,7 @@ type Lifecycle struct {
 
 // New returns a lifecycle that is neither running nor draining.
 func New() *Lifecycle {
-	return &Lifecycle{drain: make(chan struct{}), settled: make(chan struct{}, 1)}
+	return &Lifecycle{drain: make(chan struct{}), started: make(chan struct{}), settled: make(chan struct{}, 1)}
 }
 
 // Draining is closed once Drain has been called; dispatchers select on it.
@@ -64,6 +67,7 @@ func Run[T any](ctx context.Context, l *Lifecycle, workers int,
 	done := make(chan struct{})
 	l.done = done
 	l.mu.Unlock()
+	l.startOnce.Do(func() { close(l.started) })
 	defer func() {
 		if cleanup != nil {
 			cleanup()
@@ -98,11 +102,19 @@ func Run[T any](ctx context.Context, l *Lifecycle, workers int,
 // due before it are still handed out (retries included), and once nothing
 // is in flight or due before the deadline, Run returns. Drain waits for
 // that, or for ctx. Without a deadline it waits until the queue is empty.
+// A Run started on its own goroutine just before Drain may not have begun
+// yet: Drain waits for it to begin (or for ctx), so call Drain only on a
+// queue whose Run is called.
 func (l *Lifecycle) Drain(ctx context.Context) {
 	l.drainOnce.Do(func() {
 		l.deadline, _ = ctx.Deadline()
 		close(l.drain)
 	})
+	select {
+	case <-l.started:
+	case <-ctx.Done():
+		return
+	}
 	l.mu.Lock()
 	running, done := l.running, l.done
 	l.mu.Unlock()

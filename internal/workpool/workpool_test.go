@@ -147,3 +147,37 @@ func TestDrainFinishesWhatIsDueBeforeTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainWaitsForARunNotYetBegun: a queue's Run started on a goroutine
+// of its own may not have begun when Drain comes (rtmrec recover starts the
+// queues and drains them at once); Drain still waits for the work.
+func TestDrainWaitsForARunNotYetBegun(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	l := New()
+	q := &queue{wake: make(chan struct{}, 1)}
+	q.push(time.Now(), 1)
+	var handled atomic.Bool
+	handle := func(context.Context, int) {
+		time.Sleep(50 * time.Millisecond)
+		handled.Store(true)
+	}
+	dispatch := func(ctx context.Context, work chan<- int) {
+		Dispatch(ctx, l, &q.mu, &q.due, q.wake, time.Now, nil, func(v int) { q.due.Push(time.Now(), v) }, work)
+	}
+	runErr := make(chan error, 1)
+	begin := make(chan struct{})
+	go func() {
+		<-begin
+		runErr <- Run(context.Background(), l, 1, dispatch, handle, nil)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, func() { close(begin) })
+	l.Drain(ctx)
+	if !handled.Load() {
+		t.Fatal("Drain returned before the work of a Run that began after it was done")
+	}
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+}
