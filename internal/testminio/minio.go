@@ -64,7 +64,8 @@ func Start(t *testing.T, user, pass string) string {
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Die with the test binary, so a panicking test leaves no server behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,8 @@ func (s *Server) run(args []string) {
 		cmd := exec.Command(s.bin, args...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// Die with the test binary, so a panicking test leaves no server behind.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			s.t.Fatal(err)
 		}
