@@ -103,6 +103,16 @@ func (l *list) Set(v string) error {
 
 func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	c := &config{}
+	fs := c.flags()
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return c.complete(fs, getenv)
+}
+
+// flags binds every flag of the server to c; each may also come from the
+// environment as RTMREC_<NAME>.
+func (c *config) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("rtmrec", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP/WebSocket address")
 	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate address for /metrics, /healthz and /readyz (default: on -listen)")
@@ -155,15 +165,17 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs.StringVar(&c.S3Region, "s3-region", "", "region for s3:// uploads (default from the AWS config)")
 	fs.BoolVar(&c.S3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible stores)")
 	fs.Var(&c.S3Allow, "s3-allow", "bucket or bucket/prefix that s3:// upload URLs may write to with the server's credentials (repeatable; {tenant} in the prefix is the token's tenant, e.g. recordings/{tenant}/). Without any, s3:// is refused")
-	fs.Var(&c.WebhookSecrets, "webhook-secret", "HMAC secret for webhook-signature (repeatable for rotation: both signatures are sent)")
+	fs.Var(&c.WebhookSecrets, "webhook-secret", "secret that signs webhooks (webhook-signature): a Standard Webhooks whsec_<base64> secret, whose decoded key signs, or any other text, used as it is (repeatable for rotation: one signature per secret is sent)")
 	fs.DurationVar(&c.WebhookRetryPeriod, "webhook-retry-period", 24*time.Hour, "how long a webhook is retried before it is dead-lettered")
 	fs.StringVar(&c.EvidenceKey, "evidence-key", "", "PEM file with an Ed25519 private key (PKCS#8) that signs every recording's manifest; also enables POST /admin/redact")
 	fs.StringVar(&c.CompatUploadURL, "compat-upload-url", "", "upload URL template for Ant Media (/{app}/websocket) and WCS (/wcs) publishes, e.g. s3://calls/{tenant}/{stream}/{recording_id}.{ext}; without it they are not recorded")
 	fs.StringVar(&c.CompatWebhookURL, "compat-webhook-url", "", "webhook URL for the events of Ant Media and WCS sessions and recordings")
+	return fs
+}
 
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
+// complete checks what parseConfig's flag parsing left and applies the
+// environment.
+func (c *config) complete(fs *flag.FlagSet, getenv func(string) string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
