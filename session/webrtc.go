@@ -176,12 +176,36 @@ func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLeveled struct{ l *slog.Logger }
 
-// benignWarnings are pion warnings about what rtmrec does on purpose; they
-// are logged at DEBUG so that WARN keeps meaning "look at this".
+// benignWarnings are the beginnings of pion warnings that every healthy
+// session produces, or that are about what rtmrec does on purpose; they
+// are logged at DEBUG so that WARN keeps meaning "look at this"
+// (integration's TestQuietLogs runs a whole session at INFO and wants no
+// WARN line).
 var benignWarnings = []string{
 	// Every browser sends mDNS host candidates, and mDNS is off by design
 	// (see NewWebRTC): the candidate is ignored and ICE connects anyway.
 	"Remote mDNS candidate added, but mDNS is disabled",
+	// At every start: the ICE agent's connectivity checks begin when the
+	// answer is applied, and with trickle ICE the client's candidates come
+	// after its offer, so the first ticks find no pair to check. The tick
+	// after the first candidate arrives checks it.
+	"Failed to ping without candidate pairs",
+	// At every teardown: pion's goroutines that wait for streams of SSRCs
+	// the SDP did not declare end when the SRTP/SRTCP session closes, and
+	// report that close as the error that ended them. Other accept errors
+	// stay warnings.
+	"Failed to accept RTP stream is already closed",
+	"Failed to accept RTCP stream is already closed",
+	// RTCP about an SSRC nothing reads. Once per supervisor: its receiver
+	// reports cover the retransmission (RTX) SSRC the server's offer
+	// declares for each forwarded video, and pion's sender reads RTCP only
+	// on the media SSRC, where the NACKs and PLIs that matter arrive.
+	"Incoming unhandled RTCP ssrc",
+	// A packet for a part of the connection that is not there yet or no
+	// more: the client's DTLS close_notify (first byte 21) after the server
+	// closed its side at teardown, or SRTP that overtakes the end of the
+	// DTLS handshake (queued until it ends).
+	"Warning: mux: no endpoint for packet",
 }
 
 func (p pionLeveled) warn(msg string) {
