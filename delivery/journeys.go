@@ -460,6 +460,55 @@ func (j *Journeys) Recording(_ context.Context, id string) (media string, manife
 	return media, jr.Signed, nil
 }
 
+// Progress is where a recording's journey stands, for a status page.
+type Progress struct {
+	RecordingID string `json:"recording_id"`
+	SessionID   string `json:"session_id"`
+	// State is "recording" (being written, or a crash's leftover waiting
+	// for its repair), "finished" (the file is final and is being uploaded,
+	// or waits for its next attempt), "uploaded" or "failed".
+	State string `json:"state"`
+	// Attempts counts the upload attempts so far, the one in progress
+	// included; MaxAttempts is the server's bound.
+	Attempts    int `json:"attempts"`
+	MaxAttempts int `json:"max_attempts"`
+	// NextAttempt is when the next upload attempt is due (finished only).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// GiveUpAt is when a finished recording stops retrying (the upload
+	// deadline).
+	GiveUpAt time.Time `json:"give_up_at,omitzero"`
+	// LastStatus is the HTTP status of the last attempt, if it got one.
+	LastStatus int `json:"last_status,omitempty"`
+	// Reason says why the last attempt failed, or why the recording failed.
+	Reason string `json:"reason,omitempty"`
+	// File is the media file's path on the server (where a failed
+	// recording is kept).
+	File string `json:"file,omitempty"`
+}
+
+// Progress reads a recording's journey without changing it. ok is false
+// when there is none: the recording never started here, or it was
+// uploaded and its journey removed (no retention).
+func (j *Journeys) Progress(id string) (p Progress, ok bool, err error) {
+	var jr *journey
+	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		var err error
+		jr, err = loadJourney(tx, id)
+		return err
+	}); err != nil || jr == nil || jr.Manifest == nil {
+		return Progress{}, false, err
+	}
+	p = Progress{
+		RecordingID: jr.ID, SessionID: jr.Route.SessionID, State: string(jr.State),
+		Attempts: jr.Attempts, MaxAttempts: j.cfg.MaxAttempts,
+		LastStatus: jr.Status, Reason: jr.Reason, File: j.mediaPath(jr),
+	}
+	if jr.State == stateFinished {
+		p.NextAttempt, p.GiveUpAt = jr.NextAttempt, jr.Finished.Add(j.cfg.Deadline)
+	}
+	return p, true, nil
+}
+
 // Run repairs, uploads and cleans up with Config.Workers workers until ctx
 // is cancelled or a drain is over, and returns after every worker has
 // exited. An upload cut off by ctx is not counted and stays scheduled.
