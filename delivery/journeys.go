@@ -719,7 +719,8 @@ func (j *Journeys) decide(jr *journey, st state, reason string, status int) erro
 	j.m.outcomes.WithLabelValues(strings.ToLower(string(rs))).Inc()
 	log := j.log.With("recording_id", jr.ID, "session_id", jr.Route.SessionID)
 	if st == stateFailed {
-		log.Warn("recording failed", "reason", reason, "attempts", jr.Attempts)
+		log.Warn("recording failed", "reason", reason, "attempts", jr.Attempts,
+			"duration_ms", jr.Manifest.DurationMS, "size_bytes", jr.Manifest.SizeBytes, "file", j.mediaPath(jr))
 	} else {
 		log.Info("recording delivered", "duration_ms", jr.Manifest.DurationMS, "size_bytes", jr.Manifest.SizeBytes, "attempts", jr.Attempts, "repaired", jr.Repaired)
 	}

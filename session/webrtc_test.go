@@ -180,6 +180,8 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 		{"pc", "Failed to accept RTCP %v", []any{errors.New("stream is already closed")}, slog.LevelDebug},
 		{"pc", "Incoming unhandled RTCP ssrc(%d), OnTrack will not be fired", []any{668107205}, slog.LevelDebug},
 		{"mux", "Warning: mux: no endpoint for packet starting with %d, adding to queue size(%d)", []any{21, 0}, slog.LevelDebug},
+		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: i/o timeout")}, slog.LevelDebug},
+		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: connection refused")}, slog.LevelWarn},
 		{"pc", "Failed to accept RTP %v", []any{errors.New("i/o timeout")}, slog.LevelWarn},
 		{"pc", "Failed to open RTCP stream for %d: %v", []any{5, errors.New("closed")}, slog.LevelWarn},
 	}

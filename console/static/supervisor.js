@@ -3,7 +3,8 @@
 // receives and answers the server's sdp_update offers (rtm.js does that
 // part) when the monitored session gains a track.
 
-import { $, el, setBadge, connectRTM, errorBox, messageLog, followWebhooks, levelMeter } from './ui.js';
+import { $, el, setBadge, connectRTM, errorBox, messageBox, messageLog, followWebhooks, levelMeter } from './ui.js';
+import { randomId } from './rtm.js';
 
 // For the DevTools console and the end-to-end tests.
 const state = {
@@ -11,12 +12,15 @@ const state = {
   sessionState: '',
   terminationCause: '',
   connectMs: null,
+  sessionIds: [], // this page's own supervisor sessions: the webhook panel shows theirs
   errors: [],
+  notices: [], // what ended normally (the monitored call)
   stats: null,
 };
 window.consoleState = state;
 
 const errors = errorBox($('#errors'));
+const notices = messageBox($('#notices'), 'notices');
 const log = messageLog($('#log'));
 
 let client = null;
@@ -55,36 +59,53 @@ async function refreshSessions() {
 
 // Joining ----------------------------------------------------------------
 
+// Joins a session. A session that ended since the list was read is
+// refused (session_not_found): join() rejects with that one error, and the
+// refused session has already closed its peer connection and sends
+// nothing more, so another session can be joined at once.
 async function join(info) {
   errors.clear();
+  notices.clear();
   const t0 = performance.now();
   state.connectMs = null;
+  state.sessionState = '';
   state.terminationCause = '';
   $('#termination-cause').textContent = '';
+  setBadge($('#session-state'), '');
   $('#remote').replaceChildren();
   try {
     if (!client?.connected) {
       client = await connectRTM('supervisor');
       client.on('message', (m) => log('in', m));
       client.on('sent', (m) => log('out', m));
+      // Errors that concern no session of the page.
       client.on('error', (m) => errors.show(`${m.data.code}: ${m.data.message}`));
     }
     // One recvonly transceiver per track the session has now; tracks it
     // gains later come with a server offer.
     const count = (kind) => Math.max(kind === 'audio' ? 1 : 0, (info.tracks ?? []).filter((t) => t.kind === kind).length);
-    session = await client.join(info.session_id, {
+    const id = randomId('sup-');
+    state.sessionIds.push(id);
+    hooks.refresh();
+    state.monitoredId = info.session_id;
+    $('#monitored-id').textContent = info.session_id;
+    $('#supervisor-id').textContent = id;
+    await client.join(info.session_id, {
+      sessionId: id,
       audio: count('audio'),
       video: count('video'),
       webhookUrl: `${location.origin}/dev/webhooks`,
+      onSession: (s) => {
+        session = s;
+        watch(s, t0);
+      },
     });
-    state.monitoredId = info.session_id;
-    $('#monitored-id').textContent = info.session_id;
-    $('#supervisor-id').textContent = session.id;
-    watch(session, t0);
   } catch (err) {
-    errors.show(err.message);
+    state.monitoredId = '';
+    errors.show(`cannot join ${info.session_id}: ${err.message}`);
   }
   refreshSessions();
+  refreshButtons();
 }
 
 function watch(s, t0) {
@@ -119,15 +140,19 @@ function watch(s, t0) {
     if (d.termination_cause) {
       state.terminationCause = d.termination_cause;
       $('#termination-cause').textContent = d.termination_cause;
-      if (d.termination_cause === 'TERM_BY_MONITORED_SESSION_END') errors.show('the monitored session ended');
+      // The call being over is how monitoring normally ends, not an error.
+      if (d.termination_cause === 'TERM_BY_MONITORED_SESSION_END') notices.show(`The monitored call ${state.monitoredId} ended, and monitoring with it.`);
+      else if (d.termination_cause !== 'TERM_BY_CLIENT') errors.show(`monitoring ended: ${d.termination_cause}${d.reason ? ` (${d.reason})` : ''}`);
     }
     refreshButtons();
   });
+  // Errors that answer no request of the page (a renegotiation's).
   s.on('error', (d) => errors.show(`${d.code}: ${d.message}${d.request_type ? ` (in reply to ${d.request_type})` : ''}`));
   s.on('ended', (info) => {
-    if (info.cause === 'WEBSOCKET_CLOSED') {
-      setBadge($('#session-state'), 'TERMINATED');
-      $('#termination-cause').textContent = 'WebSocket closed';
+    if (info.cause === 'WEBSOCKET_CLOSED' || info.cause === 'REFUSED') {
+      state.sessionState = info.cause === 'REFUSED' ? 'REFUSED' : 'TERMINATED';
+      setBadge($('#session-state'), state.sessionState);
+      $('#termination-cause').textContent = info.cause === 'REFUSED' ? info.reason : 'WebSocket closed';
     }
     stopMeter();
     clearInterval(statsTimer);
@@ -165,10 +190,10 @@ function refreshButtons() {
 // Leaving ends only the supervisor session (TERM_BY_CLIENT); the monitored
 // session and its recording go on.
 $('#leave').addEventListener('click', () => {
-  session?.stop();
+  session?.stop().catch((err) => errors.show(`session_stop: ${err.message}`));
 });
 
-followWebhooks($('#webhooks'));
+const hooks = followWebhooks($('#webhooks'), { mine: (id) => state.sessionIds.includes(id) });
 refreshSessions();
 setInterval(refreshSessions, 2000);
 refreshButtons();
