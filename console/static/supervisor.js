@@ -30,6 +30,10 @@ let statsTimer = 0;
 
 // Sessions ---------------------------------------------------------------
 
+// Rows by session id, updated in place, so that a Join button does not
+// vanish under a click when the list is read again.
+const rows = new Map();
+
 async function refreshSessions() {
   let list;
   try {
@@ -38,23 +42,36 @@ async function refreshSessions() {
   } catch {
     return; // the server is restarting; try again on the next tick
   }
-  const rows = list
-    .filter((s) => !s.supervisor && s.state !== 'TERMINATED')
-    .map((s) => {
-      const tracks = (s.tracks ?? []).map((t) => `${t.kind}/${t.codec} (${t.packets} pkts)`).join(', ') || '—';
-      const joined = session && !session.ended && state.monitoredId === s.session_id;
-      return el('tr', { 'data-session': s.session_id },
-        el('td', {}, el('code', {}, s.session_id)),
-        el('td', {}, s.client_id ?? ''),
-        el('td', {}, el('span', { class: 'badge', 'data-state': s.state }, s.state)),
-        el('td', { class: 'tracks' }, tracks),
-        el('td', {}, s.recording_id ? el('code', {}, s.recording_id) : '—'),
-        el('td', {}, el('button', {
-          class: 'join primary small', disabled: joined || !!(session && !session.ended),
-          onclick: () => join(s),
-        }, joined ? 'Joined' : 'Join')));
-    });
-  $('#sessions').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No sessions.'))]));
+  const busy = !!(session && !session.ended);
+  const live = list.filter((s) => !s.supervisor && s.state !== 'TERMINATED');
+  for (const id of rows.keys()) {
+    if (!live.some((s) => s.session_id === id)) rows.delete(id);
+  }
+  for (const s of live) {
+    let row = rows.get(s.session_id);
+    if (!row) {
+      const button = el('button', { class: 'join primary small' }, 'Join');
+      row = { tr: el('tr', { 'data-session': s.session_id }), cells: [0, 1, 2, 3, 4].map(() => el('td')), button };
+      row.tr.append(...row.cells, el('td', {}, button));
+      rows.set(s.session_id, row);
+    }
+    row.info = s;
+    row.button.onclick = () => join(row.info);
+    const tracks = (s.tracks ?? []).map((t) => `${t.kind}/${t.codec} (${t.packets} pkts)`).join(', ') || '—';
+    const joined = busy && state.monitoredId === s.session_id;
+    row.cells[0].replaceChildren(el('code', {}, s.session_id));
+    row.cells[1].replaceChildren(s.client_id ?? '');
+    row.cells[2].replaceChildren(el('span', { class: 'badge', 'data-state': s.state }, s.state));
+    row.cells[3].className = 'tracks';
+    row.cells[3].replaceChildren(tracks);
+    row.cells[4].replaceChildren(s.recording_id ? el('code', {}, s.recording_id) : '—');
+    row.button.disabled = busy;
+    row.button.textContent = joined ? 'Joined' : 'Join';
+  }
+  const trs = live.map((s) => rows.get(s.session_id).tr);
+  const tbody = $('#sessions');
+  if (!trs.length) tbody.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No sessions.')));
+  else if (trs.some((tr, i) => tbody.children[i] !== tr) || tbody.children.length !== trs.length) tbody.replaceChildren(...trs);
 }
 
 // Joining ----------------------------------------------------------------
