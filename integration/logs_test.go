@@ -22,27 +22,11 @@ func TestQuietLogs(t *testing.T) {
 	c := startCall(t, srv.wsURL(), "quiet-1", hooks.url(), nil, testclient.Tone, testclient.Camera)
 	started := c.record(target.url("/rec/quiet.webm"), "")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	boss, _, err := testclient.Dial(ctx, srv.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(boss.Close)
-	api, _ := testclient.NewAPI()
-	w, err := testclient.NewWatcher(api, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	if err := boss.Join(ctx, w, "boss", "quiet-sup", c.id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := boss.Wait(ctx, testclient.IsState("quiet-sup", rtm.StateConnected)); err != nil {
-		t.Fatal(err)
-	}
+	boss, w := supervise(t, srv.wsURL(), nil, "quiet-sup", c.id)
 	time.Sleep(time.Second)
 	_ = boss.Send(rtm.TypeSessionStop, "boss", "quiet-sup", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if _, err := boss.Wait(ctx, testclient.IsState("quiet-sup", rtm.StateTerminated)); err != nil {
 		t.Fatal(err)
 	}

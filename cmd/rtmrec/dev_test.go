@@ -115,6 +115,7 @@ func TestDevConsolePages(t *testing.T) {
 		"/dev/rtm.js":          {"text/javascript", "export class RTMClient"},
 		"/dev/agent.js":        {"text/javascript", "echoCancellation: false"},
 		"/dev/supervisor.js":   {"text/javascript", "supervisor"},
+		"/dev/playback.js":     {"text/javascript", "export function parseMatroska"},
 		"/dev/style.css":       {"text/css", "--accent"},
 	} {
 		resp, body := devDo(t, "GET", base+path, nil, nil)

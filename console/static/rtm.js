@@ -261,7 +261,7 @@ export class RTMSession extends Emitter {
   #sentEndOfCandidates = false;
   #negotiated = false; // the first answer was applied: renegotiation may start
   #refused = false; // the server refused the session: its leftovers are dropped
-  /** @type {Map<string, {resolve: Function, reject: Function}[]>} request_type → waiting callers, oldest first */
+  /** @type {Map<string, {resolve: Function, reject: Function, recordingId?: string}[]>} request_type → waiting callers, oldest first */
   #pending = new Map();
 
   constructor(client, id, pc) {
@@ -332,6 +332,7 @@ export class RTMSession extends Emitter {
     try {
       await this.pc.setLocalDescription(await this.pc.createOffer());
       const answered = this.#request(type, { ...data, sdp: this.pc.localDescription.toJSON() });
+      answered.catch(() => {}); // awaited below, unless sending a candidate fails first
       this.#signalled = true;
       for (const c of this.#pendingCandidates.splice(0)) this.send('candidate', { candidate: c });
       await answered;

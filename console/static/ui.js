@@ -49,7 +49,7 @@ export function messageBox(node, key = 'errors') {
   return {
     show(text) {
       node.hidden = false;
-      node.append(el('div', {}, `${new Date().toLocaleTimeString()}  ${text}`));
+      node.append(el('div', {}, `${clock()}  ${text}`));
       window.consoleState?.[key]?.push(text);
     },
     clear() {
