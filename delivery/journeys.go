@@ -367,12 +367,8 @@ func (j *Journeys) Audit(id string, e recorder.AuditEvent) {
 // FAILED. It blocks on disk: call it off the session loop.
 func (j *Journeys) Finish(id string, m *recorder.Manifest, werr error) error {
 	now := j.cfg.Now()
-	var cur *journey
-	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
-		var err error
-		cur, err = loadJourney(tx, id)
-		return err
-	}); err != nil {
+	cur, err := j.lookup(id)
+	if err != nil {
 		return fmt.Errorf("delivery: finish %s: %w", id, err)
 	}
 	if cur == nil || cur.State != stateRecording {
@@ -442,12 +438,8 @@ func (j *Journeys) manifestPath(jr *journey) string {
 // Recording finds a recording still in the data directory: its media file
 // and signed manifest (for the operators' redaction API).
 func (j *Journeys) Recording(_ context.Context, id string) (media string, manifest []byte, err error) {
-	var jr *journey
-	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
-		var err error
-		jr, err = loadJourney(tx, id)
-		return err
-	}); err != nil {
+	jr, err := j.lookup(id)
+	if err != nil {
 		return "", nil, err
 	}
 	if jr == nil || jr.Manifest == nil || jr.State == stateRecording {
@@ -490,12 +482,8 @@ type Progress struct {
 // when there is none: the recording never started here, or it was
 // uploaded and its journey removed (no retention).
 func (j *Journeys) Progress(id string) (p Progress, ok bool, err error) {
-	var jr *journey
-	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
-		var err error
-		jr, err = loadJourney(tx, id)
-		return err
-	}); err != nil || jr == nil || jr.Manifest == nil {
+	jr, err := j.lookup(id)
+	if err != nil || jr == nil || jr.Manifest == nil {
 		return Progress{}, false, err
 	}
 	p = Progress{
@@ -507,6 +495,15 @@ func (j *Journeys) Progress(id string) (p Progress, ok bool, err error) {
 		p.NextAttempt, p.GiveUpAt = jr.NextAttempt, jr.Finished.Add(j.cfg.Deadline)
 	}
 	return p, true, nil
+}
+
+// lookup reads a journey from the ledger (nil if there is none).
+func (j *Journeys) lookup(id string) (jr *journey, err error) {
+	err = j.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		jr, err = loadJourney(tx, id)
+		return err
+	})
+	return jr, err
 }
 
 // Run repairs, uploads and cleans up with Config.Workers workers until ctx
