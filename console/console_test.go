@@ -2,6 +2,7 @@ package console
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,10 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -121,7 +125,7 @@ func TestMediaType(t *testing.T) {
 }
 
 func TestWebhookSinkKeepsTheLastEvents(t *testing.T) {
-	s := NewWebhookSink(3, nil, quiet)
+	s := NewWebhookSink(3, nil, nil, quiet)
 	srv := httptest.NewServer(http.HandlerFunc(s.Post))
 	defer srv.Close()
 	for i := range 5 {
@@ -152,9 +156,57 @@ func TestWebhookSinkKeepsTheLastEvents(t *testing.T) {
 	}
 }
 
+// TestWebhookSinkChecksSignatures: the sink verifies each event as a
+// customer's receiver would, with any of the server's keys (a rotation),
+// and says what it found.
+func TestWebhookSinkChecksSignatures(t *testing.T) {
+	oldKey, newKey := []byte("old key of sixteen+"), []byte("new key of sixteen+")
+	s := NewWebhookSink(10, [][]byte{newKey, oldKey}, nil, quiet)
+	srv := httptest.NewServer(http.HandlerFunc(s.Post))
+	defer srv.Close()
+	body := []byte(`{"id":"e1","type":"session_state"}`)
+	now := time.Now().Unix()
+	tests := []struct {
+		name, sig string
+		ts        int64
+		want      string
+	}{
+		{"signed with the old key", webhook.Sign(oldKey, "e1", now, body), now, SignatureVerified},
+		{"both keys, as during a rotation", webhook.Sign(newKey, "e1", now, body) + " " + webhook.Sign(oldKey, "e1", now, body), now, SignatureVerified},
+		{"another key", webhook.Sign([]byte("someone else's key"), "e1", now, body), now, SignatureInvalid},
+		{"too old", webhook.Sign(newKey, "e1", now-3600, body), now - 3600, SignatureInvalid},
+		{"unsigned", "", now, SignatureUnsigned},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header.Set(webhook.HeaderID, "e1")
+		req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(tt.ts, 10))
+		if tt.sig != "" {
+			req.Header.Set(webhook.HeaderSignature, tt.sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ev := s.Events(0)
+		got := ev[len(ev)-1]
+		if resp.StatusCode != 200 || got.Signed != tt.want || (tt.want == SignatureInvalid) != (got.SignatureError != "") {
+			t.Errorf("%s: %d, signed %q (%s); want 200, %q", tt.name, resp.StatusCode, got.Signed, got.SignatureError, tt.want)
+		}
+	}
+	keyless := NewWebhookSink(1, nil, nil, quiet)
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.Header.Set(webhook.HeaderSignature, "v1,xyz")
+	keyless.Post(httptest.NewRecorder(), req)
+	if got := keyless.Events(0)[0].Signed; got != SignatureUnchecked {
+		t.Errorf("a sink without keys: %q, want %q", got, SignatureUnchecked)
+	}
+}
+
 func TestWebhookStreamResumesAndStops(t *testing.T) {
 	var stopped atomic.Bool
-	s := NewWebhookSink(10, stopped.Load, quiet)
+	s := NewWebhookSink(10, nil, stopped.Load, quiet)
 	for range 3 {
 		s.add(WebhookEvent{Body: []byte(`{}`)})
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 // DefaultWebhookCapacity is how many webhook events the sink keeps.
@@ -17,6 +19,18 @@ const DefaultWebhookCapacity = 500
 
 // maxWebhookBody bounds one stored webhook body; rtmrec's are < 1 KiB.
 const maxWebhookBody = 64 << 10
+
+// signatureTolerance is how far a webhook's timestamp may be from the
+// sink's clock, as a receiver following the convention allows.
+const signatureTolerance = 5 * time.Minute
+
+// What the sink found of a webhook's signature (WebhookEvent.Signed).
+const (
+	SignatureVerified  = "verified"  // one signature matches a key of the sink
+	SignatureInvalid   = "invalid"   // signed, but no signature matches (SignatureError says why)
+	SignatureUnsigned  = "unsigned"  // no signature header: the server has no secret
+	SignatureUnchecked = "unchecked" // signed, but the sink has no key to check it with
+)
 
 // subscriberBuffer is how many events a slow live viewer may lag behind
 // before it is dropped (its EventSource reconnects and catches up by id).
@@ -31,15 +45,23 @@ type WebhookEvent struct {
 	// WebhookID and Signature are the Standard Webhooks headers as sent.
 	WebhookID string `json:"webhook_id,omitempty"`
 	Signature string `json:"webhook_signature,omitempty"`
+	// Signed is what checking the signature found: SignatureVerified,
+	// SignatureInvalid (with SignatureError), SignatureUnsigned or
+	// SignatureUnchecked.
+	Signed         string `json:"signed"`
+	SignatureError string `json:"signature_error,omitempty"`
 	// Body is the JSON body as received (a JSON string when it was not JSON).
 	Body json.RawMessage `json:"body"`
 }
 
-// WebhookSink receives rtmrec's webhooks and keeps the last ones in memory
-// (a bounded ring), for the pages to list and follow live with Server-Sent
-// Events. It answers every well-formed POST with 200.
+// WebhookSink receives rtmrec's webhooks, checks their signatures as a
+// customer's receiver would, and keeps the last ones in memory (a bounded
+// ring), for the pages to list and follow live with Server-Sent Events. It
+// answers every well-formed POST with 200, even one whose signature does
+// not verify: the console is where one looks at what was sent.
 type WebhookSink struct {
-	log *slog.Logger
+	log  *slog.Logger
+	keys [][]byte
 	// stopped, when set, ends live streams: an open stream would otherwise
 	// hold up the HTTP server's graceful shutdown until its timeout.
 	stopped func() bool
@@ -50,14 +72,33 @@ type WebhookSink struct {
 	subs map[chan WebhookEvent]struct{}
 }
 
-// NewWebhookSink keeps the last capacity events (<= 0: the default).
-// stopped, when not nil, is polled by live streams, which end once it
-// returns true (the server is shutting down).
-func NewWebhookSink(capacity int, stopped func() bool, log *slog.Logger) *WebhookSink {
+// NewWebhookSink keeps the last capacity events (<= 0: the default) and
+// checks their signatures with keys (the server's webhook secrets as HMAC
+// keys; none: signatures are not checked). stopped, when not nil, is
+// polled by live streams, which end once it returns true (the server is
+// shutting down).
+func NewWebhookSink(capacity int, keys [][]byte, stopped func() bool, log *slog.Logger) *WebhookSink {
 	if capacity <= 0 {
 		capacity = DefaultWebhookCapacity
 	}
-	return &WebhookSink{log: log, stopped: stopped, ring: make([]WebhookEvent, 0, capacity), subs: map[chan WebhookEvent]struct{}{}}
+	return &WebhookSink{log: log, keys: keys, stopped: stopped, ring: make([]WebhookEvent, 0, capacity), subs: map[chan WebhookEvent]struct{}{}}
+}
+
+// check verifies a webhook's signature with the sink's keys.
+func (s *WebhookSink) check(h http.Header, body []byte) (signed, why string) {
+	switch {
+	case h.Get(webhook.HeaderSignature) == "":
+		return SignatureUnsigned, ""
+	case len(s.keys) == 0:
+		return SignatureUnchecked, ""
+	}
+	var err error
+	for _, k := range s.keys {
+		if err = webhook.Verify(k, h, body, time.Now(), signatureTolerance); err == nil {
+			return SignatureVerified, ""
+		}
+	}
+	return SignatureInvalid, err.Error()
 }
 
 // Post handles POST: store the event and hand it to live viewers.
@@ -73,11 +114,12 @@ func (s *WebhookSink) Post(w http.ResponseWriter, r *http.Request) {
 		// what a misbehaving sender sent.
 		raw, _ = json.Marshal(string(body))
 	}
+	signed, why := s.check(r.Header, body)
 	ev := s.add(WebhookEvent{
-		ReceivedAt: time.Now().UTC(), WebhookID: r.Header.Get("webhook-id"),
-		Signature: r.Header.Get("webhook-signature"), Body: raw,
+		ReceivedAt: time.Now().UTC(), WebhookID: r.Header.Get(webhook.HeaderID),
+		Signature: r.Header.Get(webhook.HeaderSignature), Signed: signed, SignatureError: why, Body: raw,
 	})
-	s.log.Debug("dev webhook received", "seq", ev.Seq, "webhook_id", ev.WebhookID)
+	s.log.Debug("dev webhook received", "seq", ev.Seq, "webhook_id", ev.WebhookID, "signed", signed)
 	w.WriteHeader(http.StatusOK)
 }
 

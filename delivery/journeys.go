@@ -367,12 +367,8 @@ func (j *Journeys) Audit(id string, e recorder.AuditEvent) {
 // FAILED. It blocks on disk: call it off the session loop.
 func (j *Journeys) Finish(id string, m *recorder.Manifest, werr error) error {
 	now := j.cfg.Now()
-	var cur *journey
-	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
-		var err error
-		cur, err = loadJourney(tx, id)
-		return err
-	}); err != nil {
+	cur, err := j.lookup(id)
+	if err != nil {
 		return fmt.Errorf("delivery: finish %s: %w", id, err)
 	}
 	if cur == nil || cur.State != stateRecording {
@@ -442,12 +438,8 @@ func (j *Journeys) manifestPath(jr *journey) string {
 // Recording finds a recording still in the data directory: its media file
 // and signed manifest (for the operators' redaction API).
 func (j *Journeys) Recording(_ context.Context, id string) (media string, manifest []byte, err error) {
-	var jr *journey
-	if err := j.cfg.Ledger.View(func(tx *ledger.Tx) error {
-		var err error
-		jr, err = loadJourney(tx, id)
-		return err
-	}); err != nil {
+	jr, err := j.lookup(id)
+	if err != nil {
 		return "", nil, err
 	}
 	if jr == nil || jr.Manifest == nil || jr.State == stateRecording {
@@ -458,6 +450,60 @@ func (j *Journeys) Recording(_ context.Context, id string) (media string, manife
 		return "", nil, evidence.ErrUnknownRecording
 	}
 	return media, jr.Signed, nil
+}
+
+// Progress is where a recording's journey stands, for a status page.
+type Progress struct {
+	RecordingID string `json:"recording_id"`
+	SessionID   string `json:"session_id"`
+	// State is "recording" (being written, or a crash's leftover waiting
+	// for its repair), "finished" (the file is final and is being uploaded,
+	// or waits for its next attempt), "uploaded" or "failed".
+	State string `json:"state"`
+	// Attempts counts the upload attempts so far, the one in progress
+	// included; MaxAttempts is the server's bound.
+	Attempts    int `json:"attempts"`
+	MaxAttempts int `json:"max_attempts"`
+	// NextAttempt is when the next upload attempt is due (finished only).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// GiveUpAt is when a finished recording stops retrying (the upload
+	// deadline).
+	GiveUpAt time.Time `json:"give_up_at,omitzero"`
+	// LastStatus is the HTTP status of the last attempt, if it got one.
+	LastStatus int `json:"last_status,omitempty"`
+	// Reason says why the last attempt failed, or why the recording failed.
+	Reason string `json:"reason,omitempty"`
+	// File is the media file's path on the server (where a failed
+	// recording is kept).
+	File string `json:"file,omitempty"`
+}
+
+// Progress reads a recording's journey without changing it. ok is false
+// when there is none: the recording never started here, or it was
+// uploaded and its journey removed (no retention).
+func (j *Journeys) Progress(id string) (p Progress, ok bool, err error) {
+	jr, err := j.lookup(id)
+	if err != nil || jr == nil || jr.Manifest == nil {
+		return Progress{}, false, err
+	}
+	p = Progress{
+		RecordingID: jr.ID, SessionID: jr.Route.SessionID, State: string(jr.State),
+		Attempts: jr.Attempts, MaxAttempts: j.cfg.MaxAttempts,
+		LastStatus: jr.Status, Reason: jr.Reason, File: j.mediaPath(jr),
+	}
+	if jr.State == stateFinished {
+		p.NextAttempt, p.GiveUpAt = jr.NextAttempt, jr.Finished.Add(j.cfg.Deadline)
+	}
+	return p, true, nil
+}
+
+// lookup reads a journey from the ledger (nil if there is none).
+func (j *Journeys) lookup(id string) (jr *journey, err error) {
+	err = j.cfg.Ledger.View(func(tx *ledger.Tx) error {
+		jr, err = loadJourney(tx, id)
+		return err
+	})
+	return jr, err
 }
 
 // Run repairs, uploads and cleans up with Config.Workers workers until ctx
@@ -670,7 +716,8 @@ func (j *Journeys) decide(jr *journey, st state, reason string, status int) erro
 	j.m.outcomes.WithLabelValues(strings.ToLower(string(rs))).Inc()
 	log := j.log.With("recording_id", jr.ID, "session_id", jr.Route.SessionID)
 	if st == stateFailed {
-		log.Warn("recording failed", "reason", reason, "attempts", jr.Attempts)
+		log.Warn("recording failed", "reason", reason, "attempts", jr.Attempts,
+			"duration_ms", jr.Manifest.DurationMS, "size_bytes", jr.Manifest.SizeBytes, "file", j.mediaPath(jr))
 	} else {
 		log.Info("recording delivered", "duration_ms", jr.Manifest.DurationMS, "size_bytes", jr.Manifest.SizeBytes, "attempts", jr.Attempts, "repaired", jr.Repaired)
 	}

@@ -381,3 +381,40 @@ func TestSignedManifestGoesWithTheFile(t *testing.T) {
 		t.Fatalf("STOPPED carries sha256 %q and a manifest of %d bytes", stopped.SHA256, len(stopped.Manifest))
 	}
 }
+
+// TestProgress: a status page sees each step of a journey as it happens:
+// recording, the attempts of an upload that is retrying with the next one
+// due and the last reason, then the failure with its reason and the file
+// kept where Progress says.
+func TestProgress(t *testing.T) {
+	tg, h := newTarget(t, "503-retry-after-2"), newHooks(t)
+	dir := t.TempDir()
+	e := start(t, dir, func(c *Config) { c.MaxAttempts = 2 })
+	if _, ok, err := e.journeys.Progress("r1"); ok || err != nil {
+		t.Fatalf("Progress of an unknown recording: ok %v, err %v", ok, err)
+	}
+	rec := record(t, filepath.Join(dir, "recordings"), "r1", time.Second)
+	e.begin(rec, route(tg, h, "r1"))
+	p, ok, err := e.journeys.Progress("r1")
+	if !ok || err != nil || p.State != "recording" || p.SessionID != "s-r1" || p.Attempts != 0 {
+		t.Fatalf("while recording: %+v, %v, %v", p, ok, err)
+	}
+	e.finish(rec)
+	waitFor(t, "the first attempt to fail", func() bool {
+		p, _, _ = e.journeys.Progress("r1")
+		return p.Attempts == 1 && p.Reason != ""
+	})
+	if p.State != "finished" || p.MaxAttempts != 2 || p.LastStatus != 503 || !strings.Contains(p.Reason, "503") ||
+		time.Until(p.NextAttempt) < time.Second || p.GiveUpAt.IsZero() {
+		t.Errorf("after a 503 with Retry-After 2: %+v", p)
+	}
+	h.waitFinal(t, "r1")
+	p, ok, err = e.journeys.Progress("r1")
+	if !ok || err != nil || p.State != "failed" || p.Attempts != 2 || !strings.HasPrefix(p.Reason, "upload_unreachable: ") || !p.NextAttempt.IsZero() {
+		t.Errorf("after the last attempt: %+v, %v, %v", p, ok, err)
+	}
+	if p.File != rec.Path() || !exists(p.File) {
+		t.Errorf("Progress says the file is at %q; it is at %q", p.File, rec.Path())
+	}
+	noLeak(t, p.Reason)
+}

@@ -21,6 +21,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +48,10 @@ type browserEnv struct {
 	cdp     string // Chromium's DevTools WebSocket
 	shots   string // integration/screenshots
 	node    string
+	// refusing is an upload target that answers every PUT with 503 and
+	// Retry-After: 2, counting them.
+	refusing     *httptest.Server
+	refusingPuts atomic.Int32
 }
 
 func TestBrowserConsole(t *testing.T) {
@@ -58,8 +64,17 @@ func TestBrowserConsole(t *testing.T) {
 	t.Run("PauseKeepsTimeline", env.testPause)
 	t.Run("ScreenShareMidCall", env.testScreenShare)
 	t.Run("TabClosedMidRecording", env.testTabClose)
+	t.Run("JoinEndedSessionThenAnother", env.testJoinEnded)
+	t.Run("UploadRetriesThenFails", env.testFailedUpload)
 	t.Run("FirefoxAndH264", env.testOtherBrowsers)
 	t.Logf("browser suite: %.1f s wall time (setup included)", time.Since(start).Seconds())
+	// Real browsers' sessions leave the log quiet: the one warning is the
+	// recording whose upload was refused on purpose.
+	for _, l := range strings.Split(env.srv.log(), "\n") {
+		if (strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`)) && !strings.Contains(l, `"msg":"recording failed"`) {
+			t.Errorf("server log: %s", l)
+		}
+	}
 }
 
 // browserTools finds what the suite needs, or skips (fails with
@@ -117,7 +132,9 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	tone := filepath.Join(tmp, "tone.wav")
 	browserRun(t, root, "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=1000:duration=30", "-ar", "48000", tone)
 
-	srv := runRTMRec(t, env.dataDir, "-dev")
+	// Two upload attempts, so that the refused upload of UploadRetriesThenFails
+	// fails after one retry; the other scenarios' uploads succeed at once.
+	srv := runRTMRec(t, env.dataDir, "-dev", "-upload-max-attempts", "2")
 	// Registered after runRTMRec's own cleanup, so it runs first: the
 	// server is stopped the way it is meant to stop, and must exit 0.
 	t.Cleanup(func() {
@@ -127,6 +144,13 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	})
 	env.srv, env.base = srv, srv.httpURL()
 	env.cdp = browserStartChromium(t, chromium, filepath.Join(tmp, "chromium-profile"), tone)
+	env.refusing = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		env.refusingPuts.Add(1)
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(env.refusing.Close)
 	return env
 }
 
@@ -246,6 +270,55 @@ type browserScenarioResult struct {
 	AgentEnd  string            `json:"agent_cause"`
 	Super     *browserSupervise `json:"supervisor"`
 	Signal    browserSignalling `json:"signalling"`
+	// The agent page's webhook panel and message log (record).
+	Webhooks []struct {
+		SessionID string `json:"session_id"`
+		Type      string `json:"type"`
+		Signed    string `json:"signed"`
+		Label     string `json:"label"`
+	} `json:"webhooks"`
+	Messages []browserMessage `json:"messages"`
+	// The players of the recording (screen): one per video track.
+	Players []struct {
+		Width  int     `json:"width"`
+		Time   float64 `json:"time"`
+		Frames int     `json:"frames"`
+		Track  string  `json:"track"`
+	} `json:"playback"`
+	// joinended
+	RootURL string `json:"root_url"`
+	Refused struct {
+		Errors       []string         `json:"errors"`
+		SupervisorID string           `json:"supervisor_id"`
+		SessionState string           `json:"session_state"`
+		Messages     []browserMessage `json:"messages"`
+	} `json:"refused"`
+	// failedupload
+	WhileRetrying struct {
+		UploadStatus string          `json:"upload_status"`
+		Badge        string          `json:"badge"`
+		Buttons      map[string]bool `json:"buttons"` // disabled
+	} `json:"while_retrying"`
+	Elapsed struct {
+		AtStop string `json:"at_stop"`
+		AtEnd  string `json:"at_end"`
+	} `json:"elapsed"`
+	Shown struct {
+		Badge         string `json:"badge"`
+		Detail        string `json:"detail"`
+		UploadStatus  string `json:"upload_status"`
+		RecordEnabled bool   `json:"record_enabled"`
+	} `json:"shown"`
+	PageErrors []string `json:"page_errors"`
+}
+
+// browserMessage is a row of a page's message log.
+type browserMessage struct {
+	Time      string `json:"time"`
+	Out       bool   `json:"out"`
+	Type      string `json:"type"`
+	SessionID string `json:"session_id"`
+	Sum       string `json:"sum"`
 }
 
 // browserSignalling counts RTM messages in a page's message log.
@@ -270,6 +343,13 @@ type browserRecording struct {
 	Pauses          []struct {
 		PauseMS float64 `json:"pause_ms"`
 	} `json:"pauses"`
+	// Retries are the failed attempts the page saw with the next one due.
+	Retries []struct {
+		Attempt   int     `json:"attempt"`
+		Reason    string  `json:"reason"`
+		Status    int     `json:"status"`
+		RetryInMS float64 `json:"retry_in_ms"`
+	} `json:"retries"`
 }
 
 type browserSupervise struct {
@@ -287,12 +367,15 @@ type browserSupervise struct {
 	} `json:"stats"`
 	Errors []string          `json:"errors"`
 	Signal browserSignalling `json:"signalling"`
+	// At the end of the monitored call (screen).
+	FinalErrors []string `json:"final_errors"`
+	Notices     []string `json:"notices"`
 }
 
 // scenario runs one scenario of browser/scenario.mjs.
 func (e *browserEnv) scenario(t *testing.T, name string) browserScenarioResult {
 	t.Helper()
-	cfg, _ := json.Marshal(map[string]any{"cdp": e.cdp, "base": e.base, "shots": e.shots, "seconds": 10})
+	cfg, _ := json.Marshal(map[string]any{"cdp": e.cdp, "base": e.base, "shots": e.shots, "seconds": 10, "refusing_upload": e.refusing.URL + "/bucket/"})
 	var res browserScenarioResult
 	stderr := e.nodeJSON(t, 2*time.Minute, &res, "scenario.mjs", name, string(cfg))
 	for _, c := range res.Console {
@@ -401,6 +484,25 @@ func (e *browserEnv) testRecord(t *testing.T) {
 	} else {
 		t.Logf("recorded tone: %.1f Hz", hz)
 	}
+
+	// The webhook panel shows the agent's own session only (the
+	// supervisor's events went to the same sink), each verified with the
+	// dev secret the server signs with.
+	if len(res.Webhooks) < 5 {
+		t.Errorf("the webhook panel shows %d events, want the session's 5 or more: %+v", len(res.Webhooks), res.Webhooks)
+	}
+	for _, w := range res.Webhooks {
+		if w.SessionID != res.SessionID || w.Signed != "verified" || w.Label != "signed ✓" {
+			t.Errorf("webhook panel row %+v; want session %s, signed ✓", w, res.SessionID)
+		}
+	}
+	clock := regexp.MustCompile(`^\d{2}:\d{2}:\d{2}\.\d{3}$`)
+	for _, m := range res.Messages {
+		if !clock.MatchString(m.Time) {
+			t.Errorf("message log row without a timestamp: %+v", m)
+			break
+		}
+	}
 	e.updateDocsScreenshot(t)
 }
 
@@ -462,6 +564,21 @@ func (e *browserEnv) testScreenShare(t *testing.T) {
 	if res.Super.Cause != "TERM_BY_MONITORED_SESSION_END" {
 		t.Errorf("supervisor ended %s, want TERM_BY_MONITORED_SESSION_END", res.Super.Cause)
 	}
+	// The end of the call reads as an ending, not as an error.
+	if len(res.Super.FinalErrors) > 0 || len(res.Super.Notices) != 1 {
+		t.Errorf("at the end of the monitored call the supervisor page shows errors %q and notices %q; want no error, one notice",
+			res.Super.FinalErrors, res.Super.Notices)
+	}
+	// In-page playback shows both videos and plays them.
+	if len(res.Players) != 2 || res.Players[1].Track == "" {
+		t.Errorf("players %+v; want the file's first video and its second video track", res.Players)
+	}
+	for i, p := range res.Players {
+		if p.Width == 0 || p.Frames <= 2 {
+			t.Errorf("player %d: %+v; want a picture and frames played", i, p)
+		}
+	}
+	t.Logf("playback: %+v", res.Players)
 	t.Logf("signalling: agent %+v; supervisor %+v", res.Signal, res.Super.Signal)
 }
 
@@ -512,6 +629,82 @@ func (e *browserEnv) testTabClose(t *testing.T) {
 	p.wantCodecs(t, "audio/opus,video/vp8")
 	if p.duration() < 2.5 {
 		t.Errorf("recording of a tab closed after 3 s lasts %.2f s", p.duration())
+	}
+}
+
+// testJoinEnded: the console is one click from the server's root; a
+// supervisor joining a session that has just ended sees one clear error,
+// its page sends nothing more for the refused session, and it joins the
+// next session.
+func (e *browserEnv) testJoinEnded(t *testing.T) {
+	res := e.scenario(t, "joinended")
+	if res.RootURL != e.base+"/dev/" {
+		t.Errorf("the server's root led to %s, want %s/dev/", res.RootURL, e.base)
+	}
+	r := res.Refused
+	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "session_not_found") {
+		t.Errorf("joining an ended session showed %q; want one session_not_found error", r.Errors)
+	}
+	if r.SessionState != "REFUSED" {
+		t.Errorf("the refused supervisor session is %q, want REFUSED", r.SessionState)
+	}
+	refusedAt := -1
+	for i, m := range r.Messages {
+		if m.SessionID != r.SupervisorID {
+			continue
+		}
+		if !m.Out && m.Type == "error" && refusedAt < 0 {
+			refusedAt = i
+		}
+		if m.Out && refusedAt >= 0 {
+			t.Errorf("after the refusal the page still sent %s for the refused session", m.Type)
+		}
+	}
+	if refusedAt < 0 {
+		t.Errorf("no error for the refused session %s in the message log: %+v", r.SupervisorID, r.Messages)
+	}
+	if len(res.Super.Errors) > 0 || res.Super.Stats.Audio.PacketsReceived == 0 {
+		t.Errorf("joining the next session: errors %q, %d audio packets; want none and some", res.Super.Errors, res.Super.Stats.Audio.PacketsReceived)
+	}
+}
+
+// testFailedUpload: an upload URL that refuses (503) shows its failed
+// attempt and the next one coming while the recording's buttons are those
+// of a stopped recording and Elapsed is stopped; then FAILED with the
+// reason and where the server keeps the file, which plays.
+func (e *browserEnv) testFailedUpload(t *testing.T) {
+	e.refusingPuts.Store(0)
+	res := e.scenario(t, "failedupload")
+	rec := res.Recording
+	reason := regexp.MustCompile(`^upload_unreachable: HTTP 503 Service Unavailable after 2 attempts over \d+s$`)
+	if rec.State != "FAILED" || !reason.MatchString(rec.Reason) {
+		t.Fatalf("recording %s (%s); want FAILED with %s", rec.State, rec.Reason, reason)
+	}
+	if n := e.refusingPuts.Load(); n != 2 {
+		t.Errorf("the refusing target got %d PUTs, want 2 (-upload-max-attempts 2)", n)
+	}
+	if len(rec.Retries) != 1 || rec.Retries[0].Attempt != 1 || rec.Retries[0].Status != 503 || rec.Retries[0].RetryInMS < 500 {
+		t.Errorf("retries the page saw: %+v; want attempt 1 refused with 503 and the next ~2 s later", rec.Retries)
+	}
+	w := res.WhileRetrying
+	if w.Badge != "UPLOADING" || !strings.Contains(w.UploadStatus, "attempt 1 of 2 failed: HTTP 503") || !strings.Contains(w.UploadStatus, "next attempt in") {
+		t.Errorf("while retrying the page showed %q: %q", w.Badge, w.UploadStatus)
+	}
+	for _, b := range []string{"rec-pause", "rec-resume", "rec-stop"} {
+		if !w.Buttons[b] {
+			t.Errorf("while uploading, %s is enabled", b)
+		}
+	}
+	if res.Elapsed.AtStop == "" || res.Elapsed.AtStop == "—" || res.Elapsed.AtStop != res.Elapsed.AtEnd {
+		t.Errorf("Elapsed went from %q at the stop to %q; want it stopped", res.Elapsed.AtStop, res.Elapsed.AtEnd)
+	}
+	file := filepath.Join(e.dataDir, "recordings", rec.RecordingID+".ogg")
+	if sh := res.Shown; sh.Badge != "FAILED" || sh.Detail != rec.Reason || sh.UploadStatus != "the server keeps the file at "+file || !sh.RecordEnabled {
+		t.Errorf("after FAILED the page shows %+v; want FAILED, the reason, the file at %s, Record enabled", sh, file)
+	}
+	ffprobe(t, file).wantCodecs(t, "audio/opus")
+	if len(res.PageErrors) != 1 || !strings.Contains(res.PageErrors[0], "FAILED") {
+		t.Errorf("page errors %q, want the one FAILED", res.PageErrors)
 	}
 }
 

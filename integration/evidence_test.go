@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -81,29 +80,10 @@ func TestEvidenceEndToEnd(t *testing.T) {
 	agent := bearer(token(t, auth.Claims{Subject: "agent@acme", Role: auth.RoleClient}))
 	c := startCall(t, srv.wsURL(), "ev-1", hooks.url(), agent, testclient.Tone, testclient.Camera)
 
-	// A supervisor listens for a while.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	boss, _, err := testclient.Dial(ctx, srv.wsURL(), bearer(token(t, auth.Claims{Subject: "boss@acme", Role: auth.RoleSupervisor, Sessions: []string{auth.AnySession}})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(boss.Close)
-	api, _ := testclient.NewAPI()
-	w, err := testclient.NewWatcher(api, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-
 	c.send(rtm.TypeRecordingStart, rtm.RecordingStart{UploadURL: target.url("/ev/rec.webm"), ManifestURL: target.url("/ev/rec.manifest.json")})
 	started := testclient.Data[rtm.RecordingStateData](c.wait(testclient.IsRecording(c.id, rtm.RecordingStarted)))
-	if err := boss.Join(ctx, w, "boss", "sup-1", c.id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := boss.Wait(ctx, testclient.IsState("sup-1", rtm.StateConnected)); err != nil {
-		t.Fatal(err)
-	}
+	// A supervisor listens for a while.
+	boss, _ := supervise(t, srv.wsURL(), bearer(token(t, auth.Claims{Subject: "boss@acme", Role: auth.RoleSupervisor, Sessions: []string{auth.AnySession}})), "sup-1", c.id)
 	time.Sleep(time.Second)
 	_ = boss.Send(rtm.TypeSessionStop, "boss", "sup-1", nil)
 	c.send(rtm.TypeRecordingPause, nil)

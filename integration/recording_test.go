@@ -93,6 +93,33 @@ func startOn(t *testing.T, c *testclient.Client, api *webrtc.API, id, webhookURL
 	return p, c.Start(ctx, p, "agent-7", id, webhookURL)
 }
 
+// supervise joins session monitored as supervisor session supID ("boss",
+// one audio and one video receiver) on a new connection, and waits until it
+// is CONNECTED; the connection and peer close when the test ends.
+func supervise(t *testing.T, wsURL string, header http.Header, supID, monitored string) (*testclient.Client, *testclient.Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	boss, _, err := testclient.Dial(ctx, wsURL, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(boss.Close)
+	api, _ := testclient.NewAPI()
+	w, err := testclient.NewWatcher(api, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	if err := boss.Join(ctx, w, "boss", supID, monitored); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boss.Wait(ctx, testclient.IsState(supID, rtm.StateConnected)); err != nil {
+		t.Fatal(err)
+	}
+	return boss, w
+}
+
 func (c *call) wait(match func(rtm.Message) bool) rtm.Message {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)

@@ -1051,7 +1051,11 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 	size, sum, herr := hashFile(r.path)
 	m.SizeBytes, m.SHA256 = size, sum
 	err := errors.Join(r.writeErr, herr)
-	r.log.Info("recording stopped", "duration_ms", m.DurationMS, "size_bytes", m.SizeBytes, "err", err)
+	args := []any{"duration_ms", m.DurationMS, "size_bytes", m.SizeBytes}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	r.log.Info("recording stopped", args...)
 	return m, err
 }
 

@@ -55,7 +55,8 @@ type Session struct {
 
 	// Owned by the loop goroutine.
 	life       lifecycle
-	busy       bool // an async step is in flight: client requests wait
+	begun      time.Time // CONNECTING: the session's duration runs from here
+	busy       bool      // an async step is in flight: client requests wait
 	cause      rtm.Cause
 	answered   bool
 	inAnswer   map[string]bool // candidates already inside the sent answer
@@ -126,7 +127,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		supervisors: map[*Session]struct{}{},
 		release:     func() {},
 	}
-	ss.log = l.log.With("session_id", id)
+	ss.log = l.log.With("session_id", id, "client_id", m.ClientID)
 	if t := p.Tenant(); t != "" {
 		ss.log = ss.log.With("tenant", t)
 	}
@@ -349,11 +350,20 @@ func (ss *Session) transition(tr transition, reason string) {
 	if tr.to == "" {
 		return
 	}
-	if tr.to == rtm.StateTerminated {
+	switch tr.to {
+	case rtm.StateTerminated:
 		ss.cause = tr.cause
 		ss.srv.metrics.terminations.WithLabelValues(string(tr.cause)).Inc()
-		ss.log.Info("session ended", "cause", tr.cause, "supervisor", ss.monitored != nil)
-	} else {
+		ss.log.Info("session ended", "cause", tr.cause, "supervisor", ss.monitored != nil,
+			"duration", time.Since(ss.begun).Round(time.Millisecond).String())
+	case rtm.StateConnecting:
+		ss.begun = time.Now()
+		if ss.monitored != nil {
+			ss.log.Info("session started", "supervisor", true, "monitored_session_id", ss.monitored.id)
+		} else {
+			ss.log.Info("session started", "supervisor", false)
+		}
+	default:
 		ss.log.Debug("session state", "state", tr.to)
 	}
 	ss.setSnapshot()

@@ -176,17 +176,46 @@ func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLeveled struct{ l *slog.Logger }
 
-// benignWarnings are pion warnings about what rtmrec does on purpose; they
-// are logged at DEBUG so that WARN keeps meaning "look at this".
-var benignWarnings = []string{
+// benignWarnings are pion warnings that every healthy session produces, or
+// that are about what rtmrec does on purpose, by how they begin and end;
+// they are logged at DEBUG so that WARN keeps meaning "look at this"
+// (integration's TestQuietLogs runs a whole session at INFO and wants no
+// WARN line; the browser suite wants none either).
+var benignWarnings = []struct{ prefix, suffix string }{
 	// Every browser sends mDNS host candidates, and mDNS is off by design
 	// (see NewWebRTC): the candidate is ignored and ICE connects anyway.
-	"Remote mDNS candidate added, but mDNS is disabled",
+	{prefix: "Remote mDNS candidate added, but mDNS is disabled"},
+	// At every start: the ICE agent's connectivity checks begin when the
+	// answer is applied, and with trickle ICE the client's candidates come
+	// after its offer, so the first ticks find no pair to check. The tick
+	// after the first candidate arrives checks it.
+	{prefix: "Failed to ping without candidate pairs"},
+	// At every teardown: pion's goroutines that wait for streams of SSRCs
+	// the SDP did not declare end when the SRTP/SRTCP session closes, and
+	// report that close as the error that ended them. Other accept errors
+	// stay warnings.
+	{prefix: "Failed to accept RTP stream is already closed"},
+	{prefix: "Failed to accept RTCP stream is already closed"},
+	// At teardown: closing a candidate sets its socket's deadline to now to
+	// unblock its read loop, which then reports the timeout (only that
+	// deadline is ever set on a candidate's socket). Other read errors stay
+	// warnings.
+	{prefix: "Failed to read from candidate", suffix: "i/o timeout"},
+	// RTCP about an SSRC nothing reads. Once per supervisor: its receiver
+	// reports cover the retransmission (RTX) SSRC the server's offer
+	// declares for each forwarded video, and pion's sender reads RTCP only
+	// on the media SSRC, where the NACKs and PLIs that matter arrive.
+	{prefix: "Incoming unhandled RTCP ssrc"},
+	// A packet for a part of the connection that is not there yet or no
+	// more: the client's DTLS close_notify (first byte 21) after the server
+	// closed its side at teardown, or SRTP that overtakes the end of the
+	// DTLS handshake (queued until it ends).
+	{prefix: "Warning: mux: no endpoint for packet"},
 }
 
 func (p pionLeveled) warn(msg string) {
 	for _, b := range benignWarnings {
-		if strings.HasPrefix(msg, b) {
+		if strings.HasPrefix(msg, b.prefix) && strings.HasSuffix(msg, b.suffix) {
 			p.l.Debug(msg)
 			return
 		}

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
@@ -161,6 +163,35 @@ func TestMDNSCandidatesAreIgnoredQuietly(t *testing.T) {
 	pionLogger{slog.New(h)}.NewLogger("ice").Warnf("Failed to add remote candidate %s: %v", "x", "y")
 	if l := h.find("Failed to add remote candidate"); len(l) != 1 || l[0] != slog.LevelWarn {
 		t.Errorf("another pion warning logged at %v, want WARN", l)
+	}
+}
+
+// TestBenignPionWarningsAreDebug: the pion warnings every healthy session
+// produces are logged at DEBUG (TestQuietLogs in integration sees them in a
+// real session); a different error behind the same words stays a warning.
+func TestBenignPionWarningsAreDebug(t *testing.T) {
+	tests := []struct {
+		scope, format string
+		args          []any
+		want          slog.Level
+	}{
+		{"ice", "Failed to ping without candidate pairs. Connection is not possible yet.", nil, slog.LevelDebug},
+		{"pc", "Failed to accept RTP %v", []any{errors.New("stream is already closed")}, slog.LevelDebug},
+		{"pc", "Failed to accept RTCP %v", []any{errors.New("stream is already closed")}, slog.LevelDebug},
+		{"pc", "Incoming unhandled RTCP ssrc(%d), OnTrack will not be fired", []any{668107205}, slog.LevelDebug},
+		{"mux", "Warning: mux: no endpoint for packet starting with %d, adding to queue size(%d)", []any{21, 0}, slog.LevelDebug},
+		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: i/o timeout")}, slog.LevelDebug},
+		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: connection refused")}, slog.LevelWarn},
+		{"pc", "Failed to accept RTP %v", []any{errors.New("i/o timeout")}, slog.LevelWarn},
+		{"pc", "Failed to open RTCP stream for %d: %v", []any{5, errors.New("closed")}, slog.LevelWarn},
+	}
+	for _, tt := range tests {
+		h := &logRecords{}
+		pionLogger{slog.New(h)}.NewLogger(tt.scope).Warnf(tt.format, tt.args...)
+		msg := fmt.Sprintf(tt.format, tt.args...)
+		if got := h.find(msg); len(got) != 1 || got[0] != tt.want {
+			t.Errorf("%q logged at %v, want %v", msg, got, tt.want)
+		}
 	}
 }
 

@@ -317,7 +317,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 		}
 	}
 	probe.startWindow(ctx)
-	log.Info("holding", "duration", cfg.Duration)
+	log.Info("holding", "duration", cfg.Duration.String())
 	hold := time.NewTimer(cfg.Duration)
 	tick := time.NewTicker(250 * time.Millisecond)
 	func() {

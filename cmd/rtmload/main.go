@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:])
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -57,7 +57,27 @@ func main() {
 	}
 }
 
-func parseFlags(args []string) (config, error) {
+// usage heads `rtmload -h`, before the flags.
+const usage = `Usage: rtmload [flags]
+
+rtmload opens sessions against a running rtmrec with real WebRTC peers that
+stream Opus (and VP8) clips, optionally records them and attaches
+supervisors, holds them, stops them, and prints what it measured: setup
+latency and rate, errors by code, recordings finished, supervisor forwarding
+latency and loss, and with -metrics-url or -server-pid the server's heap,
+goroutines and CPU. A summary for people goes to stderr, the same figures as
+JSON to stdout. The exit status is 1 if any session failed.
+
+Examples:
+  rtmload -url ws://127.0.0.1:8080/rtm -sessions 50 -media audio -duration 10s
+  rtmload -sessions 20 -media av -record -supervisors 1 -metrics-url http://127.0.0.1:8080/metrics
+
+Flags:
+`
+
+// parseFlags reads the command line; -h writes the usage to help and
+// returns flag.ErrHelp.
+func parseFlags(args []string, help io.Writer) (config, error) {
 	c := config{}
 	fs := flag.NewFlagSet("rtmload", flag.ContinueOnError)
 	fs.Func("url", "the server's /rtm WebSocket URL (default ws://127.0.0.1:8080/rtm); repeatable or comma-separated for the nodes of a cluster, which get the connections in turn", func(v string) error {
@@ -84,8 +104,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(os.Stderr)
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			fmt.Fprint(help, usage)
 			fs.PrintDefaults()
 		}
 		return c, err

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -250,7 +252,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"extra"}, false},
 	}
 	for _, tt := range tests {
-		_, err := parseFlags(tt.args)
+		_, err := parseFlags(tt.args, io.Discard)
 		if (err == nil) != tt.ok {
 			t.Errorf("parseFlags(%v): %v", tt.args, err)
 		}
@@ -261,5 +263,17 @@ func TestFlags(t *testing.T) {
 	}
 	if d, _ := parseFlags(nil); len(d.URLs) != 1 || d.URLs[0] != "ws://127.0.0.1:8080/rtm" {
 		t.Errorf("default URLs = %q", d.URLs)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out strings.Builder
+	if _, err := parseFlags([]string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseFlags(-h): %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"Usage: rtmload [flags]", "Examples:", "rtmload -url ws://", "  -sessions int", "  -record"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("rtmload -h does not say %q:\n%s", want, out.String())
+		}
 	}
 }

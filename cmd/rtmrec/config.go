@@ -86,6 +86,10 @@ type config struct {
 
 	CompatUploadURL  string
 	CompatWebhookURL string
+
+	// devWebhookSecret is the webhook secret -dev made at start (see
+	// prepareDev); not a flag.
+	devWebhookSecret string
 }
 
 // list is a repeatable flag; from the environment it is comma-separated.

@@ -14,16 +14,25 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rtmrec/rtmrec/auth"
+	"github.com/rtmrec/rtmrec/console"
+	"github.com/rtmrec/rtmrec/webhook"
 )
 
 // devTestServer runs the real server (run) on a loopback port with the given
 // flags and returns its base URL and data directory; it is drained when the
 // test ends.
 func devTestServer(t *testing.T, args ...string) (base, dataDir string) {
+	t.Helper()
+	return devTestServerLog(t, io.Discard, args...)
+}
+
+// devTestServerLog is devTestServer with the server's JSON log written to w.
+func devTestServerLog(t *testing.T, w io.Writer, args ...string) (base, dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
 	cfg, err := parseConfig(append([]string{"-listen", "127.0.0.1:0", "-data-dir", dataDir}, args...), func(string) string { return "" })
@@ -33,7 +42,7 @@ func devTestServer(t *testing.T, args ...string) (base, dataDir string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan listening, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewJSONHandler(w, nil))
 	go func() { done <- run(ctx, cfg, log, ready) }()
 	t.Cleanup(func() {
 		cancel()
@@ -82,6 +91,7 @@ func TestDevConsoleIsOffWithoutDev(t *testing.T) {
 	base, dataDir := devTestServer(t)
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/dev/"}, {"GET", "/dev/agent.html"}, {"GET", "/dev/supervisor.html"}, {"GET", "/dev/rtm.js"},
+		{"GET", "/"}, {"GET", "/dev/config"}, {"GET", "/dev/recordings/r1"},
 		{"GET", "/dev/sessions"}, {"GET", "/dev/token?role=client"},
 		{"PUT", "/dev/uploads/x.webm"}, {"GET", "/dev/uploads/x.webm"}, {"GET", "/dev/uploads"},
 		{"POST", "/dev/webhooks"}, {"GET", "/dev/webhooks"}, {"GET", "/dev/webhooks/stream"},
@@ -105,6 +115,7 @@ func TestDevConsolePages(t *testing.T) {
 		"/dev/rtm.js":          {"text/javascript", "export class RTMClient"},
 		"/dev/agent.js":        {"text/javascript", "echoCancellation: false"},
 		"/dev/supervisor.js":   {"text/javascript", "supervisor"},
+		"/dev/playback.js":     {"text/javascript", "export function parseMatroska"},
 		"/dev/style.css":       {"text/css", "--accent"},
 	} {
 		resp, body := devDo(t, "GET", base+path, nil, nil)
@@ -118,6 +129,102 @@ func TestDevConsolePages(t *testing.T) {
 	resp, body := devDo(t, "GET", base+"/dev/sessions", nil, nil)
 	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Errorf("GET /dev/sessions: %d %s, want 200 []", resp.StatusCode, body)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the server's log goroutines may write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDevFirstURL: the start-up log gives the console's full URL, and the
+// server's root leads there.
+func TestDevFirstURL(t *testing.T) {
+	var logs lockedBuffer
+	base, _ := devTestServerLog(t, &logs, "-dev")
+	var url string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "dev console") {
+			url = rec.URL
+		}
+	}
+	if url != base+"/dev/" {
+		t.Fatalf("the log gives the console as %q, want %q:\n%s", url, base+"/dev/", logs.String())
+	}
+	resp, body := devDo(t, "GET", base+"/", nil, nil) // follows the redirect
+	if resp.StatusCode != 200 || resp.Request.URL.String() != url || !bytes.Contains(body, []byte(`src="agent.js"`)) {
+		t.Errorf("GET /: %d at %s; want the agent page at %s", resp.StatusCode, resp.Request.URL, url)
+	}
+	if resp, _ := devDo(t, "GET", base+"/elsewhere", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("GET /elsewhere: %d, want 404 (only the root redirects)", resp.StatusCode)
+	}
+}
+
+// TestDevWebhookSecret: without -webhook-secret, -dev signs with a whsec_
+// secret of its own that the console shows and its sink verifies with; an
+// operator's secret is used and not shown.
+func TestDevWebhookSecret(t *testing.T) {
+	base, _ := devTestServer(t, "-dev")
+	var cfg devConfig
+	_, b := devDo(t, "GET", base+"/dev/config", nil, nil)
+	if err := json.Unmarshal(b, &cfg); err != nil || !cfg.WebhooksSigned || !strings.HasPrefix(cfg.WebhookSecret, "whsec_") {
+		t.Fatalf("GET /dev/config: %s (%v)", b, err)
+	}
+	key, err := webhook.ParseSecret(cfg.WebhookSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(key []byte) string {
+		body := []byte(`{"id":"e1","type":"session_state","session_id":"s-1"}`)
+		ts := time.Now().Unix()
+		devDo(t, "POST", base+"/dev/webhooks", body, http.Header{
+			"Webhook-Id": {"e1"}, "Webhook-Timestamp": {strconv.FormatInt(ts, 10)},
+			"Webhook-Signature": {webhook.Sign(key, "e1", ts, body)},
+		})
+		var events []console.WebhookEvent
+		_, b := devDo(t, "GET", base+"/dev/webhooks", nil, nil)
+		if err := json.Unmarshal(b, &events); err != nil || len(events) == 0 {
+			t.Fatalf("GET /dev/webhooks: %s", b)
+		}
+		return events[len(events)-1].Signed
+	}
+	if got := post(key); got != console.SignatureVerified {
+		t.Errorf("signed with the dev secret: %q, want verified", got)
+	}
+	if got := post([]byte("another key entirely")); got != console.SignatureInvalid {
+		t.Errorf("signed with another key: %q, want invalid", got)
+	}
+
+	base, _ = devTestServer(t, "-dev", "-webhook-secret", "an-operator-secret")
+	_, b = devDo(t, "GET", base+"/dev/config", nil, nil)
+	cfg = devConfig{}
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.WebhookSecret != "" || !cfg.WebhooksSigned {
+		t.Errorf("with -webhook-secret, GET /dev/config: %s", b)
+	}
+	if got := post([]byte("an-operator-secret")); got != console.SignatureVerified {
+		t.Errorf("signed with the operator's secret: %q, want verified", got)
+	}
+}
+
+func TestDevRecordingStatusOfAnUnknownRecording(t *testing.T) {
+	base, _ := devTestServer(t, "-dev")
+	if resp, _ := devDo(t, "GET", base+"/dev/recordings/nope", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("GET /dev/recordings/nope: %d, want 404", resp.StatusCode)
 	}
 }
 

@@ -40,6 +40,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err := prepareDev(cfg); err != nil {
+		return err
+	}
 	st, err := openState(cfg, log, reg)
 	if err != nil {
 		return err
@@ -146,7 +149,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	// dev console's live streams end then, not before.
 	var drained atomic.Bool
 	if cfg.Dev {
-		if err := mountDev(mux, cfg, srv, authn, drained.Load, log); err != nil {
+		if err := mountDev(mux, cfg, srv, authn, st.journeys, drained.Load, log); err != nil {
 			return err
 		}
 	}
@@ -201,6 +204,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		logArgs = append(logArgs, "admin_addr", adminAddr.String())
 	}
 	log.Info("rtmrec listening", logArgs...)
+	if cfg.Dev {
+		log.Info("dev console: open it in a browser", "url", devConsoleURL(addr, tlsCfg != nil))
+	}
 	if ready != nil {
 		ready <- listening{Addr: addr, AdminAddr: adminAddr, Server: srv}
 	}

@@ -11,6 +11,15 @@
 //   - answering the server's sdp_update offers (supervisors) ............ RTMSession.#onSdpUpdate
 //   - recording_start/stop/pause/resume, session_stop, ping ............. RTMSession methods, RTMClient.ping
 //   - naming the upload by the format the server writes ................. recordingFormat, RTMSession.recordingFormat
+//   - an error answers one request: {code, message, request_type} ........ RTMSession.#request, RTMError
+//
+// Every request returns a promise that settles with the server's answer to
+// it: resolved by the message that means success (the answer to an offer,
+// the recording_state it asked for, TERMINATED), rejected with an RTMError
+// by the error message whose request_type names it, on the same session.
+// A refused session_start or supervisor_join_session ends the session on
+// the spot: its peer connection is closed and it sends nothing more
+// (errors for candidates it sent before the refusal arrived are dropped).
 //
 // Messages of one session are handled strictly in order (a promise chain),
 // so a candidate that arrives right after the answer is only added once the
@@ -46,6 +55,22 @@ export function recordingFormat(answerSdp) {
     if (rtpmap?.split(' ')[1].split('/')[0].toUpperCase() === 'H264') h264 = true;
   }
   return h264 ? 'mkv' : video ? 'webm' : 'ogg';
+}
+
+/**
+ * The server's error for a request: err.code is the protocol's error code
+ * (e.g. session_not_found), err.requestType the request it answers,
+ * err.sessionId the session it concerns. Errors made on this side (the
+ * session ended before an answer came) have code 'client'.
+ */
+export class RTMError extends Error {
+  constructor({ code, message, request_type: requestType }, sessionId = '') {
+    super(`${code}: ${message}`);
+    this.name = 'RTMError';
+    this.code = code;
+    this.requestType = requestType ?? '';
+    this.sessionId = sessionId;
+  }
 }
 
 /** Tiny event emitter: on(type, fn) returns a function that unsubscribes. */
@@ -136,37 +161,49 @@ export class RTMClient extends Emitter {
     return msg;
   }
 
-  /** Application-level ping; resolves with the round trip in ms. */
+  /** Application-level ping; resolves with the round trip in ms, rejects on the server's error for it. */
   ping() {
     const t0 = performance.now();
-    return new Promise((resolve) => {
-      const off = this.on('pong', () => {
-        off();
-        resolve(performance.now() - t0);
-      });
+    return new Promise((resolve, reject) => {
+      const offs = [
+        this.on('pong', () => {
+          offs.forEach((off) => off());
+          resolve(performance.now() - t0);
+        }),
+        this.on('error', (m) => {
+          if (m.data?.request_type !== 'ping') return;
+          offs.forEach((off) => off());
+          reject(new RTMError(m.data));
+        }),
+      ];
       this.send('ping', '', {});
     });
   }
 
   /**
-   * Starts a recording client session sending the given tracks.
+   * Starts a recording client session sending the given tracks. Resolves
+   * with the session once the server's answer is applied (its state events
+   * follow: CONNECTING, CONNECTED); rejects with an RTMError if the server
+   * refuses it, after closing its peer connection.
    * @param {MediaStream} stream  microphone, camera and/or screen
    * @param {object} [opts]
-   * @param {string} [opts.sessionId]  chosen by the client (the server makes one if empty)
+   * @param {string} [opts.sessionId]  chosen by the client (one is made if not given)
    * @param {string} [opts.webhookUrl]  receives every session_state and recording_state
    * @param {string} [opts.videoCodec]  a MIME type (e.g. 'video/H264') the video should
    *   be sent with, if the browser has it; the browser's own choice otherwise
+   * @param {(s: RTMSession) => void} [opts.onSession]  called with the session before its
+   *   offer goes out, to subscribe to its events from the first one
    */
-  async startSession(stream, { sessionId = randomId('s-'), webhookUrl, videoCodec } = {}) {
-    const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
+  async startSession(stream, { sessionId = randomId('s-'), webhookUrl, videoCodec, onSession } = {}) {
+    const s = this.#newSession(sessionId);
     s.videoCodec = videoCodec;
     try {
       for (const track of stream.getTracks()) s.addTrack(track, stream);
     } catch (err) {
-      this.sessions.delete(sessionId);
-      s.pc.close();
+      s._abandon();
       throw err;
     }
+    onSession?.(s);
     await s._offer('session_start', webhookUrl ? { webhook_url: webhookUrl } : {});
     return s;
   }
@@ -174,20 +211,31 @@ export class RTMClient extends Emitter {
   /**
    * Joins a session as supervisor, receiving its audio and video. The server
    * sends an sdp_update offer for tracks beyond those asked for here, or added
-   * later (a screen share).
+   * later (a screen share). Resolves and rejects as startSession does (e.g.
+   * session_not_found for a session that has ended).
    * @param {string} sessionIdToMonitor
    * @param {object} [opts]
+   * @param {string} [opts.sessionId]  the supervisor session's own id
    * @param {number} [opts.audio]  recvonly audio transceivers to offer
    * @param {number} [opts.video]  recvonly video transceivers to offer
+   * @param {string} [opts.webhookUrl]  receives the supervisor session's events
+   * @param {(s: RTMSession) => void} [opts.onSession]  as for startSession
    */
-  async join(sessionIdToMonitor, { sessionId = randomId('sup-'), audio = 1, video = 1, webhookUrl } = {}) {
-    const s = new RTMSession(this, sessionId, new RTCPeerConnection(this.rtcConfig));
+  async join(sessionIdToMonitor, { sessionId = randomId('sup-'), audio = 1, video = 1, webhookUrl, onSession } = {}) {
+    const s = this.#newSession(sessionId);
     for (let i = 0; i < audio; i++) s.pc.addTransceiver('audio', { direction: 'recvonly' });
     for (let i = 0; i < video; i++) s.pc.addTransceiver('video', { direction: 'recvonly' });
     const data = { session_id_to_monitor: sessionIdToMonitor };
     if (webhookUrl) data.webhook_url = webhookUrl;
+    onSession?.(s);
     await s._offer('supervisor_join_session', data);
     return s;
+  }
+
+  // A session id names one live session per connection.
+  #newSession(id) {
+    if (this.sessions.get(id)?.ended === false) throw new Error(`session ${id} is already running on this connection`);
+    return new RTMSession(this, id, new RTCPeerConnection(this.rtcConfig));
   }
 
   close() {
@@ -199,9 +247,11 @@ export class RTMClient extends Emitter {
  * One session: its peer connection and its messages. Events (on):
  *   'session_state' (data)    CONNECTING, CONNECTED, DISCONNECTED, TERMINATED (+ termination_cause)
  *   'recording_state' (data)  STARTED, PAUSED, RESUMED, STOPPED, FAILED (+ recording_id, reason...)
- *   'error' (data)            {code, message, request_type} from the server, or a local failure
+ *   'error' (data)            {code, message, request_type} from the server that answers no
+ *                             pending request (e.g. a renegotiation's), or a local failure
  *   'track' (RTCTrackEvent)   remote media (supervisors)
- *   'ended' (info)            the session is over: {cause} or {cause: 'WEBSOCKET_CLOSED'}
+ *   'ended' (info)            the session is over: {cause}, {cause: 'REFUSED', error}
+ *                             or {cause: 'WEBSOCKET_CLOSED'}
  */
 export class RTMSession extends Emitter {
   #client;
@@ -210,6 +260,9 @@ export class RTMSession extends Emitter {
   #pendingCandidates = [];
   #sentEndOfCandidates = false;
   #negotiated = false; // the first answer was applied: renegotiation may start
+  #refused = false; // the server refused the session: its leftovers are dropped
+  /** @type {Map<string, {resolve: Function, reject: Function, recordingId?: string}[]>} request_type → waiting callers, oldest first */
+  #pending = new Map();
 
   constructor(client, id, pc) {
     super();
@@ -233,12 +286,68 @@ export class RTMSession extends Emitter {
     return this.#client.send(type, this.id, data);
   }
 
-  // Sends the first offer in session_start / supervisor_join_session.
+  // Sends a request and returns a promise that #settle resolves with the
+  // message that answers it, or #reject rejects with its error. A
+  // recording_stop waits for the outcome of the recording it stopped.
+  #request(type, data = {}) {
+    if (this.ended) return Promise.reject(new RTMError({ code: 'client', message: 'the session has ended', request_type: type }, this.id));
+    return new Promise((resolve, reject) => {
+      if (!this.#pending.has(type)) this.#pending.set(type, []);
+      const waiting = this.#pending.get(type);
+      const entry = { resolve, reject, recordingId: type === 'recording_stop' ? this.recording?.recording_id : undefined };
+      waiting.push(entry);
+      try {
+        this.send(type, data);
+      } catch (err) {
+        waiting.splice(waiting.indexOf(entry), 1);
+        reject(err);
+      }
+    });
+  }
+
+  // Resolves the oldest caller waiting for type (for a recording's
+  // outcome, the one that stopped that recording).
+  #settle(type, value) {
+    const waiting = this.#pending.get(type) ?? [];
+    let i = 0;
+    if (type === 'recording_stop') i = waiting.findIndex((w) => !w.recordingId || w.recordingId === value.recording_id);
+    if (i < 0 || !waiting.length) return false;
+    waiting.splice(i, 1)[0].resolve(value);
+    return true;
+  }
+
+  // Rejects the caller an error answers: errors come at once, so it is the
+  // oldest waiting, except for recording_stop, whose older callers wait for
+  // outcomes of recordings the server already took.
+  #reject(type, err) {
+    const waiting = this.#pending.get(type) ?? [];
+    const w = type === 'recording_stop' ? waiting.pop() : waiting.shift();
+    w?.reject(err);
+    return !!w;
+  }
+
+  // Sends the first offer in session_start / supervisor_join_session and
+  // waits for the answer; a refusal ends the session.
   async _offer(type, data) {
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    this.send(type, { ...data, sdp: this.pc.localDescription.toJSON() });
-    this.#signalled = true;
-    for (const c of this.#pendingCandidates.splice(0)) this.send('candidate', { candidate: c });
+    try {
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      const answered = this.#request(type, { ...data, sdp: this.pc.localDescription.toJSON() });
+      answered.catch(() => {}); // awaited below, unless sending a candidate fails first
+      this.#signalled = true;
+      for (const c of this.#pendingCandidates.splice(0)) this.send('candidate', { candidate: c });
+      await answered;
+    } catch (err) {
+      this.#refused = true;
+      this.#end({ cause: 'REFUSED', reason: err.message, error: err });
+      throw err;
+    }
+  }
+
+  // Forgets a session that never sent its offer.
+  _abandon() {
+    this.#client.sessions.delete(this.id);
+    this.ended = true;
+    this.pc.close();
   }
 
   // Trickles our candidates; candidates gathered before the offer was sent
@@ -253,8 +362,9 @@ export class RTMSession extends Emitter {
     } else {
       c = candidate.toJSON();
     }
+    if (this.ended) return;
     if (!this.#signalled) this.#pendingCandidates.push(c);
-    else if (this.#client.connected && !this.ended) this.send('candidate', { candidate: c });
+    else if (this.#client.connected) this.send('candidate', { candidate: c });
   }
 
   // Our side changed (a track added or removed): offer again with sdp_update.
@@ -285,13 +395,21 @@ export class RTMSession extends Emitter {
       case 'session_state':
         this.state = data.state;
         this.emit('session_state', data);
-        if (data.state === 'TERMINATED') this.#end({ cause: data.termination_cause, reason: data.reason });
+        if (data.state === 'TERMINATED') {
+          this.#settle('session_stop', data);
+          this.#end({ cause: data.termination_cause, reason: data.reason });
+        }
         return;
       case 'recording_state':
         this.recording = data;
+        this.#settle(recordingRequest[data.state], data);
         this.emit('recording_state', data);
         return;
       case 'error':
+        if (this.#reject(data.request_type, new RTMError(data, this.id))) return;
+        // Candidates sent before a refusal arrived are refused in turn: the
+        // refusal already said everything.
+        if (this.#refused && data.request_type === 'candidate') return;
         this.emit('error', data);
         return;
       default:
@@ -306,7 +424,9 @@ export class RTMSession extends Emitter {
       await this.pc.setRemoteDescription(sdp);
       // Changes made while our offer was out fire negotiationneeded again
       // now that the state is stable.
+      const first = !this.#negotiated;
       this.#negotiated = true;
+      if (first) this.#settle('session_start', this) || this.#settle('supervisor_join_session', this);
       return;
     }
     // The server offers (a supervisor gets the monitored session's new
@@ -367,6 +487,8 @@ export class RTMSession extends Emitter {
   }
 
   /**
+   * Starts a recording; resolves with the STARTED recording_state data
+   * (recording_id, format), rejects with the server's error.
    * @param {object} opts
    * @param {string} opts.uploadUrl  the finished file is PUT there; only a 200 counts
    * @param {string} [opts.webhookUrl]  this recording's events go there instead of the session's
@@ -379,37 +501,71 @@ export class RTMSession extends Emitter {
     if (webhookUrl) data.webhook_url = webhookUrl;
     if (format) data.format = format;
     if (pauseMode) data.pause_mode = pauseMode;
-    this.send('recording_start', data);
+    return this.#request('recording_start', data);
   }
 
+  /**
+   * Stops the recording. Resolves with its outcome, the STOPPED (uploaded)
+   * or FAILED (with a reason) recording_state data, which comes once the
+   * upload is decided: retries may take minutes. Rejects with the server's
+   * error (no_active_recording).
+   */
   stopRecording() {
-    this.send('recording_stop');
+    return this.#request('recording_stop');
   }
 
+  /** Pauses the recording; resolves with PAUSED, rejects with the server's error. */
   pauseRecording() {
-    this.send('recording_pause');
+    return this.#request('recording_pause');
   }
 
+  /** Resumes the recording; resolves with RESUMED, rejects with the server's error. */
   resumeRecording() {
-    this.send('recording_resume');
+    return this.#request('recording_resume');
   }
 
-  /** Ends the session (TERM_BY_CLIENT); a running recording is finished and uploaded. */
+  /**
+   * Ends the session (TERM_BY_CLIENT); a running recording is finished and
+   * uploaded. Resolves with the TERMINATED session_state data.
+   */
   stop() {
-    if (!this.ended && this.#client.connected) this.send('session_stop');
+    return this.#request('session_stop');
   }
 
   // The WebSocket closed under the session.
   _closed(ev) {
     this.#end({ cause: 'WEBSOCKET_CLOSED', reason: ev.reason || `code ${ev.code}` });
+    // Nothing more can answer: what still waits (a recording's outcome
+    // included) is rejected.
+    this.#rejectAll('the WebSocket closed');
+  }
+
+  #rejectAll(why) {
+    for (const [type, waiting] of this.#pending) {
+      for (const w of waiting.splice(0)) w.reject(new RTMError({ code: 'client', message: why, request_type: type }, this.id));
+    }
   }
 
   #end(info) {
     if (this.ended) return;
     this.ended = true;
     this.pc.close();
-    // The session stays routable: the STOPPED or FAILED of a recording that
-    // was running comes after TERMINATED, once its upload is decided.
+    // A recording's outcome still comes after TERMINATED, once its upload
+    // is decided: only that request waits on.
+    const outcome = this.#pending.get('recording_stop');
+    this.#pending.delete('recording_stop');
+    this.#rejectAll(`the session ended (${info.cause})`);
+    if (outcome) this.#pending.set('recording_stop', outcome);
+    // The session stays routable for that outcome.
     this.emit('ended', info);
   }
 }
+
+// The request a recording_state answers.
+const recordingRequest = {
+  STARTED: 'recording_start',
+  PAUSED: 'recording_pause',
+  RESUMED: 'recording_resume',
+  STOPPED: 'recording_stop',
+  FAILED: 'recording_stop',
+};

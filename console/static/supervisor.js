@@ -3,7 +3,8 @@
 // receives and answers the server's sdp_update offers (rtm.js does that
 // part) when the monitored session gains a track.
 
-import { $, el, setBadge, connectRTM, errorBox, messageLog, followWebhooks, levelMeter } from './ui.js';
+import { $, el, setBadge, connectRTM, errorBox, messageBox, messageLog, followWebhooks, levelMeter } from './ui.js';
+import { randomId } from './rtm.js';
 
 // For the DevTools console and the end-to-end tests.
 const state = {
@@ -11,12 +12,15 @@ const state = {
   sessionState: '',
   terminationCause: '',
   connectMs: null,
+  sessionIds: [], // this page's own supervisor sessions: the webhook panel shows theirs
   errors: [],
+  notices: [], // what ended normally (the monitored call)
   stats: null,
 };
 window.consoleState = state;
 
 const errors = errorBox($('#errors'));
+const notices = messageBox($('#notices'), 'notices');
 const log = messageLog($('#log'));
 
 let client = null;
@@ -26,6 +30,10 @@ let statsTimer = 0;
 
 // Sessions ---------------------------------------------------------------
 
+// Rows by session id, updated in place, so that a Join button does not
+// vanish under a click when the list is read again.
+const rows = new Map();
+
 async function refreshSessions() {
   let list;
   try {
@@ -34,57 +42,87 @@ async function refreshSessions() {
   } catch {
     return; // the server is restarting; try again on the next tick
   }
-  const rows = list
-    .filter((s) => !s.supervisor && s.state !== 'TERMINATED')
-    .map((s) => {
-      const tracks = (s.tracks ?? []).map((t) => `${t.kind}/${t.codec} (${t.packets} pkts)`).join(', ') || '—';
-      const joined = session && !session.ended && state.monitoredId === s.session_id;
-      return el('tr', { 'data-session': s.session_id },
-        el('td', {}, el('code', {}, s.session_id)),
-        el('td', {}, s.client_id ?? ''),
-        el('td', {}, el('span', { class: 'badge', 'data-state': s.state }, s.state)),
-        el('td', { class: 'tracks' }, tracks),
-        el('td', {}, s.recording_id ? el('code', {}, s.recording_id) : '—'),
-        el('td', {}, el('button', {
-          class: 'join primary small', disabled: joined || !!(session && !session.ended),
-          onclick: () => join(s),
-        }, joined ? 'Joined' : 'Join')));
-    });
-  $('#sessions').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No sessions.'))]));
+  const busy = !!(session && !session.ended);
+  const live = list.filter((s) => !s.supervisor && s.state !== 'TERMINATED');
+  for (const id of rows.keys()) {
+    if (!live.some((s) => s.session_id === id)) rows.delete(id);
+  }
+  for (const s of live) {
+    let row = rows.get(s.session_id);
+    if (!row) {
+      const button = el('button', { class: 'join primary small' }, 'Join');
+      row = { tr: el('tr', { 'data-session': s.session_id }), cells: [0, 1, 2, 3, 4].map(() => el('td')), button };
+      row.tr.append(...row.cells, el('td', {}, button));
+      rows.set(s.session_id, row);
+    }
+    row.info = s;
+    row.button.onclick = () => join(row.info);
+    const tracks = (s.tracks ?? []).map((t) => `${t.kind}/${t.codec} (${t.packets} pkts)`).join(', ') || '—';
+    const joined = busy && state.monitoredId === s.session_id;
+    row.cells[0].replaceChildren(el('code', {}, s.session_id));
+    row.cells[1].replaceChildren(s.client_id ?? '');
+    row.cells[2].replaceChildren(el('span', { class: 'badge', 'data-state': s.state }, s.state));
+    row.cells[3].className = 'tracks';
+    row.cells[3].replaceChildren(tracks);
+    row.cells[4].replaceChildren(s.recording_id ? el('code', {}, s.recording_id) : '—');
+    row.button.disabled = busy;
+    row.button.textContent = joined ? 'Joined' : 'Join';
+  }
+  const trs = live.map((s) => rows.get(s.session_id).tr);
+  const tbody = $('#sessions');
+  if (!trs.length) tbody.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No sessions.')));
+  else if (trs.some((tr, i) => tbody.children[i] !== tr) || tbody.children.length !== trs.length) tbody.replaceChildren(...trs);
 }
 
 // Joining ----------------------------------------------------------------
 
+// Joins a session. A session that ended since the list was read is
+// refused (session_not_found): join() rejects with that one error, and the
+// refused session has already closed its peer connection and sends
+// nothing more, so another session can be joined at once.
 async function join(info) {
   errors.clear();
+  notices.clear();
   const t0 = performance.now();
   state.connectMs = null;
+  state.sessionState = '';
   state.terminationCause = '';
   $('#termination-cause').textContent = '';
+  setBadge($('#session-state'), '');
   $('#remote').replaceChildren();
   try {
     if (!client?.connected) {
       client = await connectRTM('supervisor');
       client.on('message', (m) => log('in', m));
       client.on('sent', (m) => log('out', m));
+      // Errors that concern no session of the page.
       client.on('error', (m) => errors.show(`${m.data.code}: ${m.data.message}`));
     }
     // One recvonly transceiver per track the session has now; tracks it
     // gains later come with a server offer.
     const count = (kind) => Math.max(kind === 'audio' ? 1 : 0, (info.tracks ?? []).filter((t) => t.kind === kind).length);
-    session = await client.join(info.session_id, {
+    const id = randomId('sup-');
+    state.sessionIds.push(id);
+    hooks.refresh();
+    state.monitoredId = info.session_id;
+    $('#monitored-id').textContent = info.session_id;
+    $('#supervisor-id').textContent = id;
+    await client.join(info.session_id, {
+      sessionId: id,
       audio: count('audio'),
       video: count('video'),
       webhookUrl: `${location.origin}/dev/webhooks`,
+      onSession: (s) => {
+        session = s;
+        watch(s, t0);
+      },
     });
-    state.monitoredId = info.session_id;
-    $('#monitored-id').textContent = info.session_id;
-    $('#supervisor-id').textContent = session.id;
-    watch(session, t0);
   } catch (err) {
-    errors.show(err.message);
+    state.monitoredId = '';
+    errors.show(`cannot join ${info.session_id}: ${err.message}`);
   }
   refreshSessions();
+  refreshButtons();
 }
 
 function watch(s, t0) {
@@ -119,15 +157,19 @@ function watch(s, t0) {
     if (d.termination_cause) {
       state.terminationCause = d.termination_cause;
       $('#termination-cause').textContent = d.termination_cause;
-      if (d.termination_cause === 'TERM_BY_MONITORED_SESSION_END') errors.show('the monitored session ended');
+      // The call being over is how monitoring normally ends, not an error.
+      if (d.termination_cause === 'TERM_BY_MONITORED_SESSION_END') notices.show(`The monitored call ${state.monitoredId} ended, and monitoring with it.`);
+      else if (d.termination_cause !== 'TERM_BY_CLIENT') errors.show(`monitoring ended: ${d.termination_cause}${d.reason ? ` (${d.reason})` : ''}`);
     }
     refreshButtons();
   });
+  // Errors that answer no request of the page (a renegotiation's).
   s.on('error', (d) => errors.show(`${d.code}: ${d.message}${d.request_type ? ` (in reply to ${d.request_type})` : ''}`));
   s.on('ended', (info) => {
-    if (info.cause === 'WEBSOCKET_CLOSED') {
-      setBadge($('#session-state'), 'TERMINATED');
-      $('#termination-cause').textContent = 'WebSocket closed';
+    if (info.cause === 'WEBSOCKET_CLOSED' || info.cause === 'REFUSED') {
+      state.sessionState = info.cause === 'REFUSED' ? 'REFUSED' : 'TERMINATED';
+      setBadge($('#session-state'), state.sessionState);
+      $('#termination-cause').textContent = info.cause === 'REFUSED' ? info.reason : 'WebSocket closed';
     }
     stopMeter();
     clearInterval(statsTimer);
@@ -165,10 +207,10 @@ function refreshButtons() {
 // Leaving ends only the supervisor session (TERM_BY_CLIENT); the monitored
 // session and its recording go on.
 $('#leave').addEventListener('click', () => {
-  session?.stop();
+  session?.stop().catch((err) => errors.show(`session_stop: ${err.message}`));
 });
 
-followWebhooks($('#webhooks'));
+const hooks = followWebhooks($('#webhooks'), { mine: (id) => state.sessionIds.includes(id) });
 refreshSessions();
 setInterval(refreshSessions, 2000);
 refreshButtons();

@@ -40,13 +40,17 @@ export async function connectRTM(role) {
   return client;
 }
 
-/** The error box: errors stay until the next action clears them. */
-export function errorBox(node) {
+/**
+ * A message box (the error box, or a notice box for what ended normally):
+ * messages stay until the next action clears them; each is also kept in
+ * window.consoleState[key] for the tests.
+ */
+export function messageBox(node, key = 'errors') {
   return {
     show(text) {
       node.hidden = false;
-      node.append(el('div', {}, `${new Date().toLocaleTimeString()}  ${text}`));
-      window.consoleState?.errors.push(text);
+      node.append(el('div', {}, `${clock()}  ${text}`));
+      window.consoleState?.[key]?.push(text);
     },
     clear() {
       node.hidden = true;
@@ -55,7 +59,15 @@ export function errorBox(node) {
   };
 }
 
-/** A scrolling log of RTM messages, newest at the bottom, bounded. */
+/** The error box. */
+export const errorBox = (node) => messageBox(node, 'errors');
+
+/** A clock time with milliseconds, as the message log and webhook panel show it. */
+export function clock(t = new Date()) {
+  return `${t.toLocaleTimeString([], { hour12: false })}.${String(t.getMilliseconds()).padStart(3, '0')}`;
+}
+
+/** A scrolling log of RTM messages, newest at the bottom, bounded; each with the time it was sent or received. */
 export function messageLog(node, max = 300) {
   return (dir, msg) => {
     const data = msg.data ?? {};
@@ -66,7 +78,8 @@ export function messageLog(node, max = 300) {
     if (summary.length > 160) summary = summary.slice(0, 157) + '...';
     const stick = node.scrollTop + node.clientHeight >= node.scrollHeight - 4;
     node.append(
-      el('div', { class: `msg ${dir}` },
+      el('div', { class: `msg ${dir}`, 'data-session': msg.session_id || null, title: msg.session_id ? `session ${msg.session_id}` : null },
+        el('time', {}, clock()),
         el('span', { class: 'dir' }, dir === 'out' ? '→' : '←'),
         el('span', { class: 'type' }, msg.type),
         el('span', { class: 'sum' }, summary)),
@@ -76,25 +89,51 @@ export function messageLog(node, max = 300) {
   };
 }
 
-/** Follows the dev webhook sink live (Server-Sent Events), newest on top. */
-export function followWebhooks(node, { max = 100, onEvent } = {}) {
-  const es = new EventSource('/dev/webhooks/stream');
-  es.addEventListener('webhook', (ev) => {
-    const hook = JSON.parse(ev.data);
+// What the webhook panel says of a signature (the sink's "signed").
+const signatureLabel = {
+  verified: ['signed ✓', 'the signature verified with the server\'s webhook secret'],
+  invalid: ['signed ✗', 'the signature did not verify'],
+  unsigned: ['unsigned', 'the server has no webhook secret'],
+  unchecked: ['signed ?', 'the sink has no secret to check it with'],
+};
+
+/**
+ * Follows the dev webhook sink live (Server-Sent Events), newest on top,
+ * showing the events of this page's own sessions only: mine(sessionId)
+ * says which. Events that arrive before the page knows its session are
+ * kept and shown by refresh(), which the page calls when mine changes.
+ */
+export function followWebhooks(node, { mine, max = 100, onEvent } = {}) {
+  const seen = []; // every event received, oldest first, bounded
+  const row = (hook) => {
     const b = hook.body ?? {};
     const d = b.data ?? {};
     const what = [d.state, d.termination_cause, d.recording_id && `rec ${d.recording_id}`, d.reason].filter(Boolean).join(' · ');
-    node.prepend(
-      el('li', {},
-        el('time', {}, new Date(hook.received_at).toLocaleTimeString()),
-        el('span', { class: 'type' }, b.type ?? '?'),
-        el('span', { class: 'sid', title: b.session_id }, b.session_id ?? ''),
-        el('span', { class: 'sum' }, what)),
-    );
+    const [label, title] = signatureLabel[hook.signed] ?? ['?', ''];
+    return el('li', { 'data-seq': hook.seq, 'data-signed': hook.signed },
+      el('time', {}, clock(new Date(hook.received_at))),
+      el('span', { class: 'type' }, b.type ?? '?'),
+      el('span', { class: 'sid', title: b.session_id }, b.session_id ?? ''),
+      el('span', { class: 'sig', title: hook.signature_error ? `${title}: ${hook.signature_error}` : title }, label),
+      el('span', { class: 'sum' }, what));
+  };
+  const isMine = (hook) => !mine || mine(hook.body?.session_id);
+  const es = new EventSource('/dev/webhooks/stream');
+  es.addEventListener('webhook', (ev) => {
+    const hook = JSON.parse(ev.data);
+    seen.push(hook);
+    if (seen.length > 10 * max) seen.shift();
+    if (!isMine(hook)) return;
+    node.prepend(row(hook));
     while (node.childElementCount > max) node.lastElementChild.remove();
     onEvent?.(hook);
   });
-  return es;
+  return {
+    close: () => es.close(),
+    refresh() {
+      node.replaceChildren(...seen.filter(isMine).slice(-max).reverse().map(row));
+    },
+  };
 }
 
 /** Formats a byte count. */

@@ -6,10 +6,13 @@
 // stdout. The Go test then checks the recorded files with ffprobe/ffmpeg.
 //
 //   node scenario.mjs <scenario> '<json config>'
-//   config: {cdp: "ws://...", base: "http://127.0.0.1:PORT", shots: "dir", seconds: 10}
+//   config: {cdp: "ws://...", base: "http://127.0.0.1:PORT", shots: "dir", seconds: 10,
+//            refusing_upload: "http://127.0.0.1:PORT/..." (failedupload)}
 //
 // Scenarios: record (audio+video, a supervisor joins), pause, screen (a
-// screen share added mid-call), tabclose (the tab closes mid-recording).
+// screen share added mid-call), tabclose (the tab closes mid-recording),
+// joinended (from the server's root, a supervisor joins a session that has
+// just ended, then another), failedupload (an upload URL that refuses).
 
 import { chromium } from 'playwright-core';
 import path from 'node:path';
@@ -20,7 +23,7 @@ const out = { scenario: name, ok: false, console: [] };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function openPage(browser, file) {
+async function openPage(browser, file, path = `/dev/${file}`) {
   // A context per page: separate storage, like two people on two machines.
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 820 } });
   const page = await ctx.newPage();
@@ -28,9 +31,21 @@ async function openPage(browser, file) {
     if (m.type() === 'error' || m.type() === 'warning') out.console.push(`${file}: ${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (err) => out.console.push(`${file}: pageerror: ${err.message}`));
-  await page.goto(`${cfg.base}/dev/${file}`);
+  await page.goto(cfg.base + path);
   return page;
 }
+
+// What the webhook panel shows: each row's session and signature check.
+const webhookPanel = (page) => page.evaluate(() => [...document.querySelectorAll('#webhooks li')].map((li) => ({
+  session_id: li.querySelector('.sid').textContent, type: li.querySelector('.type').textContent,
+  signed: li.dataset.signed, label: li.querySelector('.sig').textContent,
+})));
+
+// The message log's rows: timestamp, direction, type, session.
+const messageRows = (page) => page.evaluate(() => [...document.querySelectorAll('#log .msg')].map((m) => ({
+  time: m.querySelector('time')?.textContent ?? '', out: m.classList.contains('out'),
+  type: m.querySelector('.type').textContent, session_id: m.dataset.session ?? '', sum: m.querySelector('.sum').textContent,
+})));
 
 // What the page's message log shows of the signalling: trickle ICE both
 // ways including the end-of-candidates, and sdp_update offers/answers.
@@ -147,6 +162,11 @@ const scenarios = {
     await waitState(agent, 'agent TERMINATED', () => window.consoleState.sessionState === 'TERMINATED');
     out.agent_cause = (await pageState(agent)).terminationCause;
     out.errors = (await pageState(agent)).errors;
+    // Wait for the last webhook (TERMINATED) before reading the panel.
+    await waitState(agent, 'TERMINATED webhook', () => [...document.querySelectorAll('#webhooks li')]
+      .some((li) => li.textContent.includes('TERMINATED')), undefined, 10000);
+    out.webhooks = await webhookPanel(agent);
+    out.messages = await messageRows(agent);
     await agent.context().close();
   },
 
@@ -208,12 +228,111 @@ const scenarios = {
     out.recording = await stopRecording(agent);
     out.signalling = await signalling(agent);
     await agent.screenshot({ path: path.join(cfg.shots, 'agent-screen.png') });
+
+    // In-page playback shows both videos (camera and screen) and plays them
+    // together.
+    const li = `#recordings li[data-name="${out.recording.upload_name}"]`;
+    await waitState(agent, 'two videos in the recording\'s player', (li) => document.querySelectorAll(`${li} video`).length === 2 &&
+      [...document.querySelectorAll(`${li} video`)].every((v) => v.readyState >= 1), li, 20000);
+    await agent.evaluate((li) => document.querySelector(`${li} video`).play(), li);
+    await waitState(agent, 'both videos playing', (li) => [...document.querySelectorAll(`${li} video`)]
+      .every((v) => v.currentTime > 1 && v.getVideoPlaybackQuality().totalVideoFrames > 2), li, 20000);
+    out.playback = await agent.evaluate((li) => [...document.querySelectorAll(`${li} video`)].map((v) => ({
+      width: v.videoWidth, height: v.videoHeight, time: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,
+      track: v.dataset.track ?? '',
+    })), li);
+    await agent.screenshot({ path: path.join(cfg.shots, 'agent-screen-playback.png') });
+
     await agent.click('#stop-session');
     await waitState(agent, 'TERMINATED', () => window.consoleState.sessionState === 'TERMINATED');
     await waitState(sup, 'supervisor TERMINATED', () => window.consoleState.terminationCause !== '');
-    out.supervisor.cause = (await pageState(sup)).terminationCause;
+    const supEnd = await pageState(sup);
+    out.supervisor.cause = supEnd.terminationCause;
+    out.supervisor.final_errors = supEnd.errors;
+    out.supervisor.notices = supEnd.notices;
+    await sup.screenshot({ path: path.join(cfg.shots, 'supervisor-ended.png') });
     out.errors = (await pageState(agent)).errors;
     await sup.context().close();
+    await agent.context().close();
+  },
+
+  // From the server's root (a newcomer's first URL) to the console; a
+  // supervisor whose list still shows a session that has just ended joins
+  // it and is refused with one clear error, then joins another session.
+  async joinended(browser) {
+    const agent = await openPage(browser, '', '/');
+    out.root_url = agent.url();
+    const ended = await startSession(agent, { cam: false });
+    const sup = await openPage(browser, 'supervisor.html');
+    await sup.waitForSelector(`tr[data-session="${ended.session_id}"] button.join`, { timeout: 10000 });
+    // The list the supervisor looks at was read before the call ended.
+    const stale = await (await fetch(`${cfg.base}/dev/sessions`)).json();
+    await sup.route('**/dev/sessions', (route) => route.fulfill({ json: stale }));
+    await agent.click('#stop-session');
+    await waitState(agent, 'TERMINATED', () => window.consoleState.sessionState === 'TERMINATED');
+    await sup.click(`tr[data-session="${ended.session_id}"] button.join`);
+    await waitState(sup, 'the refusal', () => window.consoleState.errors.length > 0);
+    await sleep(1500); // time for anything the refused session would still send or receive
+    const refused = await pageState(sup);
+    out.refused = { errors: refused.errors, supervisor_id: refused.sessionIds.at(-1), session_state: refused.sessionState, messages: await messageRows(sup) };
+    await sup.screenshot({ path: path.join(cfg.shots, 'supervisor-refused.png') });
+    await sup.unroute('**/dev/sessions');
+
+    // Another call; the same page joins it.
+    const live = await startSession(agent, { cam: false });
+    await sup.click(`tr[data-session="${live.session_id}"] button.join`, { timeout: 10000 });
+    await waitState(sup, 'supervisor CONNECTED', () => window.consoleState.sessionState === 'CONNECTED');
+    await waitState(sup, 'supervisor audio', () => window.consoleState.stats?.audio?.packetsReceived > 0, undefined, 10000);
+    const joined = await pageState(sup);
+    // consoleState.errors keeps every error the page showed.
+    out.supervisor = { errors: joined.errors.slice(refused.errors.length), connect_ms: joined.connectMs, stats: joined.stats };
+    out.session_id = live.session_id;
+    await sup.click('#leave');
+    await waitState(sup, 'supervisor TERMINATED', () => window.consoleState.terminationCause !== '');
+    await agent.click('#stop-session');
+    await waitState(agent, 'TERMINATED', () => window.consoleState.sessionState === 'TERMINATED');
+    out.errors = (await pageState(agent)).errors;
+    await sup.context().close();
+    await agent.context().close();
+  },
+
+  // The agent records to an upload URL that answers 503 (Retry-After: 2);
+  // the server (-upload-max-attempts 2) tries twice. The page shows the
+  // failed attempt and the next one coming, with the buttons of a stopped
+  // recording and Elapsed stopped, then FAILED with the reason and where
+  // the file is kept.
+  async failedupload(browser) {
+    const agent = await openPage(browser, '');
+    Object.assign(out, await startSession(agent, { cam: false }));
+    await agent.fill('#upload-url', cfg.refusing_upload);
+    await startRecording(agent);
+    await recordUntil(agent, 1500);
+    await agent.click('#rec-stop');
+    await waitState(agent, 'UPLOADING', () => window.consoleState.recordingState === 'UPLOADING');
+    const elapsedAtStop = await agent.textContent('#rec-elapsed');
+    await waitState(agent, 'a failed attempt with the next one due', () => window.consoleState.recordings.at(-1).retries.length > 0, undefined, 20000);
+    out.while_retrying = await agent.evaluate(() => ({
+      upload_status: document.querySelector('#upload-status').textContent,
+      badge: document.querySelector('#recording-state').textContent,
+      buttons: Object.fromEntries(['rec-start', 'rec-pause', 'rec-resume', 'rec-stop'].map((id) => [id, document.getElementById(id).disabled])),
+    }));
+    await agent.screenshot({ path: path.join(cfg.shots, 'agent-upload-retrying.png') });
+    await waitState(agent, 'FAILED', () => window.consoleState.recordings.at(-1).state === 'FAILED', undefined, 30000);
+    await waitState(agent, 'where the file is kept', () => document.querySelector('#upload-status').textContent.includes('keeps the file at /'), undefined, 5000);
+    out.elapsed = { at_stop: elapsedAtStop, at_end: await agent.textContent('#rec-elapsed') };
+    out.recording = await lastRecording(agent);
+    out.shown = await agent.evaluate(() => ({
+      badge: document.querySelector('#recording-state').textContent,
+      detail: document.querySelector('#recording-detail').textContent,
+      upload_status: document.querySelector('#upload-status').textContent,
+      record_enabled: !document.getElementById('rec-start').disabled,
+    }));
+    await agent.screenshot({ path: path.join(cfg.shots, 'agent-upload-failed.png') });
+    // The FAILED is an error the page shows; it is reported apart.
+    out.page_errors = (await pageState(agent)).errors;
+    await agent.click('#stop-session');
+    await waitState(agent, 'TERMINATED', () => window.consoleState.sessionState === 'TERMINATED');
+    out.errors = [];
     await agent.context().close();
   },
 
