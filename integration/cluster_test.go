@@ -196,35 +196,6 @@ func remotePort(t *testing.T, pc *webrtc.PeerConnection) int {
 	}
 }
 
-// supervise joins monitored from a new connection to wsURL as supervisor
-// id and waits for CONNECTED.
-func supervise(t *testing.T, wsURL string, h http.Header, id, monitored string) (*testclient.Client, *testclient.Watcher) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c, _, err := testclient.Dial(ctx, wsURL, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	api, err := testclient.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := testclient.NewWatcher(api, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	if err := c.Join(ctx, w, "boss", id, monitored); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Wait(ctx, testclient.IsState(id, rtm.StateConnected)); err != nil {
-		t.Fatal(err)
-	}
-	return c, w
-}
-
 // waitFor waits for a message on c.
 func waitFor(t *testing.T, c *testclient.Client, match func(rtm.Message) bool) rtm.Message {
 	t.Helper()

@@ -96,7 +96,9 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 		return nil, err
 	}
 	ready := make(chan [2]string, 1)
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -116,6 +118,9 @@ func tryRunRTMRec(t *testing.T, dataDir string, args ...string) (*rtmrecProcess,
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
 	go func() {
+		// Wait closes the pipe: only after everything was read from it, so
+		// the log holds the process's last lines once it has exited.
+		<-read
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()

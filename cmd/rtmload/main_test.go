@@ -257,11 +257,11 @@ func TestFlags(t *testing.T) {
 			t.Errorf("parseFlags(%v): %v", tt.args, err)
 		}
 	}
-	c, err := parseFlags([]string{"-url", "ws://a/rtm, ws://b/rtm", "-url", "ws://c/rtm"})
+	c, err := parseFlags([]string{"-url", "ws://a/rtm, ws://b/rtm", "-url", "ws://c/rtm"}, io.Discard)
 	if err != nil || strings.Join(c.URLs, " ") != "ws://a/rtm ws://b/rtm ws://c/rtm" {
 		t.Errorf("URLs = %q, %v", c.URLs, err)
 	}
-	if d, _ := parseFlags(nil); len(d.URLs) != 1 || d.URLs[0] != "ws://127.0.0.1:8080/rtm" {
+	if d, _ := parseFlags(nil, io.Discard); len(d.URLs) != 1 || d.URLs[0] != "ws://127.0.0.1:8080/rtm" {
 		t.Errorf("default URLs = %q", d.URLs)
 	}
 }
