@@ -32,7 +32,7 @@ func TestRelayedLinksVerifyTheirToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	const secret = "relay-test-secret-of-32-bytes!!!"
-	withAuth, err := newAuthenticator(&config{AuthHS256Secrets: list{secret}})
+	withAuth, err := newAuthenticator(&config{AuthHS256Secrets: secrets{secret}})
 	if err != nil {
 		t.Fatal(err)
 	}

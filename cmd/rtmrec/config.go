@@ -40,7 +40,7 @@ type config struct {
 	TLSCert, TLSKey string
 	AllowedOrigins  list
 
-	AuthHS256Secrets list
+	AuthHS256Secrets secrets
 	AuthPublicKeys   list
 	AuthLeeway       time.Duration
 	InsecureNoAuth   bool
@@ -79,7 +79,7 @@ type config struct {
 	S3PathStyle       bool
 	S3Allow           list
 
-	WebhookSecrets     list
+	WebhookSecrets     secrets
 	WebhookRetryPeriod time.Duration
 
 	EvidenceKey string
@@ -94,6 +94,21 @@ type config struct {
 
 // list is a repeatable flag; from the environment it is comma-separated.
 type list []string
+
+// secrets is a repeatable flag of secrets. A secret may contain a comma, so
+// one given on the command line is taken whole; from the environment the
+// values are comma-separated like every list (a secret with a comma goes
+// on the command line, or in a -flag=value of a settings file).
+type secrets []string
+
+func (s *secrets) String() string { return strings.Repeat("*", len(*s)) }
+func (s *secrets) Set(v string) error {
+	if v == "" {
+		return errors.New("empty secret")
+	}
+	*s = append(*s, v)
+	return nil
+}
 
 func (l *list) String() string { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error {
@@ -191,6 +206,14 @@ func (c *config) complete(fs *flag.FlagSet, getenv func(string) string) (*config
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "RTMREC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(name); v != "" && !onCommandLine[f.Name] {
+			if _, ok := f.Value.(*secrets); ok {
+				for _, part := range strings.Split(v, ",") {
+					if err := fs.Set(f.Name, strings.TrimSpace(part)); err != nil {
+						envErr = append(envErr, fmt.Errorf("%s: %w", name, err))
+					}
+				}
+				return
+			}
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = append(envErr, fmt.Errorf("%s: %w", name, err))
 			}

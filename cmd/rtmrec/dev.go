@@ -38,7 +38,7 @@ func prepareDev(cfg *config) error {
 		return fmt.Errorf("dev mode: webhook secret: %w", err)
 	}
 	cfg.devWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString(key)
-	cfg.WebhookSecrets = list{cfg.devWebhookSecret}
+	cfg.WebhookSecrets = secrets{cfg.devWebhookSecret}
 	return nil
 }
 
