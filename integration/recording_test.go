@@ -322,7 +322,8 @@ func TestSIGTERMWhileManyRecord(t *testing.T) {
 	}
 	target := newUploadTarget(t)
 	hooks := newHookReceiver(t, "")
-	srv := runRTMRec(t, t.TempDir(), "-allow-private-urls", "-log-level", "info", "-max-recordings", strconv.Itoa(n))
+	srv := runRTMRec(t, t.TempDir(), "-allow-private-urls", "-log-level", "info", "-max-recordings", strconv.Itoa(n),
+		"-conn-rate-per-ip", "0", "-max-conns-per-ip", "0") // one test client, many calls
 	calls := make([]*call, n)
 	var wg sync.WaitGroup
 	for i := range calls {
