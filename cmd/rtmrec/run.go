@@ -117,6 +117,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Pprof {
+		mountPprof(admin)
+	}
 	if st.evidenceKey != nil {
 		admin.Handle("POST /admin/redact", &evidence.RedactHandler{
 			Recordings: st.journeys, Key: st.evidenceKey, Identity: authn.operator,
