@@ -9,7 +9,8 @@
 #
 #   SESSIONS=1000 MEDIA=audio DURATION=60s bash scripts/bench-load.sh
 #
-# Extra arguments go to rtmload. The machine should be otherwise idle-ish:
+# Extra arguments go to rtmload. RTMREC=path runs that server binary instead
+# of building one (to compare two builds with the same rtmload). The machine should be otherwise idle-ish:
 # check `uptime` and say how loaded it was with the numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,12 +19,16 @@ media="${MEDIA:-audio}"
 duration="${DURATION:-60s}"
 out="${OUT:-bin/bench-load}"
 
-go build -o bin/rtmrec ./cmd/rtmrec
+server="${RTMREC:-bin/rtmrec}"
+if [ -z "${RTMREC:-}" ]; then
+  go build -o bin/rtmrec ./cmd/rtmrec
+fi
 go build -o bin/rtmload ./cmd/rtmload
 mkdir -p "$out"
 data="$(mktemp -d)"
 log="$out/rtmrec.log"
-bin/rtmrec -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -pprof -data-dir "$data" \
+echo "server: $server" >&2
+"$server" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -pprof -data-dir "$data" \
   -allow-private-urls -max-sessions 0 -max-recordings 0 -min-free-disk-mb 256 \
   -shutdown-timeout 120s 2>"$log" &
 pid=$!
