@@ -9,7 +9,10 @@
 #
 #   SESSIONS=1000 MEDIA=audio DURATION=60s bash scripts/bench-load.sh
 #
-# Extra arguments go to rtmload. RTMREC=path runs that server binary instead
+# PROFILE_RATE=512 samples the server's heap profile every 512 bytes
+# allocated (GODEBUG=memprofilerate; the default, 512 KiB, is too coarse to
+# tell a session's owners apart) at some cost in CPU: do not take the CPU
+# figure from such a run. Extra arguments go to rtmload. RTMREC=path runs that server binary instead
 # of building one (to compare two builds with the same rtmload). The machine should be otherwise idle-ish:
 # check `uptime` and say how loaded it was with the numbers.
 set -euo pipefail
@@ -28,7 +31,11 @@ mkdir -p "$out"
 data="$(mktemp -d)"
 log="$out/rtmrec.log"
 echo "server: $server" >&2
-"$server" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -pprof -data-dir "$data" \
+godebug="${GODEBUG:-}"
+if [ -n "${PROFILE_RATE:-}" ]; then
+  godebug="${godebug:+$godebug,}memprofilerate=$PROFILE_RATE"
+fi
+GODEBUG="$godebug" "$server" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -pprof -data-dir "$data" \
   -allow-private-urls -max-sessions 0 -max-recordings 0 -min-free-disk-mb 256 \
   -shutdown-timeout 120s 2>"$log" &
 pid=$!

@@ -40,6 +40,10 @@ type Deps struct {
 	Tokens TokenVerifier
 	// RecorderMetrics is passed to every recording (may be nil).
 	RecorderMetrics *recorder.Metrics
+	// RecorderWriters does the file I/O of every recording (nil: each
+	// recording has writers of its own). The owner closes it after
+	// Shutdown.
+	RecorderWriters *recorder.Writers
 }
 
 // Server owns every session, whichever front end it came through (see
