@@ -62,6 +62,26 @@ func TestAdminListenKeepsMetricsOffThePublicPort(t *testing.T) {
 	}
 }
 
+func TestPprofOnlyWhenAskedAndOnlyOnTheAdminListener(t *testing.T) {
+	off := runRTMRec(t, t.TempDir(), "-admin-listen", "127.0.0.1:0")
+	if code, _ := off.getFrom("http://"+off.admin, "/debug/pprof/goroutine"); code != 404 {
+		t.Errorf("profiles without -pprof = %d, want 404", code)
+	}
+	on := runRTMRec(t, t.TempDir(), "-admin-listen", "127.0.0.1:0", "-pprof")
+	if code, _ := on.get("/debug/pprof/goroutine"); code != 404 {
+		t.Errorf("profiles on the public port = %d, want 404", code)
+	}
+	if code, body := on.getFrom("http://"+on.admin, "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile:") {
+		t.Errorf("goroutine profile on the admin port = %d", code)
+	}
+	if code, body := on.getFrom("http://"+on.admin, "/debug/pprof/heap?gc=1"); code != 200 || len(body) == 0 {
+		t.Errorf("heap profile on the admin port = %d, %d bytes", code, len(body))
+	}
+	if code, _ := on.getFrom("http://"+on.admin, "/debug/pprof/nosuch"); code != 404 {
+		t.Errorf("an unknown profile = %d, want 404", code)
+	}
+}
+
 // metricValue is the value of one series in a Prometheus text exposition
 // (-1 when absent).
 func metricValue(body, series string) float64 {

@@ -60,9 +60,11 @@
 //
 // # Durability and resources
 //
-// WriteRTP copies the packet into a pooled buffer and queues it for the recording's single
-// writer goroutine; a full queue drops and counts the packet, so disk I/O never blocks the
-// RTP path. Writes are buffered and fsynced every Config.SyncInterval. Memory is bounded by
+// WriteRTP copies the packet into a pooled buffer (of the packet's size class) and queues it
+// for the recording's writer, a worker of the Writers the recording shares with others (one at
+// a time); a full queue drops and counts the packet, so disk I/O never blocks the RTP path.
+// Writes are buffered, written out every sync interval and made durable then: with one
+// syncfs for all the recordings of a Writers (Linux), or an fsync per file. Memory is bounded by
 // the queue, the reorder windows, the interleaving queue (in frames and in Config.MuxBytes)
 // with its free-list of frame buffers (in bytes), and one frame buffer per video track,
 // independent of the recording's length (except the Matroska cue list, one entry per

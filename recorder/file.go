@@ -15,12 +15,20 @@ type fileWriter struct {
 	bytes func(n int)
 }
 
-// writeBuffer batches small Opus pages and blocks into fewer writes; the
-// periodic fsync bounds what a crash can lose, not this buffer.
-const writeBuffer = 32 << 10
+// Write buffers batch small writes into fewer system calls; the periodic
+// sync bounds what a crash can lose, not these. Matroska writes a block per
+// frame (50 audio and 30 video a second): 8 KiB turns them into a few
+// writes a second. The Ogg writer already assembles a page of up to a
+// second before it writes it, so a buffer only joins the page's header to
+// its data; a larger one would hold a thousand recordings' kilobytes for
+// nothing.
+const (
+	writeBuffer    = 8 << 10
+	oggWriteBuffer = 1 << 10
+)
 
-func newFileWriter(f *os.File, bytes func(int)) *fileWriter {
-	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, writeBuffer), bytes: bytes}
+func newFileWriter(f *os.File, size int, bytes func(int)) *fileWriter {
+	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, size), bytes: bytes}
 }
 
 // Write appends p. It never keeps p.

@@ -16,6 +16,10 @@ type Metrics struct {
 	Reanchors *prometheus.CounterVec
 	// MuxForced counts frames written early because a recording's mux queue was full.
 	MuxForced prometheus.Counter
+	// SyncSeconds is how long a durable-sync round of a Writers took: the recordings'
+	// flushes and the file system sync. Rounds near the sync interval mean the disk is
+	// what limits the recordings a node can take.
+	SyncSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the recorder metrics and registers them with reg (nil: not registered).
@@ -46,6 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "rtmrec", Subsystem: "recorder", Name: "mux_forced_total",
 			Help: "Frames written before their interleaving delay because a recording's mux queue held its maximum of frames or bytes.",
 		}),
+		SyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "rtmrec", Subsystem: "recorder", Name: "sync_seconds",
+			Help:    "Duration of a durable-sync round of the recordings: their flushes and one file system sync.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	if reg == nil {
 		return m
@@ -57,5 +66,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Active, _ = promreg.Register(reg, m.Active)
 	m.Reanchors, _ = promreg.Register(reg, m.Reanchors)
 	m.MuxForced, _ = promreg.Register(reg, m.MuxForced)
+	m.SyncSeconds, _ = promreg.Register(reg, m.SyncSeconds)
 	return m
 }

@@ -115,8 +115,10 @@ type oggTagPage struct {
 	size    int // of the comment header
 }
 
-func newOggWriter(w *fileWriter, serialSeed uint32) *oggWriter {
-	return &oggWriter{w: w, crc: newOggCRC(), nextSer: serialSeed}
+// newOggWriter writes to w with the CRC table crc (read only, shared by the writers of a
+// Writers).
+func newOggWriter(w *fileWriter, crc *oggCRC, serialSeed uint32) *oggWriter {
+	return &oggWriter{w: w, crc: crc, nextSer: serialSeed}
 }
 
 // begin writes the headers of the tracks known at the start, before any media.
@@ -130,7 +132,9 @@ func (o *oggWriter) begin(tracks []TrackInfo) error {
 }
 
 func (o *oggWriter) newStream(t TrackInfo) *oggStream {
-	return &oggStream{id: t.ID, channels: t.Channels, serial: o.serial(), data: make([]byte, 0, oggMaxPayload+1500)}
+	// The page's data grows to what a second of the track takes (4 to 8 KB for a call's
+	// Opus), not to the largest page allowed.
+	return &oggStream{id: t.ID, channels: t.Channels, serial: o.serial()}
 }
 
 func (o *oggWriter) addTrack(tr *trackState) error {

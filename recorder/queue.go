@@ -3,23 +3,22 @@ package recorder
 import "sync"
 
 // packetQueue carries packets from the tracks' reader goroutines to the
-// recording's writer goroutine. Producers append under a mutex and the
-// writer takes the whole batch at once, so a packet costs one uncontended
-// lock rather than a channel hand-off, and the writer is woken once per
-// batch. It is bounded: a full queue refuses the packet (the caller drops
-// and counts it) and never blocks the RTP path.
+// recording's writer. Producers append under a mutex and the writer takes
+// the whole batch at once, so a packet costs one uncontended lock rather
+// than a channel hand-off, and the writer is called once per batch. It is
+// bounded: a full queue refuses the packet (the caller drops and counts it)
+// and never blocks the RTP path.
 type packetQueue struct {
 	mu    sync.Mutex
 	items []queueItem
 	spare []queueItem // the writer's last batch, reused as the next buffer
 	limit int
-	// ready holds a token while items is non-empty and the writer has not
-	// taken them yet.
-	ready chan struct{}
+	// ready is called when items becomes non-empty: the writer has work.
+	ready func()
 }
 
-func newPacketQueue(limit int) *packetQueue {
-	return &packetQueue{limit: limit, ready: make(chan struct{}, 1)}
+func newPacketQueue(limit int, ready func()) *packetQueue {
+	return &packetQueue{limit: limit, ready: ready}
 }
 
 // push adds it unless the queue is full.
@@ -33,10 +32,7 @@ func (q *packetQueue) push(it queueItem) bool {
 	first := len(q.items) == 1
 	q.mu.Unlock()
 	if first {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
+		q.ready()
 	}
 	return true
 }

@@ -39,11 +39,14 @@ type Config struct {
 	// RequestKeyframe is called from the writer goroutine (the caller rate-limits PLI);
 	// it must not block. May be nil.
 	RequestKeyframe func(trackID string)
-	SyncInterval    time.Duration // fsync period, default 1 s
-	QueueSize       int           // packets, default 1024 (256 for Ogg)
-	Logger          *slog.Logger
-	Metrics         *Metrics // may be nil
-	Now             func() time.Time
+	// Writers does the recording's file I/O, shared with other recordings;
+	// nil gives the recording writers of its own, with SyncInterval.
+	Writers      *Writers
+	SyncInterval time.Duration // durable-sync period of the recording's own Writers, default 1 s
+	QueueSize    int           // packets, default 1024 (256 for Ogg)
+	Logger       *slog.Logger
+	Metrics      *Metrics // may be nil
+	Now          func() time.Time
 
 	// MaxPauses bounds the pauses of the recording, default DefaultMaxPauses.
 	MaxPauses int
@@ -56,7 +59,8 @@ type Config struct {
 var ErrNoMedia = errors.New("no media was received: the recording holds no audio and no video keyframe")
 
 // Recording writes one media file and describes it in a Manifest. All file I/O happens on
-// one writer goroutine; the RTP path only copies packets into a bounded queue.
+// a worker of its Writers, one at a time (called the writer below); the RTP path only
+// copies packets into a bounded queue.
 type Recording struct {
 	cfg     Config
 	format  Format
@@ -65,11 +69,21 @@ type Recording struct {
 	started time.Time
 	t0      int64 // recording start, unix ns
 
-	queue  *packetQueue
-	ctrl   chan func()
-	stopCh chan struct{}
-	done   chan struct{}
-	pool   sync.Pool
+	queue   *packetQueue
+	writers *Writers
+	// ownWriters: the recording made its Writers and closes them at Stop.
+	ownWriters bool
+	bufs       *packetBuffers
+	// sched counts the notifications since a worker last picked the
+	// recording up; 0 while it is not queued for one (see Writers.serve).
+	sched     atomic.Int32
+	flushReq  atomic.Pointer[syncRound] // the syncer asks for a flush
+	fsyncNext atomic.Bool               // the next flush fsyncs the file
+	stopReq   atomic.Bool
+	ctrlMu    sync.Mutex
+	ctrlq     []func() // control calls (AddTrack) for the writer
+	ctrlShut  bool     // the writer took the last control calls
+	done      chan struct{}
 
 	stopping    atomic.Bool
 	paused      atomic.Bool
@@ -88,7 +102,8 @@ type Recording struct {
 
 	hint []TrackInfo // the tracks known at Start
 
-	// Owned by the writer goroutine.
+	// Owned by the writer.
+	finished  bool
 	w         *fileWriter
 	file      *os.File
 	c         container
@@ -125,7 +140,7 @@ type Track struct {
 	paused   atomic.Uint64
 }
 
-// trackState is owned by the writer goroutine.
+// trackState is owned by the writer.
 type trackState struct {
 	info TrackInfo
 	pub  *Track
@@ -223,12 +238,9 @@ func Start(cfg Config) (*Recording, error) {
 		format: f,
 		log:    cfg.Logger.With("recording_id", cfg.RecordingID),
 		path:   filepath.Join(cfg.Dir, cfg.RecordingID+"."+f.Ext()),
-		queue:  newPacketQueue(cfg.QueueSize),
-		ctrl:   make(chan func()),
-		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	r.pool.New = func() any { b := make([]byte, 0, packetBufSize); return &b }
+	r.queue = newPacketQueue(cfg.QueueSize, r.notify)
 	r.started = cfg.Now()
 	r.t0 = r.started.UnixNano()
 	r.pauseView.Store(newPauseView())
@@ -245,35 +257,53 @@ func Start(cfg Config) (*Recording, error) {
 	if m := cfg.Metrics; m != nil {
 		bytesFn = func(n int) { m.BytesWritten.Add(float64(n)) }
 	}
-	r.w = newFileWriter(file, bytesFn)
-	r.mux.delay = muxDelayNS
-	r.mux.maxBytes = cfg.MuxBytes
-	if f == FormatOgg {
-		h := fnv.New32a()
-		h.Write([]byte(cfg.RecordingID))
-		r.c = newOggWriter(r.w, h.Sum32())
-	} else {
-		mw, err := newMKVWriter(r.w, f, cfg.RecordingID, r.started)
-		if err != nil {
-			return nil, errors.Join(err, file.Close(), os.Remove(r.path))
-		}
-		r.c = mw
+	r.writers = cfg.Writers
+	if r.writers == nil {
+		// One file: its own fsync is the cheaper sync.
+		r.writers = newWriters(WritersConfig{SyncInterval: cfg.SyncInterval, MaxWorkers: 1, Logger: cfg.Logger, Metrics: cfg.Metrics}, false)
+		r.ownWriters = true
 	}
-	if f == FormatOgg {
-		if err := r.c.(*oggWriter).begin(hint); err != nil {
-			return nil, errors.Join(fmt.Errorf("recorder: write track headers: %w", err), file.Close(), os.Remove(r.path))
+	r.bufs = &r.writers.bufs
+	if err := r.open(file, hint, bytesFn); err != nil {
+		if r.ownWriters {
+			_ = r.writers.Close()
 		}
-	}
-	if err := r.w.sync(); err != nil {
-		return nil, errors.Join(fmt.Errorf("recorder: write header: %w", err), file.Close(), os.Remove(r.path))
+		return nil, errors.Join(err, file.Close(), os.Remove(r.path))
 	}
 	r.hint = hint
 	if cfg.Metrics != nil {
 		cfg.Metrics.Active.Inc()
 	}
 	r.log.Info("recording started", "format", f, "file", filepath.Base(r.path), "pause_mode", pm)
-	go r.run()
 	return r, nil
+}
+
+// open writes the file's header (and, for Ogg, the headers of the tracks known at start)
+// durably and registers the recording with its writers.
+func (r *Recording) open(file *os.File, hint []TrackInfo, bytesFn func(int)) error {
+	r.mux.maxBytes = r.cfg.MuxBytes
+	if r.format == FormatOgg {
+		r.w = newFileWriter(file, oggWriteBuffer, bytesFn)
+		h := fnv.New32a()
+		h.Write([]byte(r.cfg.RecordingID))
+		ow := newOggWriter(r.w, r.writers.crc, h.Sum32())
+		r.c = ow
+		if err := ow.begin(hint); err != nil {
+			return fmt.Errorf("recorder: write track headers: %w", err)
+		}
+	} else {
+		r.w = newFileWriter(file, writeBuffer, bytesFn)
+		mw, err := newMKVWriter(r.w, r.format, r.cfg.RecordingID, r.started)
+		if err != nil {
+			return err
+		}
+		r.c = mw
+	}
+	if err := r.w.sync(); err != nil {
+		return fmt.Errorf("recorder: write header: %w", err)
+	}
+	r.mux.delay = r.muxDelay()
+	return r.writers.register(r)
 }
 
 // ID returns the recording id.
@@ -307,6 +337,10 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 	st.pub = tr
 	errc := make(chan error, 1)
 	fn := func() {
+		if r.stopReq.Load() {
+			errc <- errors.New("recorder: recording stopped")
+			return
+		}
 		if r.writeErr != nil {
 			errc <- r.writeErr
 			return
@@ -323,14 +357,13 @@ func (r *Recording) AddTrack(t TrackInfo) (*Track, error) {
 		r.tracks = append(r.tracks, tr)
 		r.mu.Unlock()
 		r.states = append(r.states, st)
+		r.mux.delay = r.muxDelay()
 		if info.Kind == KindVideo {
 			r.requestKeyframe(st, r.cfg.Now().UnixNano())
 		}
 		errc <- nil
 	}
-	select {
-	case r.ctrl <- fn:
-	case <-r.done:
+	if !r.post(fn) {
 		return nil, errors.New("recorder: recording stopped")
 	}
 	if err := <-errc; err != nil {
@@ -355,10 +388,10 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 	// Resume bumps the epoch before it clears paused, so a packet let through here
 	// carries the epoch of the stretch it belongs to, whenever the writer gets to it.
 	epoch := r.resumeEpoch.Load()
-	bp := r.pool.Get().(*[]byte)
-	*bp = append((*bp)[:0], pkt...)
+	bp := r.bufs.get(len(pkt))
+	copy(*bp, pkt)
 	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano(), epoch: epoch}) {
-		r.pool.Put(bp)
+		r.bufs.put(bp)
 		t.dropped.Add(1)
 		if r.cfg.Metrics != nil {
 			r.cfg.Metrics.PacketsDropped.Inc()
@@ -450,8 +483,14 @@ func (r *Recording) Stop() (*Manifest, error) {
 		}
 		r.stopWall = now
 		r.mu.Unlock()
-		close(r.stopCh)
+		r.stopReq.Store(true)
+		r.notify()
 		<-r.done
+		if r.ownWriters {
+			if err := r.writers.Close(); err != nil {
+				r.log.Warn("close the recording's writers", "err", err)
+			}
+		}
 		if r.cfg.Metrics != nil {
 			r.cfg.Metrics.Active.Dec()
 		}
@@ -477,26 +516,89 @@ func (r *Recording) fileTime(local int64) int64 {
 	return max(t, 0)
 }
 
-func (r *Recording) run() {
-	defer close(r.done)
-	tick := time.NewTicker(r.cfg.SyncInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.queue.ready:
-			r.drainQueue()
-		case fn := <-r.ctrl:
-			// Packets queued before the control call come first (e.g. a track added
-			// after media was written must see that media as already written).
-			r.drainQueue()
-			fn()
-		case <-tick.C:
-			r.sync()
-		case <-r.stopCh:
-			r.drainQueue()
-			r.finish()
-			return
+// muxDelay is how long frames wait to be interleaved. An Ogg file of one stream (one
+// track hinted at the start, or added) has nothing to interleave: its frames go to the
+// page at once instead of holding their buffers for half a second. (A track added after
+// media starts a new chained link, so its frames never need to go before those already
+// written.)
+func (r *Recording) muxDelay() int64 {
+	if o, ok := r.c.(*oggWriter); ok && len(o.streams) <= 1 {
+		return 0
+	}
+	return muxDelayNS
+}
+
+// notify tells the Writers the recording has work; it never blocks. Safe from any
+// goroutine.
+func (r *Recording) notify() {
+	if r.sched.Add(1) == 1 {
+		r.writers.submit(r)
+	}
+}
+
+// post queues a control call for the writer; false once the recording is finishing.
+func (r *Recording) post(fn func()) bool {
+	r.ctrlMu.Lock()
+	if r.ctrlShut {
+		r.ctrlMu.Unlock()
+		return false
+	}
+	r.ctrlq = append(r.ctrlq, fn)
+	r.ctrlMu.Unlock()
+	r.notify()
+	return true
+}
+
+// takeCtrl returns the queued control calls; last refuses any further ones.
+func (r *Recording) takeCtrl(last bool) []func() {
+	r.ctrlMu.Lock()
+	defer r.ctrlMu.Unlock()
+	fns := r.ctrlq
+	r.ctrlq = nil
+	r.ctrlShut = r.ctrlShut || last
+	return fns
+}
+
+// requestFlush asks the writer to write out what it buffered, for the syncer's round.
+func (r *Recording) requestFlush(round *syncRound) {
+	if old := r.flushReq.Swap(round); old != nil {
+		old.ack() // a round the writer never got to; the syncer stopped waiting for it
+	}
+	r.notify()
+}
+
+// work runs on a worker of the recording's Writers, never on two at once: the control
+// calls and packets queued so far, the flush the syncer asked for, and the stop.
+func (r *Recording) work() {
+	if r.finished {
+		if round := r.flushReq.Swap(nil); round != nil {
+			round.ack()
 		}
+		return
+	}
+	stopping := r.stopReq.Load()
+	for _, fn := range r.takeCtrl(stopping) {
+		// Packets queued before the control call come first (e.g. a track added
+		// after media was written must see that media as already written).
+		r.drainQueue()
+		fn()
+	}
+	r.drainQueue()
+	if r.fsyncNext.Swap(false) {
+		r.sync(true)
+	}
+	if round := r.flushReq.Swap(nil); round != nil {
+		r.sync(!r.writers.syncfs)
+		round.ack()
+	}
+	if stopping {
+		r.finish()
+		r.finished = true
+		r.writers.unregister(r)
+		if round := r.flushReq.Swap(nil); round != nil {
+			round.ack()
+		}
+		close(r.done)
 	}
 }
 
@@ -521,7 +623,9 @@ func (r *Recording) fail(err error) {
 	}
 }
 
-func (r *Recording) sync() {
+// sync writes out the container's pending page or block and the write buffer, and with
+// fsync makes the file durable (otherwise the Writers' syncfs does).
+func (r *Recording) sync(fsync bool) {
 	if r.writeErr != nil {
 		return
 	}
@@ -529,7 +633,13 @@ func (r *Recording) sync() {
 		r.fail(err)
 		return
 	}
-	if err := r.w.sync(); err != nil {
+	var err error
+	if fsync {
+		err = r.w.sync()
+	} else {
+		err = r.w.flush()
+	}
+	if err != nil {
 		r.fail(fmt.Errorf("recorder: %w", err))
 	}
 }
@@ -542,7 +652,7 @@ func (r *Recording) handle(it queueItem) {
 	}
 	h, ok := parseRTP(*it.buf)
 	if !ok || r.writeErr != nil {
-		r.pool.Put(it.buf)
+		r.bufs.put(it.buf)
 		return
 	}
 	if !st.haveSSRC || h.ssrc != st.ssrc {
@@ -578,7 +688,7 @@ func (r *Recording) handle(it queueItem) {
 		r.reorderPush(st, p)
 	case admitOld:
 		st.dups++
-		r.pool.Put(p.buf)
+		r.bufs.put(p.buf)
 	case admitFar:
 		r.holdFar(st, p)
 	}
@@ -593,7 +703,7 @@ func (r *Recording) holdFar(st *trackState, p rtpPacket) {
 	for _, q := range ro.run {
 		if q.seq == p.seq {
 			st.dups++
-			r.pool.Put(p.buf)
+			r.bufs.put(p.buf)
 			return
 		}
 	}
@@ -639,7 +749,7 @@ func (r *Recording) startStream(st *trackState) {
 func (r *Recording) dropRun(st *trackState) {
 	for i := range st.ro.run {
 		st.dups++
-		r.pool.Put(st.ro.run[i].buf)
+		r.bufs.put(st.ro.run[i].buf)
 		st.ro.run[i] = rtpPacket{}
 	}
 	st.ro.run = st.ro.run[:0]
@@ -672,7 +782,7 @@ func (r *Recording) reorderPush(st *trackState, p rtpPacket) {
 	slot := &ro.slots[p.ext%reorderSlots]
 	if slot.valid {
 		st.dups++
-		r.pool.Put(p.buf)
+		r.bufs.put(p.buf)
 		return
 	}
 	*slot = p
@@ -746,7 +856,7 @@ func (r *Recording) emit(st *trackState, p rtpPacket) {
 		if st.asm != nil {
 			st.asm.skip(p.ext)
 		}
-		r.pool.Put(p.buf)
+		r.bufs.put(p.buf)
 		return
 	}
 	anchors := st.tl.arrivalAnchors
@@ -779,7 +889,7 @@ func (r *Recording) emit(st *trackState, p rtpPacket) {
 func (r *Recording) dropHeld(st *trackState) {
 	for i := range st.held {
 		st.dups++
-		r.pool.Put(st.held[i].buf)
+		r.bufs.put(st.held[i].buf)
 		st.held[i] = rtpPacket{}
 	}
 	st.held = st.held[:0]
@@ -816,7 +926,7 @@ func (r *Recording) place(st *trackState, p rtpPacket) {
 	} else if st.needKey {
 		r.requestKeyframe(st, p.arrival)
 	}
-	r.pool.Put(p.buf)
+	r.bufs.put(p.buf)
 }
 
 func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival int64) {
@@ -905,12 +1015,12 @@ func (r *Recording) release(all bool) {
 		if f.video {
 			r.frameFree.put(f.buf)
 		} else {
-			r.pool.Put(f.buf)
+			r.bufs.put(f.buf)
 		}
 	}
 }
 
-// finish runs on the writer goroutine after the queue is drained.
+// finish runs on the writer after the queue is drained.
 func (r *Recording) finish() {
 	r.mu.Lock()
 	stop := r.stopWall.UnixNano()

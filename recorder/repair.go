@@ -79,7 +79,7 @@ func createOut(dst string) (*os.File, *fileWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("create repaired file: %w", err)
 	}
-	return f, newFileWriter(f, nil), nil
+	return f, newFileWriter(f, writeBuffer, nil), nil
 }
 
 type repairStream struct {

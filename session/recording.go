@@ -91,6 +91,7 @@ func (ss *Session) startRecording(m rtm.Message, d rtm.RecordingStart) error {
 		},
 		Logger:  ss.log,
 		Metrics: ss.srv.deps.RecorderMetrics,
+		Writers: ss.srv.deps.RecorderWriters,
 	}
 	ss.recStarting = true
 	link, journeys := ss.link, ss.srv.deps.Journeys

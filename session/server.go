@@ -44,6 +44,10 @@ type Deps struct {
 	// server that runs alone.
 	Directory Directory
 	Router    Router
+	// RecorderWriters does the file I/O of every recording (nil: each
+	// recording has writers of its own). The owner closes it after
+	// Shutdown.
+	RecorderWriters *recorder.Writers
 }
 
 // Server owns every session, whichever front end it came through (see

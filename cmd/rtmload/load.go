@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +42,8 @@ type config struct {
 	MetricsURL   string
 	ServerPID    int
 	RunID        string
+	VerifyFiles  bool
+	ProfileDir   string
 }
 
 // Bounds that keep a mistyped flag from tying up the machine.
@@ -77,6 +81,12 @@ func (c *config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("-concurrency must be at least 1"))
 	}
+	if c.VerifyFiles && (!c.Record || c.UploadURL != "") {
+		errs = append(errs, errors.New("-verify-files needs -record and rtmload's own upload sink (no -upload-url)"))
+	}
+	if c.ProfileDir != "" && !strings.HasSuffix(c.MetricsURL, "/metrics") {
+		errs = append(errs, errors.New("-profile-dir needs -metrics-url ending in /metrics: the profiles are read beside it, from a server run with -pprof"))
+	}
 	if c.SetupTimeout <= 0 || c.StopTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
@@ -107,6 +117,10 @@ type recSummary struct {
 	Failed          int   `json:"failed"`
 	UploadsReceived int   `json:"uploads_received"`
 	UploadBytes     int64 `json:"upload_bytes"`
+	// With -verify-files: the uploads ffmpeg decoded cleanly, and the
+	// others with the first error of each.
+	FilesValid   int      `json:"files_valid,omitempty"`
+	FilesInvalid []string `json:"files_invalid,omitempty"`
 }
 
 type supSummary struct {
@@ -191,9 +205,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	sum := &summary{RunID: cfg.RunID, Media: cfg.Media, Sessions: cfg.Sessions, Concurrency: cfg.Concurrency, Errors: map[string]int{}}
 
 	var sink *uploadSink
+	var ffmpeg string
 	if cfg.Record && cfg.UploadURL == "" {
+		dir := ""
+		if cfg.VerifyFiles {
+			var err error
+			if ffmpeg, err = exec.LookPath("ffmpeg"); err != nil {
+				return nil, fmt.Errorf("-verify-files: %w", err)
+			}
+			if dir, err = os.MkdirTemp("", "rtmload-uploads-"); err != nil {
+				return nil, fmt.Errorf("-verify-files: %w", err)
+			}
+			defer os.RemoveAll(dir)
+		}
 		var err error
-		if sink, err = startSink(); err != nil {
+		if sink, err = startSink(dir); err != nil {
 			return nil, fmt.Errorf("upload sink: %w", err)
 		}
 		defer sink.close()
@@ -336,6 +362,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	}()
 	window := time.Since(windowStart)
 	probe.endWindow(ctx)
+	if cfg.ProfileDir != "" {
+		// The sessions are still up: the profiles show what they hold.
+		base := strings.TrimSuffix(cfg.MetricsURL, "/metrics") + "/debug/pprof/"
+		if err := saveProfiles(ctx, base, cfg.ProfileDir); err != nil {
+			log.Warn("profiles", "err", err)
+		}
+	}
 	if sum.Supervisors != nil {
 		summariseSupervisors(sum.Supervisors, sessions, window)
 	}
@@ -368,7 +401,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 			sum.Recording.UploadsReceived, sum.Recording.UploadBytes = sink.stats()
 		}
 	}
+	probe.after(ctx)
 	sum.Server = probe.summary(len(live(sessions)) + countSups(sessions))
+	if ffmpeg != "" {
+		files := sink.kept()
+		log.Info("decoding the uploaded files", "n", len(files))
+		sum.Recording.FilesValid, sum.Recording.FilesInvalid = verifyFiles(ctx, ffmpeg, files, 2)
+	}
 
 	for _, s := range sessions {
 		if s.err != "" {

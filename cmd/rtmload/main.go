@@ -4,7 +4,9 @@
 // stops them, and prints what it measured: setup latencies, setup rate,
 // errors by code, recordings finished, supervisor forwarding latency and
 // loss, and (given -metrics-url or -server-pid) the server's heap,
-// goroutines and CPU.
+// goroutines, CPU and resident memory per session, and what its recorder
+// queues dropped. With -verify-files every uploaded file is decoded with
+// ffmpeg.
 //
 // It is a separate process so that the server's own numbers are not mixed
 // with the clients'. Every phase is bounded in time; the exit status is 1
@@ -52,7 +54,7 @@ func main() {
 		log.Error("rtmload", "err", err)
 		os.Exit(1)
 	}
-	if sum.Failed > 0 {
+	if sum.Failed > 0 || sum.Recording != nil && len(sum.Recording.FilesInvalid) > 0 {
 		os.Exit(1)
 	}
 }
@@ -101,6 +103,8 @@ func parseFlags(args []string, help io.Writer) (config, error) {
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", 60*time.Second, "bound on the stop phase (recordings' STOPPED, TERMINATED)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's /metrics, to report its heap, goroutines and supervisor drops (optional)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time during the hold (Linux; optional)")
+	fs.BoolVar(&c.VerifyFiles, "verify-files", false, "with -record and the built-in upload sink: keep every upload and decode it in full with ffmpeg afterwards (a file that does not decode fails the run)")
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url)")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +135,16 @@ func printHuman(w io.Writer, s *summary) {
 	fmt.Fprintf(w, "setup: %d sessions in %.2f s = %.1f sessions/s (concurrency %d)\n", s.OK, s.SetupSeconds, s.SetupRate, s.Concurrency)
 	if r := s.Recording; r != nil {
 		fmt.Fprintf(w, "recordings: %d started, %d STOPPED, %d FAILED, %d uploads received (%d bytes)\n", r.Started, r.Stopped, r.Failed, r.UploadsReceived, r.UploadBytes)
+		if r.FilesValid > 0 || len(r.FilesInvalid) > 0 {
+			fmt.Fprintf(w, "files: %d decode cleanly, %d do not\n", r.FilesValid, len(r.FilesInvalid))
+			for i, e := range r.FilesInvalid {
+				if i == 5 {
+					fmt.Fprintf(w, "  ... and %d more\n", len(r.FilesInvalid)-i)
+					break
+				}
+				fmt.Fprintf(w, "  %s\n", e)
+			}
+		}
 	}
 	if sv := s.Supervisors; sv != nil {
 		fmt.Fprintf(w, "supervisors: %d joined, %d failed (%d per session); join p50 %.1f ms\n", sv.Joined, sv.Failed, sv.PerSession, sv.JoinMS.P50)
@@ -139,7 +153,14 @@ func printHuman(w io.Writer, s *summary) {
 	}
 	if sv := s.Server; sv != nil {
 		if sv.CPUSeconds > 0 {
-			fmt.Fprintf(w, "server CPU during hold: %.2f s over %.1f s = %.1f%% of a core\n", sv.CPUSeconds, sv.WindowSeconds, 100*sv.CPUSeconds/sv.WindowSeconds)
+			fmt.Fprintf(w, "server CPU during hold: %.2f s over %.1f s = %.1f%% of a core = %.4f CPU-s per session-minute\n", sv.CPUSeconds, sv.WindowSeconds, 100*sv.CPUSeconds/sv.WindowSeconds, sv.CPUPerSessionMinute)
+		}
+		if sv.RSSPeak > 0 {
+			fmt.Fprintf(w, "server RSS: %.1f MiB idle, %.1f MiB peak during hold = %.0f KiB/session (%.0f KiB/session above idle)\n",
+				sv.RSSBefore/(1<<20), sv.RSSPeak/(1<<20), sv.RSSPerSessionKiB, sv.RSSGrowthPerSessionKiB)
+		}
+		if s.Recording != nil && sv.HeapAfter > 0 {
+			fmt.Fprintf(w, "recorder queue drops: %.0f\n", sv.RecorderDropped)
 		}
 		if sv.HeapAfter > 0 {
 			fmt.Fprintf(w, "server heap: %.1f → %.1f MiB = %.0f KiB/session; goroutines %.0f → %.0f = %.1f/session; supervisor drops %+.0f\n",

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/internal/testrecording"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
@@ -105,7 +108,9 @@ func TestRunAgainstARealServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.URLs, cfg.MetricsURL = []string{rtmURL}, metricsURL
+			// The server runs in this process: its resident memory is the
+			// test's, but it is read as rtmload reads a server's.
+			cfg.URLs, cfg.MetricsURL, cfg.ServerPID = []string{rtmURL}, metricsURL, os.Getpid()
 			cfg.Concurrency, cfg.PerConn, cfg.Duration = 3, 8, 2*time.Second
 			cfg.SetupTimeout, cfg.StopTimeout = 15*time.Second, 20*time.Second
 			if err := cfg.validate(); err != nil {
@@ -140,7 +145,7 @@ func TestRunAgainstARealServer(t *testing.T) {
 					}
 				}
 			}
-			if sum.Server == nil || sum.Server.GoroutinesBefore == 0 || sum.Server.RTPReceivedDelta == 0 {
+			if sv := sum.Server; sv == nil || sv.GoroutinesBefore == 0 || sv.RTPReceivedDelta == 0 || sv.RSSPeak <= 0 || sv.RSSPerSessionKiB <= 0 || sv.CPUPerSessionMinute <= 0 {
 				t.Fatalf("server probe %+v", sum.Server)
 			}
 		})
@@ -237,6 +242,56 @@ go_gc_duration_seconds_count 3 1700000000
 	}
 }
 
+func TestParseRSS(t *testing.T) {
+	tests := []struct {
+		status string
+		want   float64
+		ok     bool
+	}{
+		{"Name:\trtmrec\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nRssAnon:\t 100 kB\n", 123456 * 1024, true},
+		{"Name:\trtmrec\n", 0, false},
+		{"VmRSS:\t12 MB\n", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseRSS(tt.status)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseRSS(%q) = %v, %v; want %v", tt.status, got, err, tt.want)
+		}
+	}
+	if rss, err := procRSS(os.Getpid()); err != nil || rss < 1<<20 {
+		t.Errorf("own RSS = %v, %v", rss, err)
+	}
+}
+
+// TestVerifyFilesTellsAPlayableFileFromABrokenOne decodes a real Ogg
+// recording and the same file with its middle overwritten.
+func TestVerifyFilesTellsAPlayableFileFromABrokenOne(t *testing.T) {
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		if os.Getenv("RTMREC_REQUIRE_TOOLS") == "1" {
+			t.Fatal("ffmpeg not installed: run scripts/install-tools.sh")
+		}
+		t.Skip("ffmpeg not installed (decodes the files): run scripts/install-tools.sh")
+	}
+	dir := t.TempDir()
+	m := testrecording.Record(t, dir, testrecording.Options{ID: "good", Format: recorder.FormatOgg, Length: 3 * time.Second})
+	b, err := os.ReadFile(m.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) / 3; i < len(b)/3+200; i++ {
+		b[i] ^= 0x5a
+	}
+	broken := filepath.Join(dir, "broken.ogg")
+	if err := os.WriteFile(broken, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	valid, invalid := verifyFiles(context.Background(), ffmpeg, []string{m.Path, broken}, 2)
+	if valid != 1 || len(invalid) != 1 || !strings.HasPrefix(invalid[0], "broken.ogg: ") {
+		t.Fatalf("valid %d, invalid %q; want the good file valid and broken.ogg not", valid, invalid)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -250,6 +305,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-url", "ws://a/rtm,http://b/rtm"}, false},
 		{[]string{"-supervisors", "1000"}, false},
 		{[]string{"extra"}, false},
+		{[]string{"-record", "-verify-files"}, true},
+		{[]string{"-verify-files"}, false},
+		{[]string{"-record", "-verify-files", "-upload-url", "http://store/"}, false},
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, io.Discard)

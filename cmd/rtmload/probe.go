@@ -3,14 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -32,6 +32,19 @@ type serverSummary struct {
 	GoroutinesPerSession float64 `json:"goroutines_per_session,omitempty"`
 	DroppedDelta         float64 `json:"supervisor_packets_dropped,omitempty"`
 	RTPReceivedDelta     float64 `json:"rtp_packets_received,omitempty"`
+	// RecorderDropped is what the recordings' own queues dropped over the
+	// whole run (rtmrec_recorder_packets_dropped_total): it must stay 0.
+	RecorderDropped float64 `json:"recorder_packets_dropped"`
+	// CPUPerSessionMinute is CPUSeconds per session and minute of hold.
+	CPUPerSessionMinute float64 `json:"cpu_seconds_per_session_minute,omitempty"`
+	// RSSBefore is the idle server's resident memory (VmRSS) before the
+	// run, RSSPeak the highest seen during the hold. RSSPerSessionKiB is
+	// RSSPeak over the sessions: what a node sized by sessions needs;
+	// RSSGrowthPerSessionKiB leaves the idle server out.
+	RSSBefore              float64 `json:"rss_before_bytes,omitempty"`
+	RSSPeak                float64 `json:"rss_peak_bytes,omitempty"`
+	RSSPerSessionKiB       float64 `json:"rss_per_session_kib,omitempty"`
+	RSSGrowthPerSessionKiB float64 `json:"rss_growth_per_session_kib,omitempty"`
 }
 
 // serverProbe reads the server's /metrics and /proc/<pid>/stat; with
@@ -45,7 +58,10 @@ type serverProbe struct {
 	gcStart, gcEnd      float64
 	dropStart, dropEnd  float64
 	rtpStart, rtpEnd    float64
+	recDropStart        float64
+	recDropEnd          float64
 	cpuStart, cpuEnd    float64
+	rssBefore, rssPeak  float64
 	windowStart         time.Time
 	window              time.Duration
 	samples             int
@@ -57,6 +73,13 @@ func (p *serverProbe) enabled() bool { return p.url != "" || p.pid != 0 }
 
 // before samples the idle server for a second.
 func (p *serverProbe) before(ctx context.Context) error {
+	if p.pid != 0 {
+		rss, err := procRSS(p.pid)
+		if err != nil {
+			return err
+		}
+		p.rssBefore = rss
+	}
 	if p.url == "" {
 		return nil
 	}
@@ -70,6 +93,7 @@ func (p *serverProbe) before(ctx context.Context) error {
 			p.heapBefore = h
 		}
 		p.gorBefore = m["go_goroutines"]
+		p.recDropStart = m["rtmrec_recorder_packets_dropped_total"]
 		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
@@ -86,8 +110,14 @@ func (p *serverProbe) startWindow(ctx context.Context) {
 	}
 }
 
-// sample notes the heap's low point and the goroutines during the hold.
+// sample notes the heap's low point, the resident memory's high point and
+// the goroutines during the hold.
 func (p *serverProbe) sample(ctx context.Context) {
+	if p.pid != 0 {
+		if rss, err := procRSS(p.pid); err == nil {
+			p.rssPeak = max(p.rssPeak, rss)
+		}
+	}
 	if p.url == "" {
 		return
 	}
@@ -116,16 +146,32 @@ func (p *serverProbe) endWindow(ctx context.Context) {
 	}
 }
 
+// after reads what is counted over the whole run, once the recordings
+// have stopped.
+func (p *serverProbe) after(ctx context.Context) {
+	if m, err := scrape(ctx, p.url); err == nil && p.url != "" {
+		p.recDropEnd = m["rtmrec_recorder_packets_dropped_total"]
+	}
+}
+
 func (p *serverProbe) summary(sessions int) *serverSummary {
 	if !p.enabled() {
 		return nil
 	}
-	s := &serverSummary{WindowSeconds: p.window.Seconds(), CPUSeconds: p.cpuEnd - p.cpuStart}
+	s := &serverSummary{WindowSeconds: p.window.Seconds(), CPUSeconds: p.cpuEnd - p.cpuStart, RSSBefore: p.rssBefore, RSSPeak: p.rssPeak}
+	if sessions > 0 && s.WindowSeconds > 0 {
+		s.CPUPerSessionMinute = s.CPUSeconds / float64(sessions) / (s.WindowSeconds / 60)
+	}
+	if sessions > 0 && p.rssPeak > 0 {
+		s.RSSPerSessionKiB = p.rssPeak / 1024 / float64(sessions)
+		s.RSSGrowthPerSessionKiB = (p.rssPeak - p.rssBefore) / 1024 / float64(sessions)
+	}
 	if p.url != "" && p.samples > 0 {
 		s.HeapBefore, s.HeapAfter = p.heapBefore, p.heapMin
 		s.GoroutinesBefore, s.GoroutinesAfter = p.gorBefore, p.gorAfter
 		s.GCs = p.gcEnd - p.gcStart
 		s.DroppedDelta, s.RTPReceivedDelta = p.dropEnd-p.dropStart, p.rtpEnd-p.rtpStart
+		s.RecorderDropped = p.recDropEnd - p.recDropStart
 		if sessions > 0 {
 			s.HeapPerSessionKiB = (s.HeapAfter - s.HeapBefore) / 1024 / float64(sessions)
 			s.GoroutinesPerSession = (s.GoroutinesAfter - s.GoroutinesBefore) / float64(sessions)
@@ -219,47 +265,63 @@ func procCPU(pid int) (float64, error) {
 	return (utime + stime) / 100, nil
 }
 
-// uploadSink is a local upload target answering 200 to every PUT, so that
-// -record can run without an object store.
-type uploadSink struct {
-	url string
-	srv *http.Server
-
-	mu    sync.Mutex
-	n     int
-	bytes int64
-}
-
-func startSink() (*uploadSink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// procRSS is a process's resident memory in bytes, VmRSS of
+// /proc/<pid>/status (Linux).
+func procRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return 0, fmt.Errorf("rss of %d: %w", pid, err)
 	}
-	s := &uploadSink{url: "http://" + ln.Addr().String()}
-	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
-		if err != nil {
-			http.Error(w, "short body", http.StatusBadRequest)
-			return
+	return parseRSS(string(b))
+}
+
+func parseRSS(status string) (float64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
+					return kb * 1024, nil
+				}
+			}
 		}
-		s.mu.Lock()
-		s.n++
-		s.bytes += n
-		s.mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	})}
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
+	}
+	return 0, errors.New("no VmRSS in /proc status")
 }
 
-func (s *uploadSink) stats() (int, int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n, s.bytes
+// saveProfiles fetches the server's heap profile (after a GC, so it holds
+// only live objects) and its goroutine profile into dir.
+func saveProfiles(ctx context.Context, base, dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("profile dir: %w", err)
+	}
+	for name, query := range map[string]string{"heap": "?gc=1", "goroutine": ""} {
+		if err := fetchTo(ctx, base+name+query, filepath.Join(dir, name+".pprof")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (s *uploadSink) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func fetchTo(ctx context.Context, url, file string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	_ = s.srv.Shutdown(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s (is the server run with -pprof?)", file, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }

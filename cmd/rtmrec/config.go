@@ -26,6 +26,7 @@ import (
 type config struct {
 	Listen           string
 	AdminListen      string
+	Pprof            bool
 	DataDir          string
 	AllowPrivateURLs bool
 	Dev              bool
@@ -135,6 +136,7 @@ func (c *config) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("rtmrec", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP/WebSocket address")
 	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate address for /metrics, /healthz and /readyz (default: on -listen)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiles (heap, goroutine, CPU) under /debug/pprof/ on -admin-listen, which it requires: they reveal the process's internals, so never on the client-facing listener")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "where recordings are spooled and durable job state lives")
 	fs.BoolVar(&c.AllowPrivateURLs, "allow-private-urls", false, "let upload_url/webhook_url point at loopback and private addresses")
 	fs.BoolVar(&c.Dev, "dev", false, "serve the development console, upload and webhook sinks (implies -allow-private-urls; only on a loopback -listen, since it hands out tokens)")
@@ -274,6 +276,9 @@ func (c *config) validate() error {
 	}
 	if c.ICEPortMin < 0 || c.ICEPortMax > 65535 || c.ICEPortMin > c.ICEPortMax {
 		errs = append(errs, errors.New("-ice-port-min/-ice-port-max must be a range within 0-65535"))
+	}
+	if c.Pprof && c.AdminListen == "" {
+		errs = append(errs, errors.New("-pprof needs -admin-listen: profiles are served only on the admin listener"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("-data-dir is required"))

@@ -68,6 +68,8 @@ func TestConfigValidation(t *testing.T) {
 		{"with a secret", []string{"-listen", "0.0.0.0:8080", "-auth-hs256-secret", "x"}, ""},
 		{"cert without key", []string{"-tls-cert", "c.pem"}, "go together"},
 		{"bad port range", []string{"-ice-port-min", "6000", "-ice-port-max", "5000"}, "range"},
+		{"pprof without an admin listener", []string{"-pprof"}, "-pprof needs -admin-listen"},
+		{"pprof on the admin listener", []string{"-pprof", "-admin-listen", "127.0.0.1:0"}, ""},
 		{"bad log level", []string{"-log-level", "loud"}, "log-level"},
 		{"three webhook secrets", []string{"-webhook-secret", "a", "-webhook-secret", "b", "-webhook-secret", "c"}, "at most two"},
 		{"stray argument", []string{"serve"}, "unexpected"},

@@ -86,10 +86,19 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	}
 	defer wrtc.Close()
 
+	recMetrics := recorder.NewMetrics(reg)
+	// Every recording's file I/O on a few shared goroutines, made durable
+	// together once a second (recorder.Writers).
+	writers := recorder.NewWriters(recorder.WritersConfig{Logger: log, Metrics: recMetrics})
+	defer func() {
+		if err := writers.Close(); err != nil {
+			log.Warn("recorder writers", "err", err)
+		}
+	}()
 	deps := session.Deps{
 		WebRTC: wrtc, Logger: log, Metrics: session.NewMetrics(reg),
 		Events: st.outbox, Journeys: st.journeys, URLs: st.guard, S3: st.s3,
-		Admission: lim, RecorderMetrics: recorder.NewMetrics(reg),
+		Admission: lim, RecorderMetrics: recMetrics, RecorderWriters: writers,
 	}
 	if authn.enabled() {
 		deps.Tokens = authn
@@ -136,6 +145,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, ready chan<- listen
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mountAdmin(admin, st, authn, log)
+	if cfg.Pprof {
+		mountPprof(admin)
+	}
 	mux.Handle("GET /rtm", (&gate{clients: clients, authn: authn, lim: lim, log: log}).wrap(srv))
 	// The compatibility endpoints take a token in their protocol too.
 	compatGate := &gate{clients: clients, authn: authn, lim: lim, log: log, protocolTokens: true}
