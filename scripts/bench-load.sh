@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The memory-per-session measurement: builds rtmrec and rtmload, runs the
 # real server (with -pprof on its admin listener) and rtmload against it as
-# separate processes, and prints rtmload's report: setup latencies, the
+# separate processes (all of rtmload's connections come from one address,
+# so the per-address limits are off), and prints rtmload's report: setup latencies, the
 # server's RSS, heap and goroutines per session, CPU-s per session-minute,
 # recorder queue drops, and every uploaded file decoded with ffmpeg. The
 # server's heap and goroutine profiles at the end of the hold, rtmload's
@@ -37,6 +38,7 @@ if [ -n "${PROFILE_RATE:-}" ]; then
 fi
 GODEBUG="$godebug" "$server" -listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 -pprof -data-dir "$data" \
   -allow-private-urls -max-sessions 0 -max-recordings 0 -min-free-disk-mb 256 \
+  -max-conns-per-ip 0 -conn-rate-per-ip 0 \
   -shutdown-timeout 120s 2>"$log" &
 pid=$!
 cleanup() {

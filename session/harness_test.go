@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
 	"github.com/rtmrec/rtmrec/delivery"
@@ -202,6 +203,12 @@ func (h *harness) start(c *testclient.Client, id string, sources ...testclient.S
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return h.startWith(c, api, id, sources...)
+}
+
+// startWith is start with the client's pion API.
+func (h *harness) startWith(c *testclient.Client, api *webrtc.API, id string, sources ...testclient.Source) *testclient.Peer {
+	h.t.Helper()
 	p, err := testclient.NewPeer(api, sources...)
 	if err != nil {
 		h.t.Fatal(err)

@@ -169,7 +169,11 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 			return err
 		}
 	}
-	if ss.pc, err = ss.srv.deps.WebRTC.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	api := ss.srv.deps.WebRTC.ReceiveAPI
+	if ss.monitored != nil {
+		api = ss.srv.deps.WebRTC.API
+	}
+	if ss.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}
 	if ss.monitored != nil {

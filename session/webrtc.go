@@ -38,10 +38,15 @@ type ICEConfig struct {
 	DisconnectedTimeout, FailedTimeout time.Duration
 }
 
-// WebRTC is the pion API shared by all sessions, plus the sockets it owns.
+// WebRTC is the pion APIs shared by all sessions, plus the sockets they own.
 type WebRTC struct {
-	API     *webrtc.API
-	closers []func() error
+	// API makes the connections that send media: supervisors'. They
+	// answer NACKs from their own send buffers and send sender reports.
+	API *webrtc.API
+	// ReceiveAPI makes the connections that only receive: a client's whose
+	// media is recorded. See receiveInterceptors for what it leaves out.
+	ReceiveAPI *webrtc.API
+	closers    []func() error
 }
 
 // Close releases the shared UDP/TCP sockets.
@@ -74,35 +79,33 @@ var (
 	}
 )
 
-// NewWebRTC builds the pion API every session uses: the codecs rtmrec can
-// record (anything else is answered inactive), NACK, RTCP reports and TWCC,
-// mDNS off, and the operator's ICE settings.
+// NewWebRTC builds the pion APIs every session uses: the codecs rtmrec can
+// record (anything else is answered inactive), RTCP feedback, mDNS off, and
+// the operator's ICE settings.
 func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
-	me := &webrtc.MediaEngine{}
-	// Codecs first: the feedback interceptors only negotiate nack/pli/twcc
-	// for codecs already registered.
-	for _, c := range audioCodecs {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
-		}
+	sendME, err := newMediaEngine()
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range videoCodecs {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
-		}
+	sendIR := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(sendME, sendIR); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
-	if err := registerExtensions(me); err != nil {
-		return nil, fmt.Errorf("register header extensions: %w", err)
+	recvME, err := newMediaEngine()
+	if err != nil {
+		return nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	recvIR, err := receiveInterceptors(recvME)
+	if err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 	// pion registers the sdes:mid extension for video only (with the simulcast ones);
 	// browsers offer it on every m-line and BUNDLE needs it to route packets of SSRCs
 	// the SDP does not name, so the answer keeps it for audio too.
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("register header extensions: %w", err)
+	for _, me := range []*webrtc.MediaEngine{sendME, recvME} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register header extensions: %w", err)
+		}
 	}
 
 	w := &WebRTC{}
@@ -115,6 +118,10 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	// candidates instead. pionLeveled keeps pion's warning about it quiet.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	// IPv6 link-local addresses reach only the server's own link, and
+	// browsers never offer theirs (they hide host addresses behind mDNS):
+	// each would cost every session a candidate socket reader for nothing.
+	se.SetIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
 	// A client's DTLS close must not close the server's side at once: the
 	// contract reports lost connectivity as DISCONNECTED, then
 	// TERM_BY_MEDIA_TIMEOUT, whatever the client did.
@@ -162,8 +169,30 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 			return nil, fmt.Errorf("public ips: %w", err)
 		}
 	}
-	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(sendME), webrtc.WithInterceptorRegistry(sendIR), webrtc.WithSettingEngine(se))
+	w.ReceiveAPI = webrtc.NewAPI(webrtc.WithMediaEngine(recvME), webrtc.WithInterceptorRegistry(recvIR), webrtc.WithSettingEngine(se))
 	return w, nil
+}
+
+// newMediaEngine registers the recordable codecs and the forwarded header
+// extensions. Codecs come first: the feedback interceptors only negotiate
+// nack/pli/twcc for codecs already registered.
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range audioCodecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	for _, c := range videoCodecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	if err := registerExtensions(me); err != nil {
+		return nil, fmt.Errorf("register header extensions: %w", err)
+	}
+	return me, nil
 }
 
 // pionLogger routes pion's own warnings and errors into slog; its debug

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -241,7 +243,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	if cfg.Media == "av" {
 		sources = append(sources, testclient.Camera)
 	}
-	shared, err := testclient.NewAPI()
+	shared, err := generatorAPI(cfg.Media == "av")
 	if err != nil {
 		return nil, fmt.Errorf("pion api: %w", err)
 	}
@@ -720,10 +722,16 @@ func (p *connPool) get(ctx context.Context) (*testclient.Client, error) {
 	return c, nil
 }
 
-// dial retries what the server's per-IP rate limit refuses (429), within ctx.
+// refusedFor is how long dial retries refusals (429).
+const refusedFor = 10 * time.Second
+
+// dial retries what the server's per-IP rate limit refuses (429), within
+// ctx, for at most refusedFor: a server that still refuses then is at its
+// per-address connection limit, which waiting does not lift.
 func (p *connPool) dial(ctx context.Context) (*testclient.Client, error) {
 	url := p.urls[p.next%len(p.urls)]
 	p.next++
+	giveUp := time.Now().Add(refusedFor)
 	for {
 		c, resp, err := testclient.Dial(ctx, url, p.header)
 		if err == nil {
@@ -734,6 +742,10 @@ func (p *connPool) dial(ctx context.Context) (*testclient.Client, error) {
 		}
 		if resp.StatusCode != http.StatusTooManyRequests {
 			return nil, fmt.Errorf("%w: %w", &httpError{resp.StatusCode}, err)
+		}
+		if time.Now().After(giveUp) {
+			return nil, fmt.Errorf("%w: the server refused connections from this address for %s (run it with -max-conns-per-ip 0 -conn-rate-per-ip 0 for a load test): %w",
+				&httpError{resp.StatusCode}, refusedFor, err)
 		}
 		select {
 		case <-time.After(200 * time.Millisecond):
@@ -779,6 +791,39 @@ func (c *sentCounter) sinceMark() int64 { return c.n.Load() - c.mark0.Load() }
 type factory struct{ i interceptor.Interceptor }
 
 func (f factory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.i, nil }
+
+// generatorAPI is the sending half of a browser, as the server sees it:
+// sender reports (the recorder's A/V sync reads them) and, with video,
+// NACKs answered and transport-wide sequence numbers (the server sends
+// feedback for them). A browser's receiving half (its stats, receiver
+// reports and NACK generator for media it never gets) is left out, so that
+// the generator spends its share of the machine's CPU on sending, not on
+// loops the server never notices.
+func generatorAPI(video bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, fmt.Errorf("codecs: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
+	}
+	ir.Add(sr)
+	if video {
+		responder, err := nack.NewResponderInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+		ir.Add(responder)
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+			return nil, fmt.Errorf("interceptors: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir)), nil
+}
 
 // apiWith is testclient.NewAPI plus the send log and the packet counter.
 func apiWith(l *testclient.SendLog, c *sentCounter) (*webrtc.API, error) {

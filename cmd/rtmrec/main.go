@@ -14,11 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rtmrec/rtmrec/cluster"
+	"github.com/rtmrec/rtmrec/internal/memlimit"
 )
 
 func main() {
@@ -43,6 +45,7 @@ func main() {
 	logger := newLogger(os.Stderr, cfg.LogLevel)
 	// go-redis logs through a global; route it into the structured log.
 	redis.SetLogger(cluster.RedisLogger(logger))
+	setMemoryLimit(logger)
 	// The first signal drains; a second one, caught below, forces the exit.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -64,6 +67,25 @@ func main() {
 	if err := run(ctx, cfg, logger, nil); err != nil {
 		logger.Error("rtmrec stopped", "err", err)
 		os.Exit(1)
+	}
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the
+// container's, unless the operator set GOMEMLIMIT: near its ceiling the
+// process then collects garbage harder instead of being killed by the
+// kernel with every recording open.
+func setMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit, err := memlimit.Container("/")
+	if err != nil {
+		log.Warn("no memory limit for the Go runtime", "err", err)
+		return
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(memlimit.Default(limit))
+		log.Info("memory limit from the container", "container_bytes", limit, "gomemlimit_bytes", memlimit.Default(limit))
 	}
 }
 
