@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -238,6 +239,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	}
 	pool := &connPool{urls: cfg.URLs, header: header, perConn: cfg.PerConn, log: log}
 	defer pool.closeAll()
+	// Every session's media goes out from a few goroutines on a 10 ms
+	// tick: a goroutine and a timer per track would cost the generator more
+	// CPU than the server it measures, on the same machine.
+	pacerCtx, stopPacer := context.WithCancel(context.Background())
+	pacer := testclient.NewPacer(pacerCtx, runtime.GOMAXPROCS(0), 10*time.Millisecond)
+	defer pacer.Wait()
+	defer stopPacer()
 
 	sources := []testclient.Source{testclient.Tone}
 	if cfg.Media == "av" {
@@ -277,7 +285,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 				return
 			}
 		}
-		setupSession(ctx, cfg, pool, api, s, sources)
+		setupSession(ctx, cfg, pool, pacer, api, s, sources)
 	})
 	var answers, connects []time.Duration
 	var first, last time.Time
@@ -464,7 +472,7 @@ func countSups(all []*loadSession) int {
 // setupSession starts one session and waits for CONNECTED. Latencies are
 // taken from just before Start, which includes creating the client's offer
 // (a millisecond or two) as a browser's would.
-func setupSession(ctx context.Context, cfg config, pool *connPool, api *webrtc.API, s *loadSession, sources []testclient.Source) {
+func setupSession(ctx context.Context, cfg config, pool *connPool, pacer *testclient.Pacer, api *webrtc.API, s *loadSession, sources []testclient.Source) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
 	defer cancel()
 	c, err := pool.get(ctx)
@@ -492,7 +500,9 @@ func setupSession(ctx context.Context, cfg config, pool *connPool, api *webrtc.A
 	s.ready = time.Now()
 	s.conned = s.ready.Sub(s.start)
 	// The peer streams for the rest of the run; Close stops it.
-	p.Stream(context.Background())
+	if err := p.StreamOn(pacer); err != nil {
+		s.err = "client"
+	}
 }
 
 // waitConnected waits for CONNECTED, failing early on TERMINATED.

@@ -106,6 +106,7 @@ func NewAPIWithCodecs(audio, video []webrtc.RTPCodecParameters) (*webrtc.API, er
 type Peer struct {
 	PC     *webrtc.PeerConnection
 	tracks []*sendTrack
+	paced  []pacedCursor // with StreamOn
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -200,45 +201,83 @@ func (p *Peer) Close() {
 	if p.cancel != nil {
 		p.cancel()
 	}
+	p.unpace()
 	p.wg.Wait()
 	_ = p.PC.Close()
 }
 
 func (t *sendTrack) play(ctx context.Context) error {
-	data, err := Media.ReadFile(string(t.src))
+	c, err := t.cursor(time.Now())
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	var elapsed time.Duration
-	for ctx.Err() == nil {
-		next, err := t.frames(data)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		at, err := c.send(time.Now())
 		if err != nil {
 			return err
 		}
-		for ctx.Err() == nil {
-			payload, dur, err := next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			if err := t.track.WriteSample(media.Sample{Data: payload, Duration: dur}); err != nil {
-				return err
-			}
-			t.sent.Add(1)
-			elapsed += dur
-			// Pace on the clip's own clock, so timing errors do not add up.
-			if wait := time.Until(start.Add(elapsed)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-				}
-			}
+		timer.Reset(time.Until(at))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil
 		}
 	}
-	return nil
+}
+
+// cursor walks a track's clip in real time from start, looping.
+type cursor struct {
+	t       *sendTrack
+	data    []byte
+	next    func() ([]byte, time.Duration, error)
+	start   time.Time
+	elapsed time.Duration
+}
+
+func (t *sendTrack) cursor(start time.Time) (*cursor, error) {
+	data, err := Media.ReadFile(string(t.src))
+	if err != nil {
+		return nil, err
+	}
+	return &cursor{t: t, data: data, start: start}, nil
+}
+
+// send writes every sample due by now and returns when the next one is.
+// Pacing on the clip's own clock keeps timing errors from adding up.
+func (c *cursor) send(now time.Time) (time.Time, error) {
+	fresh := false
+	for {
+		at := c.start.Add(c.elapsed)
+		if at.After(now) {
+			return at, nil
+		}
+		if c.next == nil {
+			next, err := c.t.frames(c.data)
+			if err != nil {
+				return time.Time{}, err
+			}
+			c.next, fresh = next, true
+		}
+		payload, dur, err := c.next()
+		if errors.Is(err, io.EOF) {
+			if fresh {
+				return time.Time{}, fmt.Errorf("%s: no frames", c.t.src)
+			}
+			c.next = nil
+			continue
+		}
+		if err != nil {
+			return time.Time{}, err
+		}
+		fresh = false
+		if err := c.t.track.WriteSample(media.Sample{Data: payload, Duration: dur}); err != nil {
+			return time.Time{}, err
+		}
+		c.t.sent.Add(1)
+		c.elapsed += dur
+	}
 }
 
 // frames returns an iterator over the clip's frames with their durations.

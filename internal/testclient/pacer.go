@@ -1,0 +1,103 @@
+package testclient
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Pacer sends the clips of many peers from a few goroutines on a shared
+// tick, instead of a goroutine and a timer per track (Peer.Stream): a load
+// generator's own scheduling then costs little next to the server it
+// measures. A sample goes out at most one tick late.
+type Pacer struct {
+	tick   time.Duration
+	shards []*pacerShard
+	mu     sync.Mutex
+	next   int
+	wg     sync.WaitGroup
+}
+
+type pacerShard struct {
+	mu      sync.Mutex
+	cursors map[*cursor]struct{}
+}
+
+// NewPacer starts shards goroutines that send what is due every tick, until
+// ctx ends; Wait waits for them.
+func NewPacer(ctx context.Context, shards int, tick time.Duration) *Pacer {
+	p := &Pacer{tick: tick}
+	for range max(1, shards) {
+		sh := &pacerShard{cursors: map[*cursor]struct{}{}}
+		p.shards = append(p.shards, sh)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			sh.run(ctx, tick)
+		}()
+	}
+	return p
+}
+
+// Wait returns once every shard has stopped (after ctx ended).
+func (p *Pacer) Wait() { p.wg.Wait() }
+
+func (sh *pacerShard) run(ctx context.Context, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			sh.mu.Lock()
+			for c := range sh.cursors {
+				if _, err := c.send(now); err != nil {
+					delete(sh.cursors, c) // the peer closed
+				}
+			}
+			sh.mu.Unlock()
+		}
+	}
+}
+
+func (p *Pacer) shard() *pacerShard {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	return p.shards[p.next%len(p.shards)]
+}
+
+// StreamOn sends every track's clip, looping, on the pacer's tick, until
+// Close. It replaces Stream for peers by the hundred.
+func (p *Peer) StreamOn(pc *Pacer) error {
+	now := time.Now()
+	for _, t := range p.tracks {
+		c, err := t.cursor(now)
+		if err != nil {
+			return err
+		}
+		sh := pc.shard()
+		sh.mu.Lock()
+		sh.cursors[c] = struct{}{}
+		sh.mu.Unlock()
+		p.paced = append(p.paced, pacedCursor{sh, c})
+	}
+	return nil
+}
+
+type pacedCursor struct {
+	sh *pacerShard
+	c  *cursor
+}
+
+// unpace takes the peer's tracks off their pacer; once it returns, no
+// sample of theirs is being written.
+func (p *Peer) unpace() {
+	for _, pc := range p.paced {
+		pc.sh.mu.Lock()
+		delete(pc.sh.cursors, pc.c)
+		pc.sh.mu.Unlock()
+	}
+	p.paced = nil
+}
