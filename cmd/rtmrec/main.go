@@ -45,7 +45,7 @@ func main() {
 	logger := newLogger(os.Stderr, cfg.LogLevel)
 	// go-redis logs through a global; route it into the structured log.
 	redis.SetLogger(cluster.RedisLogger(logger))
-	setMemoryLimit(logger)
+	tuneGC(logger)
 	// The first signal drains; a second one, caught below, forces the exit.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -70,11 +70,22 @@ func main() {
 	}
 }
 
-// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the
-// container's, unless the operator set GOMEMLIMIT: near its ceiling the
-// process then collects garbage harder instead of being killed by the
-// kernel with every recording open.
-func setMemoryLimit(log *slog.Logger) {
+// defaultGCPercent is the garbage collector's target unless GOGC is set:
+// the heap may grow to 1.5 times what is live between collections, not
+// Go's default of twice. A recording server's live heap is mostly
+// per-session buffers that stay for the call, so collecting more often
+// costs little CPU (a few more collections a minute) and saves about a
+// quarter of the resident memory per session.
+const defaultGCPercent = 50
+
+// tuneGC sets the collector's target (defaultGCPercent) and a soft memory
+// limit of 90% of the container's, unless the operator set GOGC or
+// GOMEMLIMIT: near its ceiling the process then collects garbage harder
+// instead of being killed by the kernel with every recording open.
+func tuneGC(log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
