@@ -24,7 +24,7 @@ func (f *fakeInner) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RT
 	return r
 }
 func (f *fakeInner) UnbindRemoteStream(*interceptor.StreamInfo) { f.unbinds++ }
-func (f *fakeInner) Close() error                              { f.closes++; return nil }
+func (f *fakeInner) Close() error                               { f.closes++; return nil }
 
 type fakeFactory struct{ in *fakeInner }
 
