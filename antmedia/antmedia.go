@@ -1,6 +1,6 @@
 // Package antmedia speaks Ant Media Server's WebSocket signaling (its
 // `/{app}/websocket` endpoint, as its WebRTCAdaptor JavaScript SDK uses it)
-// for rtmrec's session core (contract §9): a page built on that SDK points
+// for rtmrec's session core (docs/compatibility.md): a page built on that SDK points
 // it at rtmrec and is recorded and monitored, unmodified.
 //
 // A publish is a client session whose session id is the stream id; it is

@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Role is what a token lets its holder do on /rtm (contract §8). The zero
+// Role is what a token lets its holder do on /rtm (docs/protocol.md, Authentication). The zero
 // value is no role, which allows nothing.
 type Role string
 

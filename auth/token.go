@@ -17,7 +17,7 @@ const AccessTokenParam = "access_token"
 
 // TokenFromRequest returns the bearer token of r, or "" when there is none.
 // An "Authorization: Bearer" header wins over the access_token query
-// parameter (contract §8); an Authorization header of another scheme is
+// parameter (docs/protocol.md, Authentication); an Authorization header of another scheme is
 // ignored.
 func TokenFromRequest(r *http.Request) string {
 	if r == nil {

@@ -1,5 +1,5 @@
 // Package auth verifies the JWTs that clients and supervisors present to
-// /rtm (contract §8) and answers what a verified token allows.
+// /rtm (docs/protocol.md, Authentication) and answers what a verified token allows.
 package auth
 
 import (

@@ -1,5 +1,5 @@
 // Package cluster lets several rtmrec nodes share one Redis (standalone or
-// Sentinel) and act as one service (contract §10). It holds:
+// Sentinel) and act as one service (docs/cluster.md). It holds:
 //
 //   - the node registry: every node writes a heartbeat (state, load, soft
 //     capacity, public addresses, ICE port, relay stream) that expires when

@@ -1,4 +1,4 @@
-// Package compat is what rtmrec's compatibility endpoints (contract §9)
+// Package compat is what rtmrec's compatibility endpoints (docs/compatibility.md)
 // share: a WebSocket of another media server's signaling protocol whose
 // publishes and plays are RTM sessions of the session core. A publish is a
 // client session whose session id is the stream id; a play is a supervisor

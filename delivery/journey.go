@@ -143,7 +143,7 @@ func deleteJourney(tx *ledger.Tx, id string) error {
 }
 
 // finalData is the data of STOPPED and FAILED: the recording's state with
-// the evidence its manifest holds (contract §4, "Evidence"), and the signed
+// the evidence its manifest holds (docs/evidence.md), and the signed
 // manifest when there is one.
 type finalData struct {
 	rtm.RecordingStateData

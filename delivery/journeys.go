@@ -64,8 +64,7 @@ type Config struct {
 	// BaseBackoff and MaxBackoff shape the retry delays (full jitter);
 	// defaults 1s and 5m. A longer Retry-After from the target wins.
 	BaseBackoff, MaxBackoff time.Duration
-	// EvidenceKey, if set, signs every recording's manifest (contract §4,
-	// "Evidence"): the signed manifest is kept beside the file as
+	// EvidenceKey, if set, signs every recording's manifest (docs/evidence.md): the signed manifest is kept beside the file as
 	// <id>.manifest.json, carried in STOPPED, and uploaded to the
 	// recording's manifest URL.
 	EvidenceKey ed25519.PrivateKey

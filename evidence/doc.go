@@ -6,8 +6,8 @@
 //
 // # Signed manifest
 //
-// A signed manifest is one JSON object: the Facts (field names as in the contract's
-// "Evidence") and a "signature" member:
+// A signed manifest is one JSON object: the Facts (field names as docs/evidence.md
+// documents them) and a "signature" member:
 //
 //	{"evidence_version":1, "recording_id":…, "sha256":…, "size_bytes":…, …,
 //	 "signature":{"alg":"Ed25519","key_id":"<hex>","value":"<base64>"}}

@@ -10,7 +10,7 @@ import (
 const Version = 1
 
 // Evidence is what the final recording_state (STOPPED, and FAILED as far as it is known)
-// carries about a recording, with the field names of the contract (§4, "Evidence"). All
+// carries about a recording, with the field names docs/evidence.md documents. All
 // times are on the clock Clock names.
 type Evidence struct {
 	// SHA256 is the hex SHA-256 of the media file, as uploaded.

@@ -41,7 +41,7 @@ func writeKeyPair(t *testing.T, dir string) (priv, pub string) {
 	return priv, pub
 }
 
-// stoppedEvidence is what STOPPED carries (contract §4, "Evidence").
+// stoppedEvidence is what STOPPED carries (docs/evidence.md).
 type stoppedEvidence struct {
 	rtm.RecordingStateData
 	SHA256    string    `json:"sha256"`

@@ -82,7 +82,7 @@ type RotationChange struct {
 	Rotation int   `json:"rotation"`
 }
 
-// TrackQuality are the figures of a track that the contract's "Evidence" names (quality.go
+// TrackQuality are the figures of a track that docs/evidence.md names (quality.go
 // says how each is measured).
 type TrackQuality struct {
 	// PacketsReceived counts the RTP packets that arrived (duplicates and paused included).

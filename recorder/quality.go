@@ -2,7 +2,7 @@ package recorder
 
 import "math"
 
-// Quality figures (the per-track evidence of contract §4). Everything here runs on the
+// Quality figures (the per-track evidence of docs/recordings.md). Everything here runs on the
 // writer goroutine, on fields of trackState, with no allocation per packet.
 //
 //   - Jitter is the interarrival jitter of RFC 3550 §6.4.1, J += (|D| - J)/16, computed on

@@ -2,7 +2,7 @@ package rtm
 
 import "fmt"
 
-// Code is an error code of the contract's error table (§4 Errors).
+// Code is an error code of the documented error table (docs/protocol.md, Errors).
 type Code string
 
 // The error codes a client can receive.

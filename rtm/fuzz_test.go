@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzDecode feeds arbitrary frames through the decoder and every data
-// type: it must never panic, and every failure must carry a contract code.
+// type: it must never panic, and every failure must carry a documented code.
 // Seeds are in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{

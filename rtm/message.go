@@ -23,7 +23,7 @@ const (
 	TypeSessionStop           Type = "session_stop"
 	TypePing                  Type = "ping"
 	// TypeTokenRefresh is an extension: the client replaces its connection's
-	// token before it expires (contract §8).
+	// token before it expires (docs/protocol.md, Authentication).
 	TypeTokenRefresh Type = "token_refresh"
 )
 
@@ -110,7 +110,7 @@ func DecodeData(m Message, v interface{ Validate() error }) error {
 			return e
 		}
 		// A validator outside this package: its words are not the
-		// contract's.
+		// protocol's.
 		return Errorf(CodeInvalidMessage, "%s data is not valid", m.Type)
 	}
 	return nil
@@ -171,7 +171,7 @@ func Encode(t Type, clientID, sessionID string, v any) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// webhookBody is a webhook's payload (contract §6): the WebSocket envelope
+// webhookBody is a webhook's payload (docs/webhooks.md): the WebSocket envelope
 // plus the authenticated identity; the outbox adds id and timestamp.
 type webhookBody struct {
 	Type      Type            `json:"type"`

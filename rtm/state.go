@@ -1,6 +1,6 @@
 package rtm
 
-// State is a session's lifecycle state (contract §3).
+// State is a session's lifecycle state (docs/protocol.md, Session lifecycle).
 type State string
 
 // The session states, in the order a session moves through them.
@@ -11,7 +11,7 @@ const (
 	StateTerminated   State = "TERMINATED"
 )
 
-// Cause is the termination_cause of a TERMINATED session (contract §3).
+// Cause is the termination_cause of a TERMINATED session (docs/protocol.md, Session lifecycle).
 type Cause string
 
 // The termination causes.
@@ -25,11 +25,11 @@ const (
 	CauseMaxDuration         Cause = "TERM_BY_MAX_DURATION"
 	CauseError               Cause = "TERM_BY_ERROR"
 	// CauseTokenExpired ends a supervisor session whose token expired
-	// (access control on, contract §8).
+	// (access control on, docs/protocol.md, Authentication).
 	CauseTokenExpired Cause = "TERM_BY_TOKEN_EXPIRED"
 )
 
-// RecordingState is the state of a recording (contract §4).
+// RecordingState is the state of a recording (docs/recordings.md).
 type RecordingState string
 
 // The recording states.

@@ -3,7 +3,7 @@ package rtm
 import "strings"
 
 // The vocabulary a customer's code can match on, in one place for the docs
-// (contract §3, §4): error codes, termination causes, and the failures
+// (docs/protocol.md, Session lifecycle, §4): error codes, termination causes, and the failures
 // that start a FAILED recording's reason. The words after a code are for
 // people; they name no Go package and carry no URL query string (package
 // internal/wording holds that rule, and the tests of every producer apply

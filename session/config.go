@@ -13,8 +13,8 @@ import (
 // times adds a track each time.
 const DefaultMaxTracks = 16
 
-// Config holds the session server's tunables. Zero values take the defaults
-// of the contract.
+// Config holds the session server's tunables. Zero values take the
+// documented defaults (docs/configuration.md).
 type Config struct {
 	// ConnectTimeout bounds CONNECTING (TERM_BY_CONNECT_TIMEOUT), default 15s.
 	ConnectTimeout time.Duration
@@ -51,7 +51,7 @@ type Config struct {
 	AllowedOrigins []string
 }
 
-// MaxFrameBytes is the largest WebSocket frame accepted (contract §2).
+// MaxFrameBytes is the largest WebSocket frame accepted (docs/protocol.md, Framing).
 const MaxFrameBytes = 1 << 20
 
 func (c *Config) setDefaults() {

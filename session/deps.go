@@ -90,7 +90,7 @@ type TokenVerifier interface {
 }
 
 // URLChecker refuses upload and webhook URLs that are malformed or point
-// into the server's own network (contract §7). The error message is shown
+// into the server's own network (docs/configuration.md). The error message is shown
 // to the client and must not contain the URL's query.
 type URLChecker interface {
 	CheckURL(ctx context.Context, raw string, schemes ...string) (*url.URL, error)
@@ -98,7 +98,7 @@ type URLChecker interface {
 
 // S3Policy decides which s3:// upload URLs a tenant may use. Those are
 // written with the server's own credentials, so only where the operator
-// allows (contract §8); without a policy s3:// is refused. The error is
+// allows (docs/configuration.md, Access control); without a policy s3:// is refused. The error is
 // shown to the client.
 type S3Policy interface {
 	AllowS3(tenant string, u *url.URL) error

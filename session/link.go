@@ -94,7 +94,7 @@ func (s *Server) NewLink(p Principal, out Outlet, opts LinkOptions) *Link {
 }
 
 // Allow counts one frame from the client against the link's message rate
-// (contract §7). Front ends call it for every frame they read, malformed
+// (docs/configuration.md). Front ends call it for every frame they read, malformed
 // ones included, and drop a frame it refuses (answering RateError).
 func (l *Link) Allow() bool { return l.limiter.Allow() }
 

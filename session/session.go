@@ -475,7 +475,7 @@ func (ss *Session) setLocal(d webrtc.SessionDescription) error {
 }
 
 // checkOffer refuses an offer with more media sections than a session may
-// have tracks, before pion builds a transceiver for each (contract §7).
+// have tracks, before pion builds a transceiver for each (docs/configuration.md).
 func (ss *Session) checkOffer(sdp string) error {
 	if n := strings.Count(sdp, "\nm="); n > ss.srv.cfg.MaxTracks {
 		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()

@@ -6,7 +6,7 @@ import (
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
-// lifecycle is a session's state machine (contract §3): CONNECTING →
+// lifecycle is a session's state machine (docs/protocol.md, Session lifecycle): CONNECTING →
 // CONNECTED → (DISCONNECTED → CONNECTED)* → TERMINATED. It only decides; the
 // session applies the decision (timers, messages, teardown).
 type lifecycle struct {
@@ -34,7 +34,7 @@ func (l *lifecycle) apply(t transition) transition {
 	return t
 }
 
-// onPeerState maps pion's combined ICE+DTLS state onto the contract's.
+// onPeerState maps pion's combined ICE+DTLS state onto the protocol's.
 func (l *lifecycle) onPeerState(s webrtc.PeerConnectionState) transition {
 	switch s {
 	case webrtc.PeerConnectionStateConnected:

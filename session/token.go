@@ -6,7 +6,7 @@ import (
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
-// Tokens keep meaning something after the upgrade (contract §8). A
+// Tokens keep meaning something after the upgrade (docs/protocol.md, Authentication). A
 // connection's token is honoured until its exp (plus the verifier's
 // clock-skew leeway); after that the connection can start nothing, and its
 // supervisor sessions end with TERM_BY_TOKEN_EXPIRED. A client session

@@ -123,7 +123,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	// each would cost every session a candidate socket reader for nothing.
 	se.SetIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
 	// A client's DTLS close must not close the server's side at once: the
-	// contract reports lost connectivity as DISCONNECTED, then
+	// protocol reports lost connectivity as DISCONNECTED, then
 	// TERM_BY_MEDIA_TIMEOUT, whatever the client did.
 	se.DisableCloseByDTLS(true)
 	if cfg.DisconnectedTimeout > 0 || cfg.FailedTimeout > 0 {

@@ -20,7 +20,7 @@ import (
 // be reused; anything longer is cut off.
 const maxDrain = 64 << 10
 
-// putHTTP makes one HTTP PUT of the job's file to its URL (contract §4).
+// putHTTP makes one HTTP PUT of the job's file to its URL (docs/recordings.md).
 // The body streams from disk, so memory stays constant for any file size;
 // GetBody reopens the file so a 307/308 redirect can resend it.
 func (u *Uploader) putHTTP(ctx context.Context, job Job) Outcome {

@@ -24,7 +24,7 @@ type Config struct {
 	// Guard checks every connection of an HTTP upload. Required.
 	Guard *netguard.Guard
 	// AcceptAny2xx counts any 2xx as success; by default only 200 does
-	// (contract §4).
+	// (docs/recordings.md).
 	AcceptAny2xx bool
 	// RequestTimeout fails an attempt when the body makes no progress, or
 	// no response comes, for this long; default 10m. It is an idle timeout,

@@ -1,6 +1,6 @@
 // Package wcs speaks Flashphoner Web Call Server's raw WebSocket API (as
 // its Web SDK uses it, on rtmrec's /wcs) for rtmrec's session core
-// (contract §9): a page built on that SDK points it at rtmrec and is
+// (docs/compatibility.md): a page built on that SDK points it at rtmrec and is
 // recorded and monitored, unmodified.
 //
 // A publishStream is a client session whose session id is the stream's

@@ -25,7 +25,7 @@ type Event struct {
 	// place in the order, see Outbox.Publish).
 	URL string
 	// Payload is a JSON object without "id" and "timestamp"; the body sent
-	// is that object with both added as its first keys (contract §6).
+	// is that object with both added as its first keys (docs/webhooks.md).
 	Payload json.RawMessage
 	// Fallback, if not nil, is the event that closes this key: should the
 	// process die before an event with Fallback.ID is published on the key,
@@ -78,7 +78,7 @@ type fallback struct {
 }
 
 // buildBody returns payload with "id" and "timestamp" added as its first
-// keys (contract §6). payload must be a JSON object without those keys, so
+// keys (docs/webhooks.md). payload must be a JSON object without those keys, so
 // the body never carries a duplicate key.
 func buildBody(id string, ts time.Time, payload json.RawMessage) ([]byte, error) {
 	p := bytes.TrimSpace(payload)

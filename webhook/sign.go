@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Header names of the Standard Webhooks convention (contract §6).
+// Header names of the Standard Webhooks convention (docs/webhooks.md).
 const (
 	HeaderID        = "webhook-id"
 	HeaderTimestamp = "webhook-timestamp"

@@ -41,7 +41,7 @@ func (b *bucket) wait(rate float64) time.Duration {
 }
 
 // TokenBucket limits the rate of events on one connection, for example
-// messages read from a WebSocket (contract §7: every network input is
+// messages read from a WebSocket (docs/configuration.md: every network input is
 // bounded). It allows bursts of up to burst events and rate events per
 // second on average. It is not safe for concurrent use: the goroutine that
 // reads the connection owns it, so Allow needs no lock and never allocates.

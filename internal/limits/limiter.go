@@ -1,6 +1,6 @@
 // Package limits decides whether the server takes on more work: a new
-// WebSocket from a client address, a new session, a new recording (contract
-// §8, "Limits"). Refusals become HTTP 429/503 before the upgrade, or
+// WebSocket from a client address, a new session, a new recording (docs/configuration.md,
+// Limits). Refusals become HTTP 429/503 before the upgrade, or
 // error server_busy on the WebSocket.
 //
 // Per-source limits are for attempts the server cannot attribute to anyone:

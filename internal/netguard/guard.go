@@ -1,5 +1,5 @@
 // Package netguard keeps customer-supplied URLs (upload targets, webhook
-// receivers) from reaching into the server's own network (contract §7).
+// receivers) from reaching into the server's own network (docs/configuration.md).
 //
 // A URL is checked when it is given (CheckURL) and again at every
 // connection (DialContext), because DNS answers may change between the two

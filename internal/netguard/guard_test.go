@@ -166,7 +166,7 @@ func TestCheckURL(t *testing.T) {
 			if strings.Contains(err.Error(), "secret") {
 				t.Fatalf("error leaks query: %v", err)
 			}
-			// The client reads it (contract §7).
+			// The client reads it (docs/configuration.md).
 			if err := wording.Check(err.Error()); err != nil {
 				t.Fatal(err)
 			}

@@ -1,5 +1,5 @@
 // Package s3allow is the operator's allow-list for s3:// upload URLs
-// (-s3-allow, contract §8). An s3:// URL comes from the client but is
+// (-s3-allow, docs/configuration.md, Access control). An s3:// URL comes from the client but is
 // written with the server's own credentials, so without a list a client
 // could overwrite anything the server's role can write, other tenants'
 // recordings included.

@@ -29,7 +29,7 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one write.
 	WriteTimeout time.Duration
-	// MaxFrame bounds a frame read (contract §2: 1 MiB).
+	// MaxFrame bounds a frame read (docs/protocol.md, Framing: 1 MiB).
 	MaxFrame int64
 	// Queue bounds the frames waiting to be written. A peer that lets it
 	// fill up is not reading and is disconnected.
