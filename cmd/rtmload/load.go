@@ -416,7 +416,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	if ffmpeg != "" {
 		files := sink.kept()
 		log.Info("decoding the uploaded files", "n", len(files))
-		sum.Recording.FilesValid, sum.Recording.FilesInvalid = verifyFiles(ctx, ffmpeg, files, 2)
+		sum.Recording.FilesValid, sum.Recording.FilesInvalid = verifyFiles(ctx, ffmpeg, files, 2, cfg.ProfileDir)
 	}
 
 	for _, s := range sessions {

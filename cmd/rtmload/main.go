@@ -104,7 +104,7 @@ func parseFlags(args []string, help io.Writer) (config, error) {
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's /metrics, to report its heap, goroutines and supervisor drops (optional)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time during the hold (Linux; optional)")
 	fs.BoolVar(&c.VerifyFiles, "verify-files", false, "with -record and the built-in upload sink: keep every upload and decode it in full with ffmpeg afterwards (a file that does not decode fails the run)")
-	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url)")
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url), and with -verify-files a copy of every file that does not decode")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {

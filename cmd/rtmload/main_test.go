@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -286,9 +287,18 @@ func TestVerifyFilesTellsAPlayableFileFromABrokenOne(t *testing.T) {
 	if err := os.WriteFile(broken, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	valid, invalid := verifyFiles(context.Background(), ffmpeg, []string{m.Path, broken}, 2)
+	keep := t.TempDir()
+	valid, invalid := verifyFiles(context.Background(), ffmpeg, []string{m.Path, broken}, 2, keep)
 	if valid != 1 || len(invalid) != 1 || !strings.HasPrefix(invalid[0], "broken.ogg: ") {
 		t.Fatalf("valid %d, invalid %q; want the good file valid and broken.ogg not", valid, invalid)
+	}
+	// The file that does not decode is kept, byte for byte, for whoever looks into it.
+	kept, err := os.ReadFile(filepath.Join(keep, "undecodable-broken.ogg"))
+	if err != nil || !bytes.Equal(kept, b) {
+		t.Fatalf("undecodable file not kept as it was (err %v, %d bytes of %d)", err, len(kept), len(b))
+	}
+	if entries, _ := os.ReadDir(keep); len(entries) != 1 {
+		t.Errorf("kept %d files, want only the undecodable one", len(entries))
 	}
 }
 

@@ -112,8 +112,9 @@ func (s *uploadSink) close() {
 // verifyFiles decodes every file in full with ffmpeg, conc at a time, and
 // returns how many decode without an error and, for the others, the first
 // file's error. A file plays if `ffmpeg -v error -xerror` decodes all of it
-// and prints nothing.
-func verifyFiles(ctx context.Context, ffmpeg string, files []string, conc int) (valid int, invalid []string) {
+// and prints nothing. A file that does not is copied into keepDir (when
+// set), to be looked at after the run.
+func verifyFiles(ctx context.Context, ffmpeg string, files []string, conc int, keepDir string) (valid int, invalid []string) {
 	var mu sync.Mutex
 	forEach(conc, len(files), func(i int) {
 		var stderr bytes.Buffer
@@ -128,6 +129,11 @@ func verifyFiles(ctx context.Context, ffmpeg string, files []string, conc int) (
 				msg = err.Error()
 			}
 			invalid = append(invalid, filepath.Base(files[i])+": "+firstLine(msg))
+			if keepDir != "" {
+				if b, rerr := os.ReadFile(files[i]); rerr == nil {
+					_ = os.WriteFile(filepath.Join(keepDir, "undecodable-"+filepath.Base(files[i])), b, 0o644)
+				}
+			}
 			return
 		}
 		valid++
