@@ -309,13 +309,25 @@ func (o *Outbox) Stage(tx *ledger.Tx, ev Event) (after func(), err error) {
 		berr = errors.New("the event has no id or no order key")
 	}
 	if berr == nil {
-		if u, perr := url.Parse(ev.URL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			berr = errors.New("the receiver URL is not an absolute http(s) URL")
-		}
+		berr = checkReceiverURL(ev.URL)
 	}
 	if berr != nil {
 		return o.stageDead(tx, ev, now, berr)
 	}
+	return o.put(tx, &event{ID: ev.ID, Key: ev.Key, URL: ev.URL, Body: string(body), Created: now})
+}
+
+// checkReceiverURL says why raw cannot receive events, if it cannot.
+func checkReceiverURL(raw string) error {
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("the receiver URL is not an absolute http(s) URL")
+	}
+	return nil
+}
+
+// put gives e the next sequence number, writes it into tx and returns the
+// after of Stage.
+func (o *Outbox) put(tx *ledger.Tx, e *event) (after func(), err error) {
 	b, err := ledger.Bucket(tx, bucketEvents)
 	if err != nil {
 		return nil, err
@@ -324,7 +336,7 @@ func (o *Outbox) Stage(tx *ledger.Tx, ev Event) (after func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhook: sequence: %w", err)
 	}
-	e := &event{Seq: seq, ID: ev.ID, Key: ev.Key, URL: ev.URL, Body: string(body), Created: now}
+	e.Seq = seq
 	v, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: encode event: %w", err)
