@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/rtmrec/rtmrec/internal/ledger"
@@ -52,21 +51,8 @@ func (o *Outbox) Import(tx *ledger.Tx, q Queued) (after func(), err error) {
 
 // putDead writes e into tx as a dead letter that can be replayed.
 func (o *Outbox) putDead(tx *ledger.Tx, e *event) (after func(), err error) {
-	b, err := ledger.Bucket(tx, bucketDead)
-	if err != nil {
+	if err := appendTo(tx, bucketDead, e, func(e *event) any { return deadLetter{event: *e} }); err != nil {
 		return nil, err
-	}
-	seq, err := b.NextSequence()
-	if err != nil {
-		return nil, fmt.Errorf("webhook: sequence: %w", err)
-	}
-	e.Seq = seq
-	v, err := json.Marshal(deadLetter{event: *e})
-	if err != nil {
-		return nil, fmt.Errorf("webhook: encode dead letter: %w", err)
-	}
-	if err := b.Put(seqKey(seq), v); err != nil {
-		return nil, fmt.Errorf("webhook: save dead letter: %w", err)
 	}
 	return func() {}, nil
 }

@@ -325,24 +325,32 @@ func checkReceiverURL(raw string) error {
 	return nil
 }
 
-// put gives e the next sequence number, writes it into tx and returns the
-// after of Stage.
-func (o *Outbox) put(tx *ledger.Tx, e *event) (after func(), err error) {
-	b, err := ledger.Bucket(tx, bucketEvents)
+// appendTo gives e the next sequence number of bucket and writes what
+// record makes of e there.
+func appendTo(tx *ledger.Tx, bucket []byte, e *event, record func(*event) any) error {
+	b, err := ledger.Bucket(tx, bucket)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	seq, err := b.NextSequence()
 	if err != nil {
-		return nil, fmt.Errorf("webhook: sequence: %w", err)
+		return fmt.Errorf("webhook: sequence: %w", err)
 	}
 	e.Seq = seq
-	v, err := json.Marshal(e)
+	v, err := json.Marshal(record(e))
 	if err != nil {
-		return nil, fmt.Errorf("webhook: encode event: %w", err)
+		return fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
 	}
 	if err := b.Put(seqKey(seq), v); err != nil {
-		return nil, fmt.Errorf("webhook: save event: %w", err)
+		return fmt.Errorf("webhook: save event %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// put queues e in tx and returns the after of Stage.
+func (o *Outbox) put(tx *ledger.Tx, e *event) (after func(), err error) {
+	if err := appendTo(tx, bucketEvents, e, func(e *event) any { return e }); err != nil {
+		return nil, err
 	}
 	return func() {
 		o.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rtmrec/rtmrec/delivery"
 )
 
 // The readers' inputs below are in the first release's formats (see
@@ -24,10 +26,32 @@ const (
 		`"delivery":{"session_id":"call-2","client_id":"agent-7","upload_url":"http://127.0.0.1:1/rec/b.webm","webhook_url":"http://127.0.0.1:2/hooks"}}`
 )
 
+// parseCase is one input of a reader: err names what its error must say
+// ("" for none).
+type parseCase struct {
+	name, in, err string
+}
+
+// checkParse runs parse on every case; check looks at what it read.
+func checkParse[T any](t *testing.T, tests []parseCase, parse func([]byte) (*T, error), check func(*T) bool) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := parse([]byte(tt.in))
+			switch {
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want one saying %q", err, tt.err)
+			case tt.err == "" && err != nil:
+				t.Fatal(err)
+			case tt.err == "" && !check(v):
+				t.Fatalf("read %+v", v)
+			}
+		})
+	}
+}
+
 func TestParseJob(t *testing.T) {
-	tests := []struct {
-		name, in, err string
-	}{
+	checkParse(t, []parseCase{
 		{"pending", goodJob, ""},
 		{"succeeded", strings.Replace(goodJob, `"attempts"`, `"state":"succeeded","acked":true,"attempts"`, 1), ""},
 		{"failed", strings.Replace(goodJob, `"attempts"`, `"state":"failed","attempts"`, 1), ""},
@@ -40,30 +64,13 @@ func TestParseJob(t *testing.T) {
 		{"no file", strings.Replace(goodJob, `"file":"/data/recordings/rec_1.ogg"`, `"file":""`, 1), "names no file"},
 		{"no meta", strings.Replace(goodJob, `"meta"`, `"other"`, 1), "which session"},
 		{"meta without session", strings.Replace(goodJob, `"session_id":"call-1"`, `"session_id":""`, 1), "which session"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			j, err := parseJob([]byte(tt.in))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want one saying %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if j.Job.ID != "rec_1" || j.meta.Route.SessionID != "call-1" || j.meta.Route.ClientID != "agent-7" || j.Attempts != 3 {
-				t.Fatalf("read %+v", j)
-			}
-		})
-	}
+	}, parseJob, func(j *firstJob) bool {
+		return j.Job.ID == "rec_1" && j.meta.Route.SessionID == "call-1" && j.meta.Route.ClientID == "agent-7" && j.Attempts == 3
+	})
 }
 
 func TestParseEvent(t *testing.T) {
-	tests := []struct {
-		name, in, err string
-	}{
+	checkParse(t, []parseCase{
 		{"queued", goodEvent, ""},
 		{"torn", goodEvent[:20], "not a webhook event"},
 		{"empty", "", "not a webhook event"},
@@ -72,30 +79,13 @@ func TestParseEvent(t *testing.T) {
 		{"no key", strings.Replace(goodEvent, `"key":"0:/call-1"`, `"key":""`, 1), "no id"},
 		{"no URL", strings.Replace(goodEvent, `"url":"http://127.0.0.1:2/hooks"`, `"url":""`, 1), "no id"},
 		{"wrong type", strings.Replace(goodEvent, `"seq":7`, `"seq":"7"`, 1), "not a webhook event"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ev, err := parseEvent([]byte(tt.in))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want one saying %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.Seq != 7 || ev.ID != "evt_ABC" || !strings.HasPrefix(ev.Body, `{"id":"evt_ABC"`) || ev.Attempts != 2 {
-				t.Fatalf("read %+v", ev)
-			}
-		})
-	}
+	}, parseEvent, func(ev *firstEvent) bool {
+		return ev.Seq == 7 && ev.ID == "evt_ABC" && strings.HasPrefix(ev.Body, `{"id":"evt_ABC"`) && ev.Attempts == 2
+	})
 }
 
 func TestParseManifest(t *testing.T) {
-	tests := []struct {
-		name, in, err string
-	}{
+	checkParse(t, []parseCase{
 		{"recording", goodManifest, ""},
 		{"finished", strings.Replace(goodManifest, `"state":"recording"`, `"state":"finished"`, 1), ""},
 		{"repaired", strings.Replace(goodManifest, `"state":"recording"`, `"state":"repaired"`, 1), ""},
@@ -109,25 +99,12 @@ func TestParseManifest(t *testing.T) {
 		// This release's signed manifests are never read (see readDir's keep),
 		// but one that got there would not pass either.
 		{"signed manifest", `{"manifest":{"recording_id":"rec_2"},"signature":"x"}`, "unknown state"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m, err := parseManifest([]byte(tt.in))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want one saying %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := m.route.route()
-			if m.RecordingID != "rec_2" || r.SessionID != "call-2" || r.ClientID != "agent-7" || r.OrderKey != "0:/call-2" || r.UploadURL == "" {
-				t.Fatalf("read %+v, route %+v", m, r)
-			}
-		})
-	}
+	}, parseManifest, func(m *firstManifest) bool {
+		return m.RecordingID == "rec_2" && m.route.route() == delivery.Route{
+			SessionID: "call-2", ClientID: "agent-7", UploadURL: "http://127.0.0.1:1/rec/b.webm",
+			WebhookURL: "http://127.0.0.1:2/hooks", OrderKey: "0:/call-2",
+		}
+	})
 }
 
 // TestReadersReadTheFirstReleasesFiles reads every file of the data
