@@ -52,17 +52,17 @@ type Handover struct {
 // finds and resumes it like any journey: a cut file is repaired and
 // uploaded, a queued one uploaded, an uploaded one removed after the
 // retention. An outcome not yet reported gets its STOPPED or FAILED,
-// staged in tx. A recording that already has a journey is left alone
-// (adopted is false). after must be called once tx is committed. Call
-// Adopt before New: New moves aside the media files no journey knows.
-func Adopt(tx *ledger.Tx, out Outbox, h Handover) (after func(), adopted bool, err error) {
+// staged in tx. A recording that already has a journey is left alone.
+// after must be called once tx is committed. Call Adopt before New: New
+// moves aside the media files no journey knows.
+func Adopt(tx *ledger.Tx, out Outbox, h Handover) (after func(), err error) {
 	none := func() {}
 	if h.Manifest == nil || h.Manifest.RecordingID == "" {
-		return nil, false, errors.New("delivery: adopt: no recording id")
+		return nil, errors.New("delivery: adopt: no recording id")
 	}
 	jr, err := loadJourney(tx, h.Manifest.RecordingID)
 	if err != nil || jr != nil {
-		return none, false, err
+		return none, err
 	}
 	jr = &journey{
 		ID: h.Manifest.RecordingID, Route: h.Route, Manifest: h.Manifest,
@@ -79,13 +79,13 @@ func Adopt(tx *ledger.Tx, out Outbox, h Handover) (after func(), adopted bool, e
 			jr.State = stateFailed
 		}
 	default:
-		return nil, false, fmt.Errorf("delivery: adopt %s: unknown state %d", jr.ID, h.State)
+		return nil, fmt.Errorf("delivery: adopt %s: unknown state %d", jr.ID, h.State)
 	}
 	if err := saveJourney(tx, jr); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if h.Reported || (h.State != HandedUploaded && h.State != HandedFailed) {
-		return none, true, nil
+		return none, nil
 	}
 	rs := rtm.RecordingStopped
 	if h.State == HandedFailed {
@@ -93,11 +93,7 @@ func Adopt(tx *ledger.Tx, out Outbox, h Handover) (after func(), adopted bool, e
 	}
 	_, ev, err := recordingEvent(jr, rs, 0)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	after, err = out.Stage(tx, ev)
-	if err != nil {
-		return nil, false, err
-	}
-	return after, true, nil
+	return out.Stage(tx, ev)
 }

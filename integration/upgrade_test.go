@@ -195,11 +195,24 @@ func TestFirstReleaseUpgradeSurvivesKills(t *testing.T) {
 	// Hand-overs come in this order: the events, the upload jobs, the
 	// cut recordings. Each start counts only its own.
 	jobs := len(fr.uploads) + len(fr.refused)
-	for _, after := range []int{
-		1,        // the first event
-		fr.total, // the other events, then the first job
-		jobs,     // the other jobs, then the first cut recording
+	manifests := jobs + len(fr.cut)
+	left := func() [3]int {
+		var n [3]int
+		for i, pattern := range []string{"webhooks/*.evt", "uploads/*.job", "recordings/*.json"} {
+			names, _ := filepath.Glob(filepath.Join(fr.dir, pattern))
+			n[i] = len(names)
+		}
+		return n
+	}
+	for _, kill := range []struct {
+		after int
+		left  [3]int // events, jobs and manifests still there: the last commit's too
+	}{
+		{1, [3]int{fr.total, jobs, manifests}}, // the first event
+		{fr.total, [3]int{0, jobs, manifests}}, // the other events, then the first job
+		{jobs, [3]int{0, 0, manifests - jobs}}, // the other jobs, then the first cut recording
 	} {
+		after := kill.after
 		t.Setenv("RTMREC_TEST_UPGRADE_KILL_AFTER", strconv.Itoa(after))
 		p, err := tryRunRTMRec(t, fr.dir, "-allow-private-urls", "-webhook-secret", "whsec-integration-test-secret")
 		if err == nil || p == nil || p.cmd.ProcessState == nil {
@@ -207,6 +220,9 @@ func TestFirstReleaseUpgradeSurvivesKills(t *testing.T) {
 		}
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("rtmrec exited without the kill after %d hand-overs: %v\n%s", after, err, p.log())
+		}
+		if got := left(); got != kill.left {
+			t.Fatalf("after the kill at hand-over %d: %v events, jobs and manifests left, want %v", after, got, kill.left)
 		}
 	}
 	t.Setenv("RTMREC_TEST_UPGRADE_KILL_AFTER", "")

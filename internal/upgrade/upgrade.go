@@ -259,15 +259,15 @@ func (u *upgrader) uploads(manifests map[string]file[firstManifest]) error {
 			continue
 		}
 		done, err := u.handOver("recording/"+j.Job.ID, func(tx *ledger.Tx) (func(), error) {
-			after, _, err := delivery.Adopt(tx, u.cfg.Outbox, h)
-			return after, err
+			return delivery.Adopt(tx, u.cfg.Outbox, h)
 		}, old...)
 		if err != nil {
 			return fmt.Errorf("upload of %s: %w", j.Job.ID, err)
 		}
-		if done && h.State == delivery.HandedQueued {
+		switch {
+		case done && h.State == delivery.HandedQueued:
 			u.report.Uploads++
-		} else if done {
+		case done:
 			u.report.Outcomes++
 		}
 	}
@@ -306,7 +306,7 @@ func (u *upgrader) leftovers(manifests map[string]file[firstManifest]) error {
 			}
 		}
 		done, err := u.handOver("recording/"+id, func(tx *ledger.Tx) (func(), error) {
-			after, _, err := delivery.Adopt(tx, u.cfg.Outbox, h)
+			after, err := delivery.Adopt(tx, u.cfg.Outbox, h)
 			if err != nil || h.State != delivery.HandedCut {
 				return after, err
 			}
