@@ -309,28 +309,48 @@ func (o *Outbox) Stage(tx *ledger.Tx, ev Event) (after func(), err error) {
 		berr = errors.New("the event has no id or no order key")
 	}
 	if berr == nil {
-		if u, perr := url.Parse(ev.URL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			berr = errors.New("the receiver URL is not an absolute http(s) URL")
-		}
+		berr = checkReceiverURL(ev.URL)
 	}
 	if berr != nil {
 		return o.stageDead(tx, ev, now, berr)
 	}
-	b, err := ledger.Bucket(tx, bucketEvents)
+	return o.put(tx, &event{ID: ev.ID, Key: ev.Key, URL: ev.URL, Body: string(body), Created: now})
+}
+
+// checkReceiverURL says why raw cannot receive events, if it cannot.
+func checkReceiverURL(raw string) error {
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("the receiver URL is not an absolute http(s) URL")
+	}
+	return nil
+}
+
+// appendTo gives e the next sequence number of bucket and writes what
+// record makes of e there.
+func appendTo(tx *ledger.Tx, bucket []byte, e *event, record func(*event) any) error {
+	b, err := ledger.Bucket(tx, bucket)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	seq, err := b.NextSequence()
 	if err != nil {
-		return nil, fmt.Errorf("webhook: sequence: %w", err)
+		return fmt.Errorf("webhook: sequence: %w", err)
 	}
-	e := &event{Seq: seq, ID: ev.ID, Key: ev.Key, URL: ev.URL, Body: string(body), Created: now}
-	v, err := json.Marshal(e)
+	e.Seq = seq
+	v, err := json.Marshal(record(e))
 	if err != nil {
-		return nil, fmt.Errorf("webhook: encode event: %w", err)
+		return fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
 	}
 	if err := b.Put(seqKey(seq), v); err != nil {
-		return nil, fmt.Errorf("webhook: save event: %w", err)
+		return fmt.Errorf("webhook: save event %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// put queues e in tx and returns the after of Stage.
+func (o *Outbox) put(tx *ledger.Tx, e *event) (after func(), err error) {
+	if err := appendTo(tx, bucketEvents, e, func(e *event) any { return e }); err != nil {
+		return nil, err
 	}
 	return func() {
 		o.mu.Lock()

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/rtmrec/rtmrec/internal/ledger"
 	"github.com/rtmrec/rtmrec/internal/netguard"
 	"github.com/rtmrec/rtmrec/internal/s3allow"
+	"github.com/rtmrec/rtmrec/internal/upgrade"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
 	"github.com/rtmrec/rtmrec/upload"
@@ -45,7 +50,9 @@ type state struct {
 
 // openState takes the data directory (one process at a time), loads what
 // an earlier process left, and schedules it: the TERMINATED of sessions it
-// left open first, then the repair and upload of its recordings.
+// left open first, then the repair and upload of its recordings. What the
+// first release left in its own files is handed over to the ledger first
+// (package upgrade).
 func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state, error) {
 	s3List, err := s3allow.Parse(cfg.S3Allow)
 	if err != nil {
@@ -76,6 +83,14 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("webhook outbox: %w", err), l.Close())
 	}
+	// Before the journeys: they move aside media files no journey knows,
+	// and the first release's queued uploads have none yet.
+	if _, err := upgrade.Run(upgrade.Config{
+		DataDir: cfg.DataDir, Ledger: l, Outbox: st.outbox,
+		Logger: log.With("component", "upgrade"), AfterCommit: upgradeKillSwitch(),
+	}); err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
 	up, err := upload.New(upload.Config{
 		Guard: st.guard, AcceptAny2xx: cfg.UploadAccept2xx,
 		S3:     upload.S3Config{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, PathStyle: cfg.S3PathStyle},
@@ -99,6 +114,28 @@ func openState(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*state
 		return nil, errors.Join(err, l.Close())
 	}
 	return st, nil
+}
+
+// upgradeKillEnv names the test seam that kills the process with SIGKILL
+// right after the upgrade from the first release has committed that many
+// hand-overs and before it removes their old files: the integration test
+// of a kill -9 in the middle of the upgrade sets it. Never set it anywhere
+// else.
+const upgradeKillEnv = "RTMREC_TEST_UPGRADE_KILL_AFTER"
+
+// upgradeKillSwitch is the upgrade's AfterCommit for upgradeKillEnv (nil
+// when it is not set).
+func upgradeKillSwitch() func(int) {
+	n, err := strconv.Atoi(os.Getenv(upgradeKillEnv))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return func(done int) {
+		if done == n {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Hour) // never over: the signal is on its way
+		}
+	}
 }
 
 // allowUpload applies the S3 allow-list again before each upload attempt.
