@@ -22,7 +22,7 @@ type Watcher struct {
 	mu       sync.Mutex
 	packets  map[string]int
 	hashes   map[uint64]bool
-	firstKey map[string]bool // track id → first video packet was a keyframe start
+	firstKey map[string]bool // track id → its earliest video packet (by sequence number) starts a keyframe
 	tracks   int
 	latency  []time.Duration
 	sentAt   *SendLog
@@ -63,7 +63,12 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 				cvo = uint8(e.ID)
 			}
 		}
-		first := true
+		// The server's first video packet must start a keyframe. It is found
+		// by sequence number among the first packets, not as the first to
+		// arrive: on a loaded machine it may be lost and come back through
+		// a retransmission after later ones.
+		var n int
+		var earliest uint16
 		for {
 			p, _, err := t.ReadRTP()
 			if err != nil {
@@ -72,10 +77,11 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 			now := time.Now()
 			h := hashPayload(p.Payload)
 			w.mu.Lock()
-			if first && kind == "video" {
+			if kind == "video" && n < firstPackets && (n == 0 || int16(p.SequenceNumber-earliest) < 0) {
+				earliest = p.SequenceNumber
 				w.firstKey[t.ID()] = isVP8KeyframeStart(p.Payload)
 			}
-			first = false
+			n++
 			w.packets[kind]++
 			w.hashes[h] = true
 			for _, id := range p.Header.GetExtensionIDs() {
@@ -96,6 +102,10 @@ func NewWatcher(api *webrtc.API, audio, video int) (*Watcher, error) {
 	})
 	return w, nil
 }
+
+// firstPackets is how many of a track's first packets are searched for its
+// earliest.
+const firstPackets = 100
 
 // Join sends supervisor_join_session and applies the answer.
 func (c *Client) Join(ctx context.Context, w *Watcher, clientID, sessionID, monitored string) error {
