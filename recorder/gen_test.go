@@ -87,6 +87,18 @@ type streamSpec struct {
 	ntpBase   time.Time
 	outages   [][2]time.Duration // capture spans whose packets are sent but lost
 	jitter    time.Duration      // extra delay, pseudo-random in [0, jitter), per packet
+	// srNoise: each SR's NTP time is off the capture clock by a pseudo-random amount in
+	// (-srNoise, srNoise), like a sender that stamps SRs from its send time under load.
+	srNoise time.Duration
+}
+
+// srNTP is the NTP time an SR sent with the packet captured at c carries.
+func (s streamSpec) srNTP(c time.Duration, rnd *uint64) uint64 {
+	if s.srNoise > 0 {
+		*rnd = *rnd*6364136223846793005 + 1442695040888963407
+		c += time.Duration(*rnd>>33)%(2*s.srNoise) - s.srNoise
+	}
+	return ntpOf(s.ntpBase.Add(c))
 }
 
 // deliver times a packet captured at c (or drops it in an outage); rnd is the stream's
@@ -171,11 +183,12 @@ func opusEvents(m *media, s streamSpec) []event {
 	var lastSR time.Duration = -time.Hour
 	i := 0
 	rnd := uint64(s.ssrc)
+	srRnd := rnd ^ 0x5eed
 	for c := s.start; c < s.end; c += 20 * time.Millisecond {
 		rs.jumps(c, 20*time.Millisecond, s, 48000)
 		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
-			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
+			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: s.srNTP(c, &srRnd), srTS: rs.ts})
 		}
 		if !inGaps(c, s.gaps) {
 			p := m.opus[i%len(m.opus)]
@@ -187,7 +200,7 @@ func opusEvents(m *media, s streamSpec) []event {
 		}
 		if s.sendSR(c, lastSR) && s.srStart > 0 {
 			lastSR = c
-			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
+			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: s.srNTP(c, &srRnd), srTS: rs.ts})
 		}
 		rs.ts += 960
 	}
@@ -202,6 +215,7 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 	var lastSR time.Duration = -time.Hour
 	k := 0
 	rnd := uint64(s.ssrc)
+	srRnd := rnd ^ 0x5eed
 	var vp9 codecs.VP9Payloader
 	vp9.InitialPictureIDFn = func() uint16 { return 0 }
 	h264 := &codecs.H264Payloader{}
@@ -209,7 +223,7 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 		rs.jumps(c, time.Second/30, s, 90000)
 		if s.sendSR(c, lastSR) && s.srStart == 0 {
 			lastSR = c
-			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
+			ev = append(ev, event{at: c + s.delay, track: s.track, sr: true, ntp: s.srNTP(c, &srRnd), srTS: rs.ts})
 		}
 		if !inGaps(c, s.gaps) {
 			var pls [][]byte
@@ -234,7 +248,7 @@ func videoEvents(m *media, codec Codec, s streamSpec) []event {
 		}
 		if s.sendSR(c, lastSR) && s.srStart > 0 {
 			lastSR = c
-			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: ntpOf(s.ntpBase.Add(c)), srTS: rs.ts})
+			ev = append(ev, event{at: c + s.delay + time.Millisecond, track: s.track, sr: true, ntp: s.srNTP(c, &srRnd), srTS: rs.ts})
 		}
 		rs.ts += 3000
 	}

@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -479,6 +480,63 @@ func TestStoppedBeforeAnyMedia(t *testing.T) {
 			if out := ffmpegDecode(t, m.Path); out != "" {
 				t.Fatalf("ffmpeg after repair: %s", out)
 			}
+		})
+	}
+}
+
+// TestNoisySenderReports: a sender whose Sender Reports map its RTP clock to NTP with tens
+// of milliseconds of error (pion under load stamps them from its send time) must not make
+// audio frames overlap or a track's timestamps go back: the file decodes cleanly, audio
+// stays continuous, and audio and video stay on one clock.
+func TestNoisySenderReports(t *testing.T) {
+	md := loadMedia(t)
+	for _, noise := range []time.Duration{10 * time.Millisecond, 60 * time.Millisecond} {
+		t.Run(noise.String(), func(t *testing.T) {
+			clock := newTestClock()
+			ntpBase := clock.Now().Add(-time.Hour)
+			const dur = 30 * time.Second
+			a := streamSpec{end: dur, ssrc: 1, delay: 20 * time.Millisecond, jitter: 15 * time.Millisecond, srEvery: time.Second, ntpBase: ntpBase, tsBase: 777, srNoise: noise}
+			v := streamSpec{track: 1, end: dur, ssrc: 2, delay: 60 * time.Millisecond, jitter: 15 * time.Millisecond, srEvery: time.Second, ntpBase: ntpBase, tsBase: 99999, srNoise: noise}
+			ev := append(opusEvents(md, a), videoEvents(md, CodecVP8, v)...)
+			tracks := []TrackInfo{{ID: "mic", Codec: CodecOpus}, {ID: "cam", Codec: CodecVP8}}
+			_, m := runEvents(t, Config{}, clock, tracks, ev, dur+100*time.Millisecond)
+			_, blocks := checkMKV(t, m.Path, "webm", []string{"A_OPUS", "V_VP8"}, dur)
+			checkFFmpeg(t, m.Path, dur, 2)
+			var aOff, vOff []int64
+			last := map[uint64]int64{1: -1 << 62, 2: -1 << 62}
+			overlaps := 0
+			for _, b := range blocks {
+				if b.ms <= last[b.track] {
+					t.Errorf("track %d: block at %d ms after one at %d ms", b.track, b.ms, last[b.track])
+				}
+				if b.track == 1 {
+					if b.ms < last[1]+19 {
+						overlaps++
+					}
+					aOff = append(aOff, b.ms-int64(len(aOff)*20))
+				} else {
+					vOff = append(vOff, b.ms-int64(len(vOff)*1000/30))
+				}
+				last[b.track] = b.ms
+			}
+			if overlaps > 0 {
+				t.Errorf("%d audio frames start before the previous 20 ms frame ended", overlaps)
+			}
+			if len(aOff) < int(dur/(20*time.Millisecond))-5 {
+				t.Errorf("%d audio frames written of %d sent", len(aOff), dur/(20*time.Millisecond))
+			}
+			sort.Slice(aOff, func(i, j int) bool { return aOff[i] < aOff[j] })
+			sort.Slice(vOff, func(i, j int) bool { return vOff[i] < vOff[j] })
+			// Each track's first SR may be off by up to the noise, and later ones steer it
+			// back at srSlewNS per report.
+			d := vOff[len(vOff)/2] - aOff[len(aOff)/2]
+			if tol := max(40, 3*noise.Milliseconds()/2); d > tol || d < -tol {
+				t.Errorf("video is %d ms off audio, want within ±%d", d, tol)
+			}
+			if m.Tracks[0].Reanchors != 0 || m.Tracks[1].Reanchors != 0 {
+				t.Errorf("re-anchors: audio %d, video %d; want none", m.Tracks[0].Reanchors, m.Tracks[1].Reanchors)
+			}
+			t.Logf("video %d ms off audio", d)
 		})
 	}
 }

@@ -12,7 +12,8 @@ type Metrics struct {
 	BytesWritten   prometheus.Counter // bytes written to media files
 	Active         prometheus.Gauge   // recordings running
 	// Reanchors counts tracks whose timeline re-anchored, by cause: "ssrc" (a new
-	// stream) or "timestamp" (a confirmed timestamp jump). A browser call has none.
+	// stream), "timestamp" (a confirmed timestamp jump) or "sender_report" (the sender's
+	// clock stalled or stepped). A browser call has none.
 	Reanchors *prometheus.CounterVec
 	// MuxForced counts frames written early because a recording's mux queue was full.
 	MuxForced prometheus.Counter

@@ -162,7 +162,7 @@ type trackState struct {
 	width, height                int
 	codecPrivate                 []byte
 	lastMS                       int64
-	lastT                        int64 // file time of the last frame queued for the muxer
+	nextT                        int64 // file time before which the track's next frame may not start
 	q                            qualityMeter
 	orient                       orientation
 }
@@ -170,10 +170,13 @@ type trackState struct {
 // inOrderTime keeps a track's frames in their order through the time-ordered muxer: a
 // Sender Report that re-anchors a track earlier than its arrival-time placement (video
 // arrives later than the audio captured with it) must not put the next frames before the
-// keyframe already queued, which decoders could not decode.
-func (st *trackState) inOrderTime(t int64) int64 {
-	t = max(t, st.lastT)
-	st.lastT = t
+// keyframe already queued, which decoders could not decode. An audio frame (dur: its
+// length, ns) also never starts before the previous one ends: overlapping Opus frames make
+// a decoder's output timestamps collide, so a frame the timeline moved back is pushed
+// behind the previous one rather than dropped, as Ogg's granule positions do it.
+func (st *trackState) inOrderTime(t, dur int64) int64 {
+	t = max(t, st.nextT)
+	st.nextT = t + dur
 	return t
 }
 
@@ -770,7 +773,10 @@ func (r *Recording) senderReport(st *trackState, it queueItem) {
 	if st.tl.have && !st.tl.fromSR {
 		st.q.senderReport(st.tl.local(it.rtpTS)-local, it.arrival)
 	}
-	st.tl.senderReport(it.rtpTS, local)
+	if moved := st.tl.senderReport(it.rtpTS, local); moved != 0 {
+		r.countReanchor(st, "sender_report")
+		r.log.Info("track timeline re-anchored: its sender's clock moved", "track_id", st.info.ID, "jump_ms", moved/1e6)
+	}
 }
 
 // reorderPush puts an admitNew packet into the reorder window and emits what is in order.
@@ -907,8 +913,9 @@ func (r *Recording) place(st *trackState, p rtpPacket) {
 	t := r.fileTime(st.tl.local(p.ts))
 	clock := int64(st.info.ClockRate)
 	if st.info.Kind == KindAudio {
-		st.q.inOrder(p.ext, p.ts, int64(opusSamples(p.payload))*clock/opusSampleRate, len(p.payload), p.arrival, clock)
-		r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: true, buf: p.buf, data: p.payload})
+		samples := int64(opusSamples(p.payload))
+		st.q.inOrder(p.ext, p.ts, samples*clock/opusSampleRate, len(p.payload), p.arrival, clock)
+		r.mux.push(muxFrame{t: st.inOrderTime(t, samples*1e9/opusSampleRate), tr: st, key: true, buf: p.buf, data: p.payload})
 		r.release(false)
 		return
 	}
@@ -986,7 +993,7 @@ func (r *Recording) videoFrame(st *trackState, t int64, frame []byte, arrival in
 	}
 	bp := r.frameFree.get()
 	*bp = append((*bp)[:0], frame...)
-	r.mux.push(muxFrame{t: st.inOrderTime(t), tr: st, key: key, buf: bp, data: *bp, video: true})
+	r.mux.push(muxFrame{t: st.inOrderTime(t, 0), tr: st, key: key, buf: bp, data: *bp, video: true})
 	r.release(false)
 }
 

@@ -5,10 +5,11 @@ package recorder
 // Every track maps its RTP timestamps to the local wall clock, and the file time of a
 // packet is that local time minus the recording start (minus earlier pauses in PauseSkip
 // mode). Timestamps are unwrapped to 64 bits per track. Until the track's first RTCP Sender
-// Report the mapping is anchored on the arrival time of the first packet; each SR re-anchors
-// it on the sender's NTP clock (RFC 3550 §6.4.1), converted to local time with one offset per
-// recording taken at the first SR, so all tracks of a sender share one clock and audio and
-// video line up. DTX silence, loss and late starts keep their length because positions come
+// Report the mapping is anchored on the arrival time of the first packet; the first SR
+// re-anchors it on the sender's NTP clock (RFC 3550 §6.4.1), converted to local time with one
+// offset per recording taken at the first SR, so all tracks of a sender share one clock and
+// audio and video line up. Later SRs steer it gently (see senderReport): their noise must not
+// shake the track. DTX silence, loss and late starts keep their length because positions come
 // from RTP timestamps, not packet counts.
 //
 // Old packets must not move the timeline. Senders re-send packets they sent before: RTX
@@ -36,9 +37,11 @@ package recorder
 // (manifest "reanchors") and in the recorder metrics: a browser call should have none.
 
 const (
-	tsJumpNS        = 2e9 // timestamp jumps beyond this (vs arrival) are a restart or a stray
-	srMaxSkewNS     = 5e9 // an SR whose sender clock is this far off is from another clock
-	reorderSlots    = 64  // packets held to put reordered packets back in order
+	tsJumpNS        = 2e9   // timestamp jumps beyond this (vs arrival) are a restart or a stray
+	srMaxSkewNS     = 5e9   // an SR whose sender clock is this far off is from another clock
+	srSlewNS        = 5e6   // an SR moves an SR-anchored track by at most this...
+	srRetimeNS      = 250e6 // ...unless it disagrees by this much: the sender's timing changed
+	reorderSlots    = 64    // packets held to put reordered packets back in order
 	reorderMaxWait  = 150e6
 	seqResetPackets = 3000 // a sequence jump beyond this is a restart or a stray, not loss
 	// restartRun packets must agree before a jump (sequence or timestamp) is believed:
@@ -69,6 +72,9 @@ type timeline struct {
 	anchorLocal int64
 	// fromSR says the anchor comes from a Sender Report, not from arrival.
 	fromSR bool
+	// srHeld: the last SR disagreed with the timing by srRetimeNS or more, by srHeldBy.
+	srHeld   bool
+	srHeldBy int64
 	// arrivalAnchors counts anchorings on arrival time (quality.go measures them).
 	arrivalAnchors uint32
 
@@ -148,14 +154,35 @@ func (tl *timeline) local(ts uint32) int64 {
 // anchors the track again.
 func (tl *timeline) newStream() { tl.have, tl.runN = false, 0 }
 
-// senderReport re-anchors the track on an SR; srLocal is the SR's NTP time in local time.
-func (tl *timeline) senderReport(rtpTS uint32, srLocal int64) {
+// senderReport anchors the track on an SR; srLocal is the SR's NTP time in local time.
+// The first SR of a timing anchors it outright. Later ones are trusted only as far as
+// senders make them: some (pion under load, relays) stamp an SR from when they send it, so
+// a sender that stalls reports its media clock tens or hundreds of milliseconds off, and
+// following each SR would shake the track back and forth. So a later SR moves the timing
+// by at most srSlewNS, which follows any real clock drift. One that disagrees by
+// srRetimeNS or more is held: if the next SR agrees with it, the sender's timing really
+// changed (a stall of its media clock, a clock step) and the track re-anchors on it,
+// returning how far it moved (ns); otherwise it was a stray and is forgotten.
+func (tl *timeline) senderReport(rtpTS uint32, srLocal int64) (moved int64) {
 	if !tl.have {
-		return // no packet yet: the unwrapping has no reference
+		return 0 // no packet yet: the unwrapping has no reference
 	}
-	tl.anchorExt = tl.extTS + int64(int32(rtpTS-tl.lastTS))
-	tl.anchorLocal = srLocal
-	tl.fromSR = true
+	ext := tl.extTS + int64(int32(rtpTS-tl.lastTS))
+	if tl.fromSR {
+		d := srLocal - (tl.anchorLocal + (ext-tl.anchorExt)*1e9/tl.clock)
+		if d > -srRetimeNS && d < srRetimeNS {
+			tl.srHeld = false
+			tl.anchorLocal += min(max(d, -srSlewNS), srSlewNS)
+			return 0
+		}
+		if !tl.srHeld || d-tl.srHeldBy >= srRetimeNS/2 || tl.srHeldBy-d >= srRetimeNS/2 {
+			tl.srHeld, tl.srHeldBy = true, d
+			return 0
+		}
+		tl.srHeld, moved = false, d
+	}
+	tl.anchorExt, tl.anchorLocal, tl.fromSR = ext, srLocal, true
+	return moved
 }
 
 // ntpToNS converts a 64-bit NTP timestamp (RFC 3550 §4) to ns since 1900.

@@ -277,3 +277,53 @@ func reanchorMetric(t *testing.T, reg *prometheus.Registry, cause string) float6
 	}
 	return 0
 }
+
+// TestSenderReportSteering: the first Sender Report anchors a track outright; later ones
+// steer it by at most srSlewNS each, so their noise cannot shake it, while a drift is
+// followed, a real change of timing (srRetimeNS or more, in two SRs in a row) re-anchors,
+// and a lone stray SR moves nothing.
+func TestSenderReportSteering(t *testing.T) {
+	const ms = int64(1e6)
+	tests := []struct {
+		name string
+		// srOff[k] is how far SR k (sent 1 s after the previous, with the packet captured
+		// then) places that packet from its true capture time, ms.
+		srOff []int64
+		// want[k] is how far the track then places that packet, ms; moved[k] what SR k
+		// reports as a re-anchor.
+		want  []int64
+		moved []int64
+	}{
+		{name: "exact", srOff: []int64{0, 0, 0}, want: []int64{0, 0, 0}, moved: []int64{0, 0, 0}},
+		{name: "first SR anchors outright", srOff: []int64{40, 40, 40}, want: []int64{40, 40, 40}, moved: []int64{0, 0, 0}},
+		{name: "noise is slewed", srOff: []int64{0, 60, -60, 30, -2}, want: []int64{0, 5, 0, 5, 0}, moved: []int64{0, 0, 0, 0, 0}},
+		{name: "drift is followed", srOff: []int64{0, 1, 2, 3, 4}, want: []int64{0, 1, 2, 3, 4}, moved: []int64{0, 0, 0, 0, 0}},
+		{name: "a slow change is followed at the slew", srOff: []int64{0, 100, 100, 100}, want: []int64{0, 5, 10, 15}, moved: []int64{0, 0, 0, 0}},
+		{name: "a stall re-anchors on the second SR", srOff: []int64{0, 0, 800, 800, 800}, want: []int64{0, 0, 0, 800, 800}, moved: []int64{0, 0, 0, 800, 0}},
+		{name: "a clock step back re-anchors on the second SR", srOff: []int64{0, -300, -320, -320}, want: []int64{0, 0, -320, -320}, moved: []int64{0, 0, -320, 0}},
+		{name: "one stray SR is ignored", srOff: []int64{0, -320, 0, 0}, want: []int64{0, 0, 0, 0}, moved: []int64{0, 0, 0, 0}},
+		{name: "strays that disagree are ignored", srOff: []int64{0, 400, -400, 400, 2}, want: []int64{0, 0, 0, 0, 2}, moved: []int64{0, 0, 0, 0, 0}},
+		{name: "a stray between slews", srOff: []int64{0, 20, 900, 20}, want: []int64{0, 5, 5, 10}, moved: []int64{0, 0, 0, 0}},
+		{name: "just under the re-anchor is slewed", srOff: []int64{0, 249}, want: []int64{0, 5}, moved: []int64{0, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const base = int64(1_700_000_000) * 1e9
+			tl := timeline{clock: 48000}
+			tl.step(1000, base+20*ms) // arrival-anchored, 20 ms after capture
+			for k, off := range tc.srOff {
+				ts := uint32(1000 + 48000*k)
+				capture := base + int64(k)*1000*ms
+				if k > 0 {
+					tl.step(ts, capture+20*ms)
+				}
+				if got := tl.senderReport(ts, capture+off*ms); got != tc.moved[k]*ms {
+					t.Errorf("SR %d: moved %d ms, want %d", k, got/ms, tc.moved[k])
+				}
+				if got := (tl.local(ts) - capture) / ms; got != tc.want[k] {
+					t.Errorf("SR %d: packet placed %d ms from its capture, want %d", k, got, tc.want[k])
+				}
+			}
+		})
+	}
+}
