@@ -31,16 +31,41 @@ func TestClientHearsTheFeedbackItNeeds(t *testing.T) {
 			c := h.dial()
 			h.startWith(c, api, "s1", tc.sources...)
 			h.waitPackets("s1", len(tc.sources), 100)
-			// Receiver reports go out every second; feedback sooner.
+			// Receiver reports go out every second, and echo the client's
+			// Sender Reports (also one a second) from the next one on;
+			// feedback comes sooner.
+			echoed := func() bool {
+				reports := log.Reports()
+				for _, r := range reports {
+					if r.LastSenderReport == 0 {
+						return false
+					}
+				}
+				return len(reports) == len(tc.sources)
+			}
 			deadline := time.Now().Add(10 * time.Second)
 			for time.Now().Before(deadline) {
-				if log.Count("ReceiverReport") > 0 && (!tc.nack || log.Count("TransportLayerNack") > 0) && (!tc.twcc || log.Count("TransportLayerCC") > 0) {
+				if echoed() && (!tc.nack || log.Count("TransportLayerNack") > 0) && (!tc.twcc || log.Count("TransportLayerCC") > 0) {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			if log.Count("ReceiverReport") == 0 {
-				t.Errorf("no receiver report; received %s", log)
+			if !echoed() {
+				t.Errorf("want a receiver report on each of the %d streams, echoing a Sender Report; got %+v (%s)", len(tc.sources), log.Reports(), log)
+			}
+			// Only video loses packets (and they are dropped before the
+			// client's NACK responder keeps them, so they stay lost).
+			lossy := 0
+			for _, r := range log.Reports() {
+				if r.TotalLost > 0 {
+					lossy++
+				}
+				if r.Delay > 2*65536 {
+					t.Errorf("stream %d: %.1f s since the echoed Sender Report, want at most 2 s", r.SSRC, float64(r.Delay)/65536)
+				}
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.nack]; lossy != want {
+				t.Errorf("%d streams report losses, want %d: %+v", lossy, want, log.Reports())
 			}
 			if got := log.Count("TransportLayerNack") > 0; got != tc.nack {
 				t.Errorf("NACKs received: %v, want %v (%s)", got, tc.nack, log)

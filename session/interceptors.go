@@ -5,7 +5,6 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -16,8 +15,8 @@ import (
 // and each of their loops is a goroutine (with its stack and buffers) in
 // every session.
 //
-//   - Receiver reports, always: the client's congestion control and stats
-//     read them.
+//   - Receiver reports are not an interceptor's: each track's reader sends
+//     its own (see readRTP), for the client's congestion control and stats.
 //   - The NACK generator, for the streams that negotiated NACK (video),
 //     so lost video packets are asked for again.
 //   - TWCC feedback, for video only: a browser's bandwidth estimate for
@@ -35,10 +34,6 @@ func receiveInterceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) 
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
-	reports, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, err
-	}
 	nacks, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return nil, err
@@ -48,7 +43,6 @@ func receiveInterceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) 
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	ir.Add(reports)
 	ir.Add(lazyFactory{inner: nacks, wants: negotiatedNACK})
 	ir.Add(lazyFactory{inner: feedback, wants: negotiatedTWCC})
 	return ir, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type Session struct {
 	monitored *Session
 
 	pc *webrtc.PeerConnection
+	// rtcpSSRC is the session's own SSRC in the receiver reports it sends.
+	rtcpSSRC uint32
 
 	ctx    context.Context // ends at teardown: what the session waits for gives up
 	cancel context.CancelFunc
@@ -126,6 +129,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		stateSeen:   map[rtm.State]int{},
 		supervisors: map[*Session]struct{}{},
 		release:     func() {},
+		rtcpSSRC:    rand.Uint32(),
 	}
 	ss.log = l.log.With("session_id", id, "client_id", m.ClientID)
 	if t := p.Tenant(); t != "" {

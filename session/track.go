@@ -1,19 +1,28 @@
 package session
 
 import (
+	"encoding/binary"
+	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/rtmrec/rtmrec/internal/reception"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
 )
 
-// pliInterval rate-limits keyframe requests per track: a keyframe costs the
-// sender bandwidth, and one every half second is enough to recover.
-const pliInterval = 500 * time.Millisecond
+const (
+	// pliInterval rate-limits keyframe requests per track: a keyframe costs the
+	// sender bandwidth, and one every half second is enough to recover.
+	pliInterval = 500 * time.Millisecond
+	// reportInterval is how often a recorded track's receiver report goes out,
+	// as often as browsers send theirs.
+	reportInterval = time.Second
+)
 
 // trackSink is one received track and where its packets go. The reader
 // goroutine loads the targets atomically, so attaching a recording or a
@@ -31,6 +40,9 @@ type trackSink struct {
 	rec atomic.Pointer[recorder.Track]
 	fwd atomic.Pointer[[]*forwarder]
 	fan fanout
+	// rx keeps the reception statistics of a recorded client's track, which
+	// its reader reports (nil for a supervisor's: pion reports those).
+	rx *reception.Stream
 
 	packets atomic.Uint64
 	lastPLI atomic.Int64
@@ -69,6 +81,9 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	if kind == recorder.KindVideo {
 		sink.info.OrientationExtID = ext.orientation()
 	}
+	if ss.monitored == nil {
+		sink.rx = reception.New(sink.ssrc, t.Codec().ClockRate)
+	}
 	ss.tracks = append(ss.tracks, sink)
 	ss.publishTracks()
 	ss.log.Info("track received", "track", id, "kind", kind, "codec", codec, "ssrc", sink.ssrc)
@@ -98,29 +113,53 @@ func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) (id str
 }
 
 // readRTP is the media hot path: one read buffer per track, no allocation
-// per packet, nothing that can block.
+// per packet, nothing that can block. It also sends the track's receiver
+// reports, waking for them when no packet comes: a goroutine of its own per
+// connection, as pion's report interceptor has, costs every session a stack.
 func (ss *Session) readRTP(sink *trackSink) {
 	buf := make([]byte, 1500)
 	kind := ss.srv.metrics.rtpPackets.WithLabelValues(string(sink.info.Kind))
+	var nextReport time.Time
+	if sink.rx != nil {
+		nextReport = time.Now().Add(reportInterval)
+		_ = sink.remote.SetReadDeadline(nextReport)
+	}
 	for {
 		n, _, err := sink.remote.Read(buf)
-		if err != nil {
-			return
-		}
 		now := time.Now()
-		sink.packets.Add(1)
-		kind.Inc()
-		if r := sink.rec.Load(); r != nil {
-			r.WriteRTP(buf[:n], now)
+		if err != nil {
+			var ne net.Error
+			if sink.rx == nil || !errors.As(err, &ne) || !ne.Timeout() {
+				return
+			}
+		} else {
+			sink.packets.Add(1)
+			kind.Inc()
+			if sink.rx != nil && n >= 12 {
+				sink.rx.Packet(binary.BigEndian.Uint16(buf[2:]), binary.BigEndian.Uint32(buf[4:]), now.UnixNano())
+			}
+			if r := sink.rec.Load(); r != nil {
+				r.WriteRTP(buf[:n], now)
+			}
+			if f := sink.fwd.Load(); f != nil {
+				sink.distribute(*f, buf[:n])
+			}
 		}
-		if f := sink.fwd.Load(); f != nil {
-			sink.distribute(*f, buf[:n])
+		if sink.rx != nil && !now.Before(nextReport) {
+			if block, ok := sink.rx.Report(now.UnixNano()); ok {
+				rr := &rtcp.ReceiverReport{SSRC: ss.rtcpSSRC, Reports: []rtcp.ReceptionReport{block}}
+				if err := ss.pc.WriteRTCP([]rtcp.Packet{rr}); err != nil {
+					ss.log.Debug("send receiver report", "err", err)
+				}
+			}
+			nextReport = now.Add(reportInterval)
+			_ = sink.remote.SetReadDeadline(nextReport)
 		}
 	}
 }
 
 // readRTCP keeps the receiver's RTCP flowing (pion needs it read) and hands
-// Sender Reports to the recording for A/V sync.
+// Sender Reports to the recording for A/V sync, and to the receiver report.
 func (ss *Session) readRTCP(sink *trackSink, r *webrtc.RTPReceiver) {
 	for {
 		pkts, _, err := r.ReadRTCP()
@@ -130,6 +169,9 @@ func (ss *Session) readRTCP(sink *trackSink, r *webrtc.RTPReceiver) {
 		now := time.Now()
 		for _, p := range pkts {
 			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == sink.ssrc {
+				if sink.rx != nil {
+					sink.rx.SenderReport(sr.NTPTime, now.UnixNano())
+				}
 				if rt := sink.rec.Load(); rt != nil {
 					rt.WriteSenderReport(sr.NTPTime, sr.RTPTime, now)
 				}

@@ -2,6 +2,7 @@ package testclient
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 
@@ -12,7 +13,7 @@ import (
 )
 
 // FeedbackLog counts the RTCP packets a client receives from the server,
-// by type, and can drop some of the video it sends so that the server has
+// by type, keeps the latest receiver report on each stream, and can drop some of the video it sends so that the server has
 // losses to ask for again.
 type FeedbackLog struct {
 	interceptor.NoOp
@@ -20,8 +21,17 @@ type FeedbackLog struct {
 	// none).
 	DropVideoEvery int
 
-	mu    sync.Mutex
-	count map[string]int
+	mu      sync.Mutex
+	count   map[string]int
+	reports map[uint32]rtcp.ReceptionReport
+}
+
+// Reports returns the latest reception report block received for each of
+// the client's SSRCs.
+func (l *FeedbackLog) Reports() map[uint32]rtcp.ReceptionReport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.reports)
 }
 
 // Count reports how many RTCP packets of a type (as rtcp names it:
@@ -49,10 +59,15 @@ func (l *FeedbackLog) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPR
 		if pkts, perr := rtcp.Unmarshal(b[:n]); perr == nil {
 			l.mu.Lock()
 			if l.count == nil {
-				l.count = map[string]int{}
+				l.count, l.reports = map[string]int{}, map[uint32]rtcp.ReceptionReport{}
 			}
 			for _, p := range pkts {
 				l.count[strings.TrimPrefix(fmt.Sprintf("%T", p), "*rtcp.")]++
+				if rr, ok := p.(*rtcp.ReceiverReport); ok {
+					for _, r := range rr.Reports {
+						l.reports[r.SSRC] = r
+					}
+				}
 			}
 			l.mu.Unlock()
 		}
