@@ -76,6 +76,11 @@ func TestRecordingLifecycle(t *testing.T) {
 			t.Fatalf("track %+v recorded nothing", tr)
 		}
 	}
+	// The client's Sender Reports (one a second per track) reached the
+	// recording: its times are on the client's clock.
+	if m.Clock != recorder.ClockSender {
+		t.Errorf("manifest clock %q, want %q: no Sender Report reached the recording", m.Clock, recorder.ClockSender)
+	}
 	// The webhook saw STARTED, PAUSED, RESUMED, STOPPED in order.
 	var states []string
 	for _, ev := range h.events.list() {

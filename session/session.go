@@ -173,9 +173,9 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 			return err
 		}
 	}
-	api := ss.srv.deps.WebRTC.ReceiveAPI
-	if ss.monitored != nil {
-		api = ss.srv.deps.WebRTC.API
+	api := ss.srv.deps.WebRTC.API
+	if ss.monitored == nil {
+		api = ss.srv.deps.WebRTC.ReceiveAPI(ss.newRTCPTap)
 	}
 	if ss.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)

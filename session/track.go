@@ -3,7 +3,9 @@ package session
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,7 +84,12 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		sink.info.OrientationExtID = ext.orientation()
 	}
 	if ss.monitored == nil {
+		// A recorded client's RTCP comes through its rtcpTaps; this track's
+		// reader reports on it.
 		sink.rx = reception.New(sink.ssrc, t.Codec().ClockRate)
+	} else {
+		// A supervisor's connection buffers its RTCP as pion does: read it.
+		ss.goReader(func() { ss.readRTCP(sink, r) })
 	}
 	ss.tracks = append(ss.tracks, sink)
 	ss.publishTracks()
@@ -93,7 +100,6 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	ss.setSnapshot()
 	ss.addTrackToSupervisors(sink)
 	ss.goReader(func() { ss.readRTP(sink) })
-	ss.goReader(func() { ss.readRTCP(sink, r) })
 }
 
 // trackID names a track by its m-line (and simulcast layer), which is stable
@@ -158,8 +164,8 @@ func (ss *Session) readRTP(sink *trackSink) {
 	}
 }
 
-// readRTCP keeps the receiver's RTCP flowing (pion needs it read) and hands
-// Sender Reports to the recording for A/V sync, and to the receiver report.
+// readRTCP keeps a supervisor's receiver's RTCP flowing (pion buffers it
+// until read) and hands on its Sender Reports.
 func (ss *Session) readRTCP(sink *trackSink, r *webrtc.RTPReceiver) {
 	for {
 		pkts, _, err := r.ReadRTCP()
@@ -169,15 +175,74 @@ func (ss *Session) readRTCP(sink *trackSink, r *webrtc.RTPReceiver) {
 		now := time.Now()
 		for _, p := range pkts {
 			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == sink.ssrc {
-				if sink.rx != nil {
-					sink.rx.SenderReport(sr.NTPTime, now.UnixNano())
-				}
-				if rt := sink.rec.Load(); rt != nil {
-					rt.WriteSenderReport(sr.NTPTime, sr.RTPTime, now)
-				}
+				sink.senderReport(sr, now)
 			}
 		}
 	}
+}
+
+// senderReport hands a Sender Report of the track, received at at, to its
+// receiver report and to its recording (for A/V sync). Safe from any
+// goroutine.
+func (sink *trackSink) senderReport(sr *rtcp.SenderReport, at time.Time) {
+	if sink.rx != nil {
+		sink.rx.SenderReport(sr.NTPTime, at.UnixNano())
+	}
+	if rt := sink.rec.Load(); rt != nil {
+		rt.WriteSenderReport(sr.NTPTime, sr.RTPTime, at)
+	}
+}
+
+// rtcpTap takes the RTCP of one SSRC of a recorded client's connection as
+// pion's SRTCP reader decrypts it (it is that connection's RTCP "buffer"),
+// and hands on the Sender Reports of the session's tracks at once: their
+// arrival time is exact, and no goroutine per track waits to read them.
+// What else comes (receiver reports on nothing sent, or packets for an SSRC
+// that is no track) is dropped: a receive-only connection has no use for it.
+type rtcpTap struct {
+	ss     *Session
+	ssrc   uint32
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (ss *Session) newRTCPTap(ssrc uint32) io.ReadWriteCloser {
+	return &rtcpTap{ss: ss, ssrc: ssrc, closed: make(chan struct{})}
+}
+
+// Write takes one decrypted compound RTCP packet; it never fails, so pion
+// goes on reading.
+func (t *rtcpTap) Write(b []byte) (int, error) {
+	now := time.Now()
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return len(b), nil
+	}
+	for _, p := range pkts {
+		sr, ok := p.(*rtcp.SenderReport)
+		if !ok || sr.SSRC != t.ssrc {
+			continue // a compound goes to every SSRC it names: each takes its own
+		}
+		for _, sink := range t.ss.tracksSnapshot() {
+			if sink.ssrc == sr.SSRC {
+				sink.senderReport(sr, now)
+			}
+		}
+	}
+	return len(b), nil
+}
+
+// Read has nothing to give: it waits for Close (nothing in rtmrec reads a
+// recorded client's RTCP).
+func (t *rtcpTap) Read([]byte) (int, error) {
+	<-t.closed
+	return 0, io.EOF
+}
+
+// Close ends a waiting Read.
+func (t *rtcpTap) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return nil
 }
 
 // requestKeyframe asks the sender for a keyframe (PLI), at most once per

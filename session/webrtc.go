@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4/packetio"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -43,10 +45,33 @@ type WebRTC struct {
 	// API makes the connections that send media: supervisors'. They
 	// answer NACKs from their own send buffers and send sender reports.
 	API *webrtc.API
-	// ReceiveAPI makes the connections that only receive: a client's whose
-	// media is recorded. See receiveInterceptors for what it leaves out.
-	ReceiveAPI *webrtc.API
-	closers    []func() error
+	// recvME, recvIR and recvSettings make the connections that only
+	// receive: a client's whose media is recorded (see ReceiveAPI).
+	recvME       *webrtc.MediaEngine
+	recvIR       *interceptor.Registry
+	recvSettings webrtc.SettingEngine
+	closers      []func() error
+}
+
+// rtpBufferLimit bounds the packets a track's reader has not read yet, as
+// pion does by default (a second of video at 8 Mbit/s).
+const rtpBufferLimit = 1000 * 1000
+
+// ReceiveAPI makes the connection of a client whose media is recorded: it
+// only receives (see receiveInterceptors for what that leaves out), and
+// hands each RTCP packet pion decrypts to rtcp's writer for its SSRC at
+// once, instead of buffering it for a reader goroutine per track.
+func (w *WebRTC) ReceiveAPI(rtcp func(ssrc uint32) io.ReadWriteCloser) *webrtc.API {
+	se := w.recvSettings
+	se.BufferFactory = func(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
+		if kind == packetio.RTCPBufferPacket {
+			return rtcp(ssrc)
+		}
+		b := packetio.NewBuffer()
+		b.SetLimitSize(rtpBufferLimit)
+		return b
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
 }
 
 // Close releases the shared UDP/TCP sockets.
@@ -170,7 +195,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 		}
 	}
 	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(sendME), webrtc.WithInterceptorRegistry(sendIR), webrtc.WithSettingEngine(se))
-	w.ReceiveAPI = webrtc.NewAPI(webrtc.WithMediaEngine(recvME), webrtc.WithInterceptorRegistry(recvIR), webrtc.WithSettingEngine(se))
+	w.recvME, w.recvIR, w.recvSettings = recvME, recvIR, se
 	return w, nil
 }
 

@@ -60,7 +60,7 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Close() })
-	pc, err := w.ReceiveAPI.NewPeerConnection(webrtc.Configuration{})
+	pc, err := w.ReceiveAPI((&Session{}).newRTCPTap).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
