@@ -3,7 +3,9 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -127,7 +129,7 @@ func BenchmarkFileTimeSkip(b *testing.B) {
 }
 
 func TestMuxQueueBoundedInBytes(t *testing.T) {
-	q := muxQueue{delay: muxDelayNS, maxBytes: 1 << 20}
+	q := muxQueue{delay: muxDelayNS, maxBytes: 1 << 20, floor: math.MinInt64}
 	frame := make([]byte, 300<<10)
 	for i := range 3 {
 		q.push(muxFrame{t: int64(i), data: frame})
@@ -202,5 +204,43 @@ func TestMaxTracksFitMatroska(t *testing.T) {
 	}
 	if _, err := rec.Stop(); err != nil && !errors.Is(err, ErrNoMedia) {
 		t.Fatal(err)
+	}
+}
+
+// TestMuxQueueReleasesAtTheFloor: a frame goes out as soon as no earlier frame can come
+// (the floor has reached it), in time order; without a floor (a track has not started), it
+// waits out the interleaving delay.
+func TestMuxQueueReleasesAtTheFloor(t *testing.T) {
+	const ms = int64(1e6)
+	tests := []struct {
+		name  string
+		times []int64 // pushed, ms
+		floor int64   // ms; math.MinInt64: none
+		want  []int64 // released, ms
+	}{
+		{name: "no floor, within the delay", times: []int64{0, 20, 40, 300}, floor: math.MinInt64},
+		{name: "no floor, past the delay", times: []int64{40, 0, 20, 510}, floor: math.MinInt64, want: []int64{0}},
+		{name: "floor", times: []int64{60, 0, 40, 20}, floor: 40, want: []int64{0, 20, 40}},
+		{name: "floor and delay", times: []int64{0, 20, 40, 700, 600}, floor: 20, want: []int64{0, 20, 40}},
+		{name: "floor below every frame", times: []int64{100, 120}, floor: 99},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := muxQueue{delay: muxDelayNS, maxBytes: 1 << 20}
+			for _, at := range tc.times {
+				q.push(muxFrame{t: at * ms, data: []byte{1}})
+			}
+			q.floor = tc.floor
+			if tc.floor != math.MinInt64 {
+				q.floor *= ms
+			}
+			var got []int64
+			for q.ready() {
+				got = append(got, q.pop().t/ms)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("released %v ms, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -3,10 +3,14 @@ package recorder
 // Interleaving. Frames of all tracks pass through a small time-ordered queue before they
 // reach the container, so blocks and pages come out in time order even though video frames
 // complete later than audio packets and each track waits for its own reordering. A frame is
-// released once the newest frame seen is muxDelay ahead of it, or early when the queue holds
-// muxMaxLen frames or Config.MuxBytes bytes (a sender of huge frames must not make a
-// recording hold gigabytes; its blocks may then come out of order across tracks, which
-// players accept).
+// released as soon as no frame before it can come any more: every track has queued a frame
+// and its next one cannot start earlier (the floor; a track's frames never go back in
+// time). So the track that lags (usually video: the sender's clock places its frames before
+// they arrive) is written at once, and only the other's frames wait, for the lag. A track
+// that has not started or has gone quiet holds no frame longer than until the newest frame
+// seen is muxDelay ahead of it. The queue also lets frames go early when it holds muxMaxLen
+// frames or Config.MuxBytes bytes (a sender of huge frames must not make a recording hold
+// gigabytes; its blocks may then come out of order across tracks, which players accept).
 const (
 	muxDelayNS = 500e6
 	muxMaxLen  = 4096
@@ -30,7 +34,8 @@ type muxQueue struct {
 	maxT     int64
 	order    uint64
 	delay    int64
-	bytes    int // of the frames held
+	floor    int64 // no frame earlier than this can come any more
+	bytes    int   // of the frames held
 	maxBytes int
 }
 
@@ -60,8 +65,12 @@ func (q *muxQueue) ready() bool {
 	return len(q.items) > 0 && (q.due() || q.full())
 }
 
-// due reports whether the oldest frame has waited out the interleaving delay.
-func (q *muxQueue) due() bool { return q.items[0].t <= q.maxT-q.delay }
+// due reports whether the oldest frame is in time order for good (the floor has passed it)
+// or has waited out the interleaving delay.
+func (q *muxQueue) due() bool {
+	t := q.items[0].t
+	return t <= q.floor || t <= q.maxT-q.delay
+}
 
 // full reports whether the queue holds as many frames or bytes as it may.
 func (q *muxQueue) full() bool { return len(q.items) >= muxMaxLen || q.bytes >= q.maxBytes }

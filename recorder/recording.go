@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,6 +164,7 @@ type trackState struct {
 	codecPrivate                 []byte
 	lastMS                       int64
 	nextT                        int64 // file time before which the track's next frame may not start
+	queued                       bool  // a frame went to the muxer: nextT holds
 	q                            qualityMeter
 	orient                       orientation
 }
@@ -176,7 +178,7 @@ type trackState struct {
 // behind the previous one rather than dropped, as Ogg's granule positions do it.
 func (st *trackState) inOrderTime(t, dur int64) int64 {
 	t = max(t, st.nextT)
-	st.nextT = t + dur
+	st.nextT, st.queued = t+dur, true
 	return t
 }
 
@@ -1005,8 +1007,23 @@ func (r *Recording) requestKeyframe(st *trackState, now int64) {
 	r.cfg.RequestKeyframe(st.info.ID)
 }
 
+// muxFloor is the file time before which no frame can come any more: each track's next
+// frame starts at or after its nextT. A track that has queued nothing yet may start
+// anywhere, and then there is no floor.
+func (r *Recording) muxFloor() int64 {
+	floor := int64(math.MaxInt64)
+	for _, st := range r.states {
+		if !st.queued {
+			return math.MinInt64
+		}
+		floor = min(floor, st.nextT)
+	}
+	return floor
+}
+
 // release writes the frames the interleaving queue lets go (all of them when all is set).
 func (r *Recording) release(all bool) {
+	r.mux.floor = r.muxFloor()
 	for len(r.mux.items) > 0 && (all || r.mux.ready()) {
 		if !all && !r.mux.due() && r.cfg.Metrics != nil {
 			r.cfg.Metrics.MuxForced.Inc()
