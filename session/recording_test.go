@@ -218,3 +218,29 @@ func TestUploadURLTemplateIsFilledWhenTheRecordingStarts(t *testing.T) {
 		})
 	}
 }
+
+// TestPacketsWithAnUnknownPayloadTypeAreSkipped: a packet whose payload type
+// was never negotiated is dropped, and the track goes on being recorded.
+func TestPacketsWithAnUnknownPayloadTypeAreSkipped(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial()
+	api, err := testclient.NewAPIWithBadPayloadTypes(25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.startWith(c, api, "s", testclient.Tone)
+	h.waitPackets("s", 1, 10)
+	_ = c.Send(rtm.TypeRecordingStart, "c", "s", rtm.RecordingStart{UploadURL: "https://uploads.example.com/a.ogg"})
+	h.wait(c, testclient.IsRecording("s", rtm.RecordingStarted))
+	time.Sleep(3 * time.Second)
+	_ = c.Send(rtm.TypeRecordingStop, "c", "s", nil)
+	h.wait(c, testclient.IsRecording("s", rtm.RecordingStopped))
+	files := h.done.list()
+	if len(files) != 1 || len(files[0].Tracks) != 1 {
+		t.Fatalf("recordings: %+v", files)
+	}
+	// 3 s of 20 ms packets, one in 25 spoiled: about 144 good ones.
+	if tr := files[0].Tracks[0]; tr.PacketsReceived < 120 || tr.FramesWritten < 120 {
+		t.Errorf("track %+v: the recording stopped at the first bad packet", tr)
+	}
+}

@@ -133,23 +133,24 @@ func (ss *Session) readRTP(sink *trackSink) {
 	for {
 		n, _, err := sink.remote.Read(buf)
 		now := time.Now()
-		if err != nil {
-			var ne net.Error
-			if sink.rx == nil || !errors.As(err, &ne) || !ne.Timeout() {
-				return
-			}
-		} else {
+		if sink.rx != nil && n >= 12 {
+			sink.rx.Packet(binary.BigEndian.Uint16(buf[2:]), binary.BigEndian.Uint32(buf[4:]), now.UnixNano())
+		}
+		var ne net.Error
+		switch {
+		case err == nil:
 			sink.packets.Add(1)
 			kind.Inc()
-			if sink.rx != nil && n >= 12 {
-				sink.rx.Packet(binary.BigEndian.Uint16(buf[2:]), binary.BigEndian.Uint32(buf[4:]), now.UnixNano())
-			}
 			if r := sink.rec.Load(); r != nil {
 				r.WriteRTP(buf[:n], now)
 			}
 			if f := sink.fwd.Load(); f != nil {
 				sink.distribute(*f, buf[:n])
 			}
+		case n > 0:
+			// One bad packet: pion knows no codec for its payload type.
+		case sink.rx == nil || !errors.As(err, &ne) || !ne.Timeout():
+			return // the track ended
 		}
 		if sink.rx != nil && !now.Before(nextReport) {
 			if block, ok := sink.rx.Report(now.UnixNano()); ok {
