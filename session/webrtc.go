@@ -15,6 +15,8 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v4/packetio"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/rtmrec/rtmrec/internal/packetqueue"
 )
 
 // ICEConfig is what an operator sets for how clients reach the server's
@@ -50,7 +52,10 @@ type WebRTC struct {
 	recvME       *webrtc.MediaEngine
 	recvIR       *interceptor.Registry
 	recvSettings webrtc.SettingEngine
-	closers      []func() error
+	// packets lends the buffers of recorded tracks' packets between pion's
+	// SRTP reader and the track's reader.
+	packets *packetqueue.Pool
+	closers []func() error
 }
 
 // rtpBufferLimit bounds the packets a track's reader has not read yet, as
@@ -58,18 +63,18 @@ type WebRTC struct {
 const rtpBufferLimit = 1000 * 1000
 
 // ReceiveAPI makes the connection of a client whose media is recorded: it
-// only receives (see receiveInterceptors for what that leaves out), and
-// hands each RTCP packet pion decrypts to rtcp's writer for its SSRC at
-// once, instead of buffering it for a reader goroutine per track.
+// only receives (see receiveInterceptors for what that leaves out); its
+// RTP waits for the track's reader in pooled buffers, which an idle or
+// drained stream gives back; and each RTCP packet pion decrypts goes to
+// rtcp's writer for its SSRC at once, instead of waiting for a reader
+// goroutine per track.
 func (w *WebRTC) ReceiveAPI(rtcp func(ssrc uint32) io.ReadWriteCloser) *webrtc.API {
 	se := w.recvSettings
 	se.BufferFactory = func(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 		if kind == packetio.RTCPBufferPacket {
 			return rtcp(ssrc)
 		}
-		b := packetio.NewBuffer()
-		b.SetLimitSize(rtpBufferLimit)
-		return b
+		return packetqueue.New(w.packets, rtpBufferLimit)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
 }
@@ -195,7 +200,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 		}
 	}
 	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(sendME), webrtc.WithInterceptorRegistry(sendIR), webrtc.WithSettingEngine(se))
-	w.recvME, w.recvIR, w.recvSettings = recvME, recvIR, se
+	w.recvME, w.recvIR, w.recvSettings, w.packets = recvME, recvIR, se, packetqueue.NewPool()
 	return w, nil
 }
 
