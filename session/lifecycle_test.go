@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -199,4 +200,32 @@ func TestSilentClientIsCutOffByPings(t *testing.T) {
 		}
 	}
 	h.gone("silent")
+}
+
+// TestSessionsListedWhileStarting: the session list (the dev console and the
+// admin API poll it) can be read while sessions start; run with -race.
+func TestSessionsListedWhileStarting(t *testing.T) {
+	h := newHarness(t, nil)
+	stop := make(chan struct{})
+	listed := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				listed <- n
+				return
+			default:
+				n += len(h.srv.Sessions())
+			}
+		}
+	}()
+	for i := range 3 {
+		c := h.dial()
+		h.start(c, fmt.Sprintf("s%d", i), testclient.Tone)
+	}
+	close(stop)
+	if n := <-listed; n == 0 {
+		t.Error("the list never showed a session")
+	}
 }

@@ -135,6 +135,8 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 	if t := p.Tenant(); t != "" {
 		ss.log = ss.log.With("tenant", t)
 	}
+	// Set before register publishes the session: Sessions reads it from then on.
+	ss.snapshot = SessionInfo{Tenant: p.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
 	if err := l.srv.register(ss); err != nil {
 		cancel()
 		return err
@@ -144,7 +146,6 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		cancel()
 		return err
 	}
-	ss.snapshot = SessionInfo{Tenant: p.Tenant(), SessionID: id, ClientID: m.ClientID, Supervisor: monitored != nil}
 	go ss.run(m, offer)
 	return nil
 }
