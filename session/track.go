@@ -211,8 +211,9 @@ func (ss *Session) newRTCPTap(ssrc uint32) io.ReadWriteCloser {
 	return &rtcpTap{ss: ss, ssrc: ssrc, closed: make(chan struct{})}
 }
 
-// Write takes one decrypted compound RTCP packet; it never fails, so pion
-// goes on reading.
+// Write takes RTCP as pion's SRTCP reader decrypts it (one packet of a
+// compound at a time, but a whole compound would do); it never fails, so
+// pion goes on reading.
 func (t *rtcpTap) Write(b []byte) (int, error) {
 	now := time.Now()
 	pkts, err := rtcp.Unmarshal(b)
@@ -222,7 +223,7 @@ func (t *rtcpTap) Write(b []byte) (int, error) {
 	for _, p := range pkts {
 		sr, ok := p.(*rtcp.SenderReport)
 		if !ok || sr.SSRC != t.ssrc {
-			continue // a compound goes to every SSRC it names: each takes its own
+			continue // an SR goes to every SSRC it names: only its sender's tap takes it
 		}
 		for _, sink := range t.ss.tracksSnapshot() {
 			if sink.ssrc == sr.SSRC {
