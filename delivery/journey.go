@@ -12,6 +12,7 @@ package delivery
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,8 +38,15 @@ type Route struct {
 	ManifestURL string `json:"manifest_url,omitempty"`
 	WebhookURL  string `json:"webhook_url,omitempty"`
 	// OrderKey is the webhook order key of the recording's session, so the
-	// recording's events keep their place among the session's.
+	// recording's events keep their place among the session's (see OrderKey).
 	OrderKey string `json:"order_key"`
+}
+
+// OrderKey is a session's webhook order key: its tenant and id, unambiguous
+// whatever either contains. Sessions and the upgrade of a first-release data
+// directory must agree on it, or a session's events lose their order.
+func OrderKey(tenant, sessionID string) string {
+	return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + sessionID
 }
 
 // state is where a journey is.

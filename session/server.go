@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/rtmrec/rtmrec/delivery"
 	"github.com/rtmrec/rtmrec/internal/limits"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -252,7 +252,7 @@ const urlCheckTimeout = 5 * time.Second
 
 // sessionKey scopes a session id to its tenant; the length prefix keeps
 // "a/b" + "c" apart from "a" + "b/c".
-func sessionKey(tenant, id string) string { return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + id }
+func sessionKey(tenant, id string) string { return delivery.OrderKey(tenant, id) }
 
 // register reserves a session id within the tenant.
 func (s *Server) register(ss *Session) error {

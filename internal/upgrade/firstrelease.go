@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,15 +54,8 @@ type firstRoute struct {
 func (r firstRoute) route() delivery.Route {
 	return delivery.Route{
 		Tenant: r.Tenant, SessionID: r.SessionID, ClientID: r.ClientID, Identity: r.Identity,
-		UploadURL: r.UploadURL, WebhookURL: r.WebhookURL, OrderKey: orderKey(r.Tenant, r.SessionID),
+		UploadURL: r.UploadURL, WebhookURL: r.WebhookURL, OrderKey: delivery.OrderKey(r.Tenant, r.SessionID),
 	}
-}
-
-// orderKey is a session's webhook order key, the same in both releases
-// (session.sessionKey): events of one session keep their order across the
-// upgrade.
-func orderKey(tenant, sessionID string) string {
-	return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + sessionID
 }
 
 // firstJob is one upload of the first release's queue: upload.record with
