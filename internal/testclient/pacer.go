@@ -15,6 +15,7 @@ type Pacer struct {
 	shards []*pacerShard
 	mu     sync.Mutex
 	next   int
+	clips  map[Source]*clip // parsed once for all the peers
 	wg     sync.WaitGroup
 }
 
@@ -26,7 +27,7 @@ type pacerShard struct {
 // NewPacer starts shards goroutines that send what is due every tick, until
 // ctx ends; Wait waits for them.
 func NewPacer(ctx context.Context, shards int, tick time.Duration) *Pacer {
-	p := &Pacer{tick: tick}
+	p := &Pacer{tick: tick, clips: map[Source]*clip{}}
 	for range max(1, shards) {
 		sh := &pacerShard{cursors: map[*cursor]struct{}{}}
 		p.shards = append(p.shards, sh)
@@ -61,6 +62,21 @@ func (sh *pacerShard) run(ctx context.Context, tick time.Duration) {
 	}
 }
 
+// clip returns src's frames, parsed on first use.
+func (p *Pacer) clip(src Source) (*clip, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.clips[src]; c != nil {
+		return c, nil
+	}
+	c, err := loadClip(src)
+	if err != nil {
+		return nil, err
+	}
+	p.clips[src] = c
+	return c, nil
+}
+
 func (p *Pacer) shard() *pacerShard {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -73,7 +89,11 @@ func (p *Pacer) shard() *pacerShard {
 func (p *Peer) StreamOn(pc *Pacer) error {
 	now := time.Now()
 	for _, t := range p.tracks {
-		c, err := t.cursor(now)
+		clip, err := pc.clip(t.src)
+		if err != nil {
+			return err
+		}
+		c, err := t.cursor(now, clip)
 		if err != nil {
 			return err
 		}

@@ -207,7 +207,7 @@ func (p *Peer) Close() {
 }
 
 func (t *sendTrack) play(ctx context.Context) error {
-	c, err := t.cursor(time.Now())
+	c, err := t.cursor(time.Now(), nil)
 	if err != nil {
 		return err
 	}
@@ -230,59 +230,83 @@ func (t *sendTrack) play(ctx context.Context) error {
 // cursor walks a track's clip in real time from start, looping.
 type cursor struct {
 	t       *sendTrack
-	data    []byte
-	next    func() ([]byte, time.Duration, error)
+	clip    *clip
+	i       int // the next frame
 	start   time.Time
 	elapsed time.Duration
 }
 
-func (t *sendTrack) cursor(start time.Time) (*cursor, error) {
-	data, err := Media.ReadFile(string(t.src))
-	if err != nil {
-		return nil, err
+func (t *sendTrack) cursor(start time.Time, c *clip) (*cursor, error) {
+	if c == nil {
+		var err error
+		if c, err = loadClip(t.src); err != nil {
+			return nil, err
+		}
 	}
-	return &cursor{t: t, data: data, start: start}, nil
+	return &cursor{t: t, clip: c, start: start}, nil
 }
 
 // send writes every sample due by now and returns when the next one is.
 // Pacing on the clip's own clock keeps timing errors from adding up.
 func (c *cursor) send(now time.Time) (time.Time, error) {
-	fresh := false
 	for {
 		at := c.start.Add(c.elapsed)
 		if at.After(now) {
 			return at, nil
 		}
-		if c.next == nil {
-			next, err := c.t.frames(c.data)
-			if err != nil {
-				return time.Time{}, err
-			}
-			c.next, fresh = next, true
-		}
-		payload, dur, err := c.next()
-		if errors.Is(err, io.EOF) {
-			if fresh {
-				return time.Time{}, fmt.Errorf("%s: no frames", c.t.src)
-			}
-			c.next = nil
-			continue
-		}
-		if err != nil {
-			return time.Time{}, err
-		}
-		fresh = false
-		if err := c.t.track.WriteSample(media.Sample{Data: payload, Duration: dur}); err != nil {
+		f := c.clip.frames[c.i]
+		c.i = (c.i + 1) % len(c.clip.frames)
+		if err := c.t.track.WriteSample(media.Sample{Data: f.payload, Duration: f.dur}); err != nil {
 			return time.Time{}, err
 		}
 		c.t.sent.Add(1)
-		c.elapsed += dur
+		c.elapsed += f.dur
 	}
 }
 
+// clip is a source's frames, parsed once: a load generator sends the same
+// clip on hundreds of tracks, and parsing (and checksumming) its container
+// for every frame sent cost it a tenth of its CPU. Frames are only read
+// (pion's packetizer copies what it sends), so one clip serves any number of
+// tracks at once.
+type clip struct {
+	frames []clipFrame
+}
+
+type clipFrame struct {
+	payload []byte
+	dur     time.Duration
+}
+
+func loadClip(src Source) (*clip, error) {
+	data, err := Media.ReadFile(string(src))
+	if err != nil {
+		return nil, err
+	}
+	next, err := frames(src, data)
+	if err != nil {
+		return nil, err
+	}
+	c := &clip{}
+	for {
+		payload, dur, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", src, err)
+		}
+		c.frames = append(c.frames, clipFrame{payload, dur})
+	}
+	if len(c.frames) == 0 {
+		return nil, fmt.Errorf("%s: no frames", src)
+	}
+	return c, nil
+}
+
 // frames returns an iterator over the clip's frames with their durations.
-func (t *sendTrack) frames(data []byte) (func() ([]byte, time.Duration, error), error) {
-	if t.src == Tone {
+func frames(src Source, data []byte) (func() ([]byte, time.Duration, error), error) {
+	if src == Tone {
 		r, _, err := oggreader.NewWith(bytes.NewReader(data))
 		if err != nil {
 			return nil, err
@@ -306,7 +330,7 @@ func (t *sendTrack) frames(data []byte) (func() ([]byte, time.Duration, error), 
 			}
 		}, nil
 	}
-	if t.src == CameraH264 {
+	if src == CameraH264 {
 		return h264Frames(data)
 	}
 	r, hdr, err := ivfreader.NewWith(bytes.NewReader(data))
