@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/rtmrec/rtmrec/internal/packetqueue"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/webhook"
 )
@@ -87,6 +88,10 @@ type Session struct {
 	readersMu sync.Mutex
 	closing   bool
 	readers   sync.WaitGroup
+	// queues are a recorded client's RTP queues by SSRC, which pion makes
+	// on its own goroutines; a track that needs no reader diverts its own.
+	queuesMu sync.Mutex
+	queues   map[uint32]*packetqueue.Queue
 
 	// snapshot is read by Sessions() from other goroutines.
 	snapMu   sync.Mutex
@@ -176,7 +181,7 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	}
 	api := ss.srv.deps.WebRTC.API
 	if ss.monitored == nil {
-		api = ss.srv.deps.WebRTC.ReceiveAPI(ss.newRTCPTap)
+		api = ss.srv.deps.WebRTC.ReceiveAPI(ss.addQueue, ss.newRTCPTap)
 	}
 	if ss.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
@@ -639,6 +644,7 @@ func (ss *Session) teardown() {
 		}
 	}
 	ss.readers.Wait()
+	ss.closeQueues()
 	ss.release()
 	ss.setSnapshot()
 	ss.link.remove(ss)

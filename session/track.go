@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtmrec/rtmrec/internal/packetqueue"
 	"github.com/rtmrec/rtmrec/internal/reception"
 	"github.com/rtmrec/rtmrec/recorder"
 	"github.com/rtmrec/rtmrec/rtm"
@@ -43,8 +46,17 @@ type trackSink struct {
 	fwd atomic.Pointer[[]*forwarder]
 	fan fanout
 	// rx keeps the reception statistics of a recorded client's track, which
-	// its reader reports (nil for a supervisor's: pion reports those).
-	rx *reception.Stream
+	// its receiver reports give (nil for a supervisor's: pion reports
+	// those). rx and nextReport belong to whoever takes the track's packets:
+	// its reader, or the goroutine writing to its diverted queue.
+	rx         *reception.Stream
+	nextReport time.Time
+	// diverted: the track has no reader (see divert).
+	diverted bool
+	// counted counts the track's packets by kind on the metrics.
+	counted prometheus.Counter
+	// pt is the payload type of the track's codec.
+	pt uint8
 
 	packets atomic.Uint64
 	lastPLI atomic.Int64
@@ -73,12 +85,14 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 	ext := negotiatedExtensions(r.GetParameters().HeaderExtensions)
 	sink := &trackSink{
-		mline:  mline,
-		info:   recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
-		remote: t,
-		owner:  ss,
-		ssrc:   uint32(t.SSRC()),
-		ext:    ext,
+		mline:   mline,
+		info:    recorder.TrackInfo{ID: id, Kind: kind, Codec: codec, ClockRate: t.Codec().ClockRate, Channels: t.Codec().Channels},
+		remote:  t,
+		owner:   ss,
+		ssrc:    uint32(t.SSRC()),
+		ext:     ext,
+		pt:      uint8(t.Codec().PayloadType),
+		counted: ss.srv.metrics.rtpPackets.WithLabelValues(string(kind)),
 	}
 	if kind == recorder.KindVideo {
 		sink.info.OrientationExtID = ext.orientation()
@@ -99,7 +113,87 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 	ss.setSnapshot()
 	ss.addTrackToSupervisors(sink)
+	if q := ss.queue(sink.ssrc); q != nil && sink.rx != nil && !readInterceptors(t, r) {
+		ss.divert(sink, q)
+		return
+	}
 	ss.goReader(func() { ss.readRTP(sink) })
+}
+
+// readInterceptors tells whether pion's interceptors work on the track as
+// it is read: NACKs and TWCC feedback, for the streams that negotiated them
+// (see receiveInterceptors). Those need a reader; an audio track never
+// does.
+func readInterceptors(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) bool {
+	for _, fb := range t.Codec().RTCPFeedback {
+		if fb.Type == webrtc.TypeRTCPFBNACK || fb.Type == webrtc.TypeRTCPFBTransportCC {
+			return true
+		}
+	}
+	for _, e := range r.GetParameters().HeaderExtensions {
+		if e.URI == sdp.TransportCCURI {
+			return true
+		}
+	}
+	return false
+}
+
+// addQueue keeps the RTP queue pion made for ssrc, for divert. It runs on
+// pion's goroutines.
+func (ss *Session) addQueue(ssrc uint32, q *packetqueue.Queue) {
+	ss.queuesMu.Lock()
+	defer ss.queuesMu.Unlock()
+	if ss.queues == nil {
+		ss.queues = map[uint32]*packetqueue.Queue{}
+	}
+	ss.queues[ssrc] = q
+}
+
+func (ss *Session) queue(ssrc uint32) *packetqueue.Queue {
+	ss.queuesMu.Lock()
+	defer ss.queuesMu.Unlock()
+	return ss.queues[ssrc]
+}
+
+// closeQueues runs in the teardown once the connection is closed: a
+// diverted queue's packets are then taken no more, and none is being
+// taken (pion closes its queues as it stops; this makes sure of it).
+func (ss *Session) closeQueues() {
+	ss.queuesMu.Lock()
+	defer ss.queuesMu.Unlock()
+	for _, q := range ss.queues {
+		_ = q.Close()
+	}
+}
+
+// divert takes the packets of a track that needs no reader (no
+// interceptor works on it: see readInterceptors) as pion decrypts them,
+// in pion's goroutine, instead of in a reader goroutine of its own: a
+// goroutine and a wake-up per packet less. The packets that came before
+// are read first, here on the loop: the one pion peeked at to make the
+// track, and those queued since; then the queue hands on the rest.
+//
+// Receiver reports then go out as packets come, once a second, but not
+// while none come: the sender has nothing to learn from them then.
+func (ss *Session) divert(sink *trackSink, q *packetqueue.Queue) {
+	sink.nextReport, sink.diverted = time.Now().Add(reportInterval), true
+	q.Divert(func(pkt []byte) {
+		if len(pkt) >= 12 && pkt[1]&0x7f == sink.pt {
+			ss.receive(sink, pkt, time.Now())
+		}
+	})
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := sink.remote.Read(buf)
+		switch {
+		case err == nil:
+			ss.receive(sink, buf[:n], time.Now())
+		case errors.Is(err, packetqueue.ErrDiverted):
+			return
+		case n == 0:
+			return // the track ended
+		}
+	}
 }
 
 // trackID names a track by its m-line (and simulcast layer), which is stable
@@ -124,44 +218,58 @@ func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) (id str
 // connection, as pion's report interceptor has, costs every session a stack.
 func (ss *Session) readRTP(sink *trackSink) {
 	buf := make([]byte, 1500)
-	kind := ss.srv.metrics.rtpPackets.WithLabelValues(string(sink.info.Kind))
-	var nextReport time.Time
 	if sink.rx != nil {
-		nextReport = time.Now().Add(reportInterval)
-		_ = sink.remote.SetReadDeadline(nextReport)
+		sink.nextReport = time.Now().Add(reportInterval)
+		_ = sink.remote.SetReadDeadline(sink.nextReport)
 	}
 	for {
 		n, _, err := sink.remote.Read(buf)
-		now := time.Now()
-		if sink.rx != nil && n >= 12 {
-			sink.rx.Packet(binary.BigEndian.Uint16(buf[2:]), binary.BigEndian.Uint32(buf[4:]), now.UnixNano())
-		}
 		var ne net.Error
 		switch {
 		case err == nil:
-			sink.packets.Add(1)
-			kind.Inc()
-			if r := sink.rec.Load(); r != nil {
-				r.WriteRTP(buf[:n], now)
-			}
-			if f := sink.fwd.Load(); f != nil {
-				sink.distribute(*f, buf[:n])
-			}
+			ss.receive(sink, buf[:n], time.Now())
 		case n > 0:
 			// One bad packet: pion knows no codec for its payload type.
 		case sink.rx == nil || !errors.As(err, &ne) || !ne.Timeout():
 			return // the track ended
+		default:
+			ss.report(sink, time.Now()) // no packet for a while
 		}
-		if sink.rx != nil && !now.Before(nextReport) {
-			if block, ok := sink.rx.Report(now.UnixNano()); ok {
-				rr := &rtcp.ReceiverReport{SSRC: ss.rtcpSSRC, Reports: []rtcp.ReceptionReport{block}}
-				if err := ss.pc.WriteRTCP([]rtcp.Packet{rr}); err != nil {
-					ss.log.Debug("send receiver report", "err", err)
-				}
-			}
-			nextReport = now.Add(reportInterval)
-			_ = sink.remote.SetReadDeadline(nextReport)
+	}
+}
+
+// receive takes one packet of the track, received at now: the hot path,
+// which allocates nothing and never blocks.
+func (ss *Session) receive(sink *trackSink, pkt []byte, now time.Time) {
+	sink.packets.Add(1)
+	sink.counted.Inc()
+	if r := sink.rec.Load(); r != nil {
+		r.WriteRTP(pkt, now)
+	}
+	if f := sink.fwd.Load(); f != nil {
+		sink.distribute(*f, pkt)
+	}
+	if sink.rx != nil {
+		sink.rx.Packet(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now.UnixNano())
+		ss.report(sink, now)
+	}
+}
+
+// report sends the track's receiver report if one is due at now, and moves
+// its reader's deadline (if it has one) to the next.
+func (ss *Session) report(sink *trackSink, now time.Time) {
+	if now.Before(sink.nextReport) {
+		return
+	}
+	if block, ok := sink.rx.Report(now.UnixNano()); ok {
+		rr := &rtcp.ReceiverReport{SSRC: ss.rtcpSSRC, Reports: []rtcp.ReceptionReport{block}}
+		if err := ss.pc.WriteRTCP([]rtcp.Packet{rr}); err != nil {
+			ss.log.Debug("send receiver report", "err", err)
 		}
+	}
+	sink.nextReport = now.Add(reportInterval)
+	if !sink.diverted {
+		_ = sink.remote.SetReadDeadline(sink.nextReport)
 	}
 }
 

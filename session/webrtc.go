@@ -63,18 +63,21 @@ type WebRTC struct {
 const rtpBufferLimit = 1000 * 1000
 
 // ReceiveAPI makes the connection of a client whose media is recorded: it
-// only receives (see receiveInterceptors for what that leaves out); its
-// RTP waits for the track's reader in pooled buffers, which an idle or
-// drained stream gives back; and each RTCP packet pion decrypts goes to
-// rtcp's writer for its SSRC at once, instead of waiting for a reader
-// goroutine per track.
-func (w *WebRTC) ReceiveAPI(rtcp func(ssrc uint32) io.ReadWriteCloser) *webrtc.API {
+// only receives (see receiveInterceptors for what that leaves out); each
+// SSRC's RTP waits for the track's reader in a queue of pooled buffers,
+// which an idle or drained stream gives back, and which rtp is told of (a
+// track that needs no reader diverts it); and each RTCP packet pion
+// decrypts goes to rtcp's writer for its SSRC at once, instead of waiting
+// for a reader goroutine per track.
+func (w *WebRTC) ReceiveAPI(rtp func(ssrc uint32, q *packetqueue.Queue), rtcp func(ssrc uint32) io.ReadWriteCloser) *webrtc.API {
 	se := w.recvSettings
 	se.BufferFactory = func(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 		if kind == packetio.RTCPBufferPacket {
 			return rtcp(ssrc)
 		}
-		return packetqueue.New(w.packets, rtpBufferLimit)
+		q := packetqueue.New(w.packets, rtpBufferLimit)
+		rtp(ssrc, q)
+		return q
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
 }

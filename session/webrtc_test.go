@@ -16,6 +16,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/rtmrec/rtmrec/internal/packetqueue"
 )
 
 // logRecords keeps every slog record, for tests of what reaches which level.
@@ -60,7 +62,7 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Close() })
-	pc, err := w.ReceiveAPI((&Session{}).newRTCPTap).NewPeerConnection(webrtc.Configuration{})
+	pc, err := w.ReceiveAPI(func(uint32, *packetqueue.Queue) {}, (&Session{}).newRTCPTap).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Package packetqueue holds received packets between the goroutine that decrypts them and
-// the one that reads them, in buffers lent by a pool that all queues share.
+// the one that reads them, in buffers lent by a pool that all queues share, or hands them
+// straight to their consumer once it needs no reader (Divert).
 //
 // It replaces pion's packetio.Buffer for recorded tracks. That one keeps one growing byte
 // ring per stream: a burst (a keyframe, or a reader that fell behind for a moment under
@@ -27,6 +28,9 @@ const pooledSize = 1500
 const maxPacket = 0xffff
 
 var errTooBig = errors.New("packetqueue: packet too big")
+
+// ErrDiverted is what Read returns once the queue hands its packets to Divert's function.
+var ErrDiverted = errors.New("packetqueue: packets are diverted")
 
 // Pool lends packet buffers to queues; one serves every queue of a server.
 type Pool struct{ p sync.Pool }
@@ -65,6 +69,9 @@ type Queue struct {
 	head   int
 	bytes  int
 	closed bool
+	// deliver takes the packets once the waiting ones are read (diverted).
+	deliver  func([]byte)
+	diverted bool
 }
 
 // New returns an empty queue that holds at most limit bytes of packets.
@@ -83,6 +90,10 @@ func (q *Queue) Write(pkt []byte) (int, error) {
 	case q.closed:
 		q.mu.Unlock()
 		return 0, io.ErrClosedPipe
+	case q.diverted:
+		q.deliver(pkt)
+		q.mu.Unlock()
+		return len(pkt), nil
 	case q.bytes+len(pkt) > q.limit:
 		q.mu.Unlock()
 		return 0, packetio.ErrFull
@@ -141,15 +152,36 @@ func (q *Queue) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		closed := q.closed
+		diverted := q.deliver != nil
+		q.diverted = diverted && !closed
 		q.mu.Unlock()
-		if closed {
+		switch {
+		case closed:
 			return 0, io.EOF
+		case diverted:
+			return 0, ErrDiverted
 		}
 		select {
 		case <-q.deadline.Done():
 		case <-q.notify:
 		}
 	}
+}
+
+// Divert makes the queue hand every packet written to deliver instead of queueing it, once
+// the packets waiting now are read: the Read that finds the queue empty switches it over
+// and returns ErrDiverted, so the reader sees every packet in order, the waiting ones
+// first. deliver then runs in Write's goroutine, one packet at a time, must not keep pkt,
+// and must not block: it holds up the writer (pion's decryption of every stream of the
+// connection). Once Close returns, deliver is not running and is not called again.
+//
+// It lets a stream that needs no reader goroutine (nothing on pion's read path works on
+// it) go without one, and without the wake-up per packet that handing it over costs.
+func (q *Queue) Divert(deliver func(pkt []byte)) {
+	q.mu.Lock()
+	q.deliver = deliver
+	q.mu.Unlock()
+	q.wake() // a waiting Read switches over at once if nothing is queued
 }
 
 // SetReadDeadline sets when a waiting Read gives up; the zero time means never.
@@ -159,6 +191,7 @@ func (q *Queue) SetReadDeadline(t time.Time) error {
 }
 
 // Close ends the queue: waiting packets can still be read, then Read returns io.EOF.
+// A diverted queue delivers nothing more.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	q.closed = true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -182,4 +183,93 @@ func TestConcurrentOrder(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestDivert: a writer goes on writing while its reader diverts the queue midway. Every
+// packet reaches the reader or the diverted function exactly once, in order, the waiting
+// ones first; Read then says the queue is diverted, and after Close nothing more is
+// delivered (run with -race).
+func TestDivert(t *testing.T) {
+	for _, divertAt := range []int{0, 1, 500, 4999} {
+		t.Run(fmt.Sprint("after ", divertAt), func(t *testing.T) {
+			q := New(NewPool(), 1<<20)
+			const n = 10000
+			var got []uint32 // the reader's, then the diverted function's
+			var mu sync.Mutex
+			record := func(pkt []byte) {
+				mu.Lock()
+				got = append(got, binary.BigEndian.Uint32(pkt))
+				mu.Unlock()
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for i := range n {
+					for {
+						if _, err := q.Write(packet(i, 100)); !errors.Is(err, packetio.ErrFull) {
+							break
+						}
+						time.Sleep(time.Microsecond)
+					}
+				}
+			})
+			buf := make([]byte, 1500)
+			for range divertAt {
+				k, err := q.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				record(buf[:k])
+			}
+			q.Divert(record)
+			for {
+				k, err := q.Read(buf)
+				if errors.Is(err, ErrDiverted) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				record(buf[:k])
+			}
+			if _, err := q.Read(buf); !errors.Is(err, ErrDiverted) {
+				t.Errorf("Read after the switch: %v, want ErrDiverted", err)
+			}
+			wg.Wait()
+			_ = q.Close()
+			if _, err := q.Write(packet(n, 100)); !errors.Is(err, io.ErrClosedPipe) {
+				t.Errorf("Write after Close: %v, want ErrClosedPipe", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != n {
+				t.Fatalf("%d packets arrived, want %d", len(got), n)
+			}
+			for i, v := range got {
+				if v != uint32(i) {
+					t.Fatalf("packet %d is number %d: out of order or twice", i, v)
+				}
+			}
+		})
+	}
+}
+
+// TestDivertWakesAWaitingRead: a Read waiting on an empty queue returns ErrDiverted as
+// soon as the queue is diverted, so the reader can go.
+func TestDivertWakesAWaitingRead(t *testing.T) {
+	q := New(NewPool(), 1<<20)
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Read(make([]byte, 1500))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	q.Divert(func([]byte) {})
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrDiverted) {
+			t.Errorf("waiting Read: %v, want ErrDiverted", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Read did not see the queue diverted")
+	}
 }
