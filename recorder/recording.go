@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -397,7 +398,10 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 	copy(*bp, pkt)
 	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano(), epoch: epoch}) {
 		r.bufs.put(bp)
-		t.dropped.Add(1)
+		if t.dropped.Add(1) == 1 {
+			// Once per track: its writer has fallen seconds behind.
+			r.log.Warn("recording queue full: packets dropped", "track_id", t.st.info.ID, "queue_packets", r.cfg.QueueSize)
+		}
 		if r.cfg.Metrics != nil {
 			r.cfg.Metrics.PacketsDropped.Inc()
 		}
@@ -1186,10 +1190,14 @@ func (r *Recording) finishManifest() (*Manifest, error) {
 	m.SizeBytes, m.SHA256 = size, sum
 	err := errors.Join(r.writeErr, herr)
 	args := []any{"duration_ms", m.DurationMS, "size_bytes", m.SizeBytes}
+	level := slog.LevelInfo
+	if m.PacketsDropped > 0 {
+		args, level = append(args, "packets_dropped", m.PacketsDropped), slog.LevelWarn
+	}
 	if err != nil {
 		args = append(args, "err", err)
 	}
-	r.log.Info("recording stopped", args...)
+	r.log.Log(context.Background(), level, "recording stopped", args...)
 	return m, err
 }
 

@@ -1,12 +1,18 @@
 package recorder
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // feedTone writes n packets of the test tone to a track, 20 ms apart on the
@@ -126,6 +132,70 @@ func TestSharedWritersServeOthersWhileOneIsStuck(t *testing.T) {
 	}
 }
 
+// TestAFullQueueDropsAndSaysSo holds a recording's writer (as a hung disk
+// would) while its audio keeps coming: what its queue cannot hold is
+// dropped, counted in the manifest and on the metric, and the log says so
+// once when it starts and again when the recording stops; what was queued
+// is written once the writer is back.
+func TestAFullQueueDropsAndSaysSo(t *testing.T) {
+	opus := oggPackets(t)
+	w := NewWriters(WritersConfig{SyncInterval: 20 * time.Millisecond})
+	defer w.Close()
+	var logs syncBuffer
+	metrics := NewMetrics(prometheus.NewRegistry())
+	release := make(chan struct{})
+	var released sync.Once
+	defer released.Do(func() { close(release) })
+	stuckIn := make(chan struct{})
+	var once sync.Once
+	const queued, sent = 8, 30
+	rec, err := Start(Config{Dir: t.TempDir(), RecordingID: "full", Format: FormatWebM, Writers: w, QueueSize: queued,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: metrics,
+		RequestKeyframe: func(string) {
+			once.Do(func() { close(stuckIn) })
+			<-release
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio, err := rec.AddTrack(TrackInfo{ID: "a", Codec: CodecOpus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	videoAdded := make(chan error, 1)
+	go func() {
+		_, err := rec.AddTrack(TrackInfo{ID: "v", Kind: KindVideo, Codec: CodecVP8}) // its keyframe request holds the writer
+		videoAdded <- err
+	}()
+	<-stuckIn
+	feedTone(audio, opus, 7, time.Now(), sent)
+	released.Do(func() { close(release) })
+	if err := <-videoAdded; err != nil {
+		t.Fatal(err)
+	}
+	m, err := rec.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Tracks[0]; got.PacketsDropped != sent-queued || got.PacketsReceived != sent || got.FramesWritten != queued {
+		t.Errorf("audio track: %d received, %d dropped, %d written; want %d, %d, %d", got.PacketsReceived, got.PacketsDropped, got.FramesWritten, sent, sent-queued, queued)
+	}
+	var dropped dto.Metric
+	if err := metrics.PacketsDropped.Write(&dropped); err != nil {
+		t.Fatal(err)
+	}
+	if got := dropped.GetCounter().GetValue(); got != sent-queued {
+		t.Errorf("packets dropped on the metric: %v, want %d", got, sent-queued)
+	}
+	out := logs.String()
+	if n := strings.Count(out, `"level":"WARN","msg":"recording queue full: packets dropped"`); n != 1 {
+		t.Errorf("%d warnings that the queue is full, want 1:\n%s", n, out)
+	}
+	if want := fmt.Sprintf(`"level":"WARN","msg":"recording stopped","recording_id":"full","duration_ms":%d,"size_bytes":%d,"packets_dropped":%d`, m.DurationMS, m.SizeBytes, sent-queued); !strings.Contains(out, want) {
+		t.Errorf("the stop's log line does not say what was dropped; want %s in:\n%s", want, out)
+	}
+}
+
 // TestSharedWritersFlushARunningRecording checks the sync rounds: what a
 // running recording wrote reaches its file (complete Ogg pages, which
 // repair would keep) without a Stop.
@@ -199,4 +269,22 @@ func TestPacketBuffers(t *testing.T) {
 		}
 		p.put(bp)
 	}
+}
+
+// syncBuffer collects log lines written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
