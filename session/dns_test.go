@@ -69,10 +69,16 @@ func TestHangingDNSHoldsOnlyItsOwnSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go func() { slowStarted <- c.Start(ctx, slowPeer, "c", "slow", "https://hang.example/hook") }()
-	for dns.hanging() == 0 {
-		_ = c.Send(rtm.TypePing, "c", "", nil)
-		h.wait(c, testclient.Is(rtm.TypePong, ""))
+	waitHanging := func(n int) {
+		// A ping a round trip proves the connection is served meanwhile;
+		// paced, so as not to run into its message rate limit on a slow run.
+		for dns.hanging() < n {
+			_ = c.Send(rtm.TypePing, "c", "", nil)
+			h.wait(c, testclient.Is(rtm.TypePong, ""))
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
+	waitHanging(1)
 
 	// Meanwhile another session on the same connection starts and records;
 	// a recording_start whose upload host hangs holds only that recording.
@@ -83,10 +89,7 @@ func TestHangingDNSHoldsOnlyItsOwnSession(t *testing.T) {
 	h.start(c, "other", testclient.Tone)
 	h.waitPackets("other", 1, 5)
 	_ = c.Send(rtm.TypeRecordingStart, "c", "other", rtm.RecordingStart{UploadURL: "https://hang.example/b.ogg"})
-	for dns.hanging() < 2 {
-		_ = c.Send(rtm.TypePing, "c", "", nil)
-		h.wait(c, testclient.Is(rtm.TypePong, ""))
-	}
+	waitHanging(2)
 	_ = c.Send(rtm.TypeRecordingStop, "c", "fast", nil)
 	h.wait(c, testclient.IsRecording("fast", rtm.RecordingStopped))
 	for _, m := range c.Messages() {
