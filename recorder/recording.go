@@ -495,6 +495,7 @@ func (r *Recording) Stop() (*Manifest, error) {
 		r.stopReq.Store(true)
 		r.notify()
 		<-r.done
+		r.closeFile()
 		if r.ownWriters {
 			if err := r.writers.Close(); err != nil {
 				r.log.Warn("close the recording's writers", "err", err)
@@ -1071,8 +1072,19 @@ func (r *Recording) finish() {
 			r.fail(err)
 		}
 	}
-	if err := r.w.sync(); err != nil {
-		r.fail(fmt.Errorf("recorder: %w", err))
+	// Stop makes the file durable, on its own goroutine: when a thousand
+	// recordings stop at once, their fsyncs held the few shared workers for
+	// seconds, while the recordings still running overflowed their queues.
+	if err := r.w.flush(); err != nil {
+		r.fail(fmt.Errorf("recorder: flush: %w", err))
+	}
+}
+
+// closeFile makes the finished file durable and closes it. Stop calls it once
+// the worker is done with the recording.
+func (r *Recording) closeFile() {
+	if err := r.file.Sync(); err != nil {
+		r.fail(fmt.Errorf("recorder: fsync: %w", err))
 	}
 	if err := r.file.Close(); err != nil {
 		r.fail(fmt.Errorf("recorder: close media file: %w", err))

@@ -220,11 +220,13 @@ func TestUploadURLTemplateIsFilledWhenTheRecordingStarts(t *testing.T) {
 }
 
 // TestPacketsWithAnUnknownPayloadTypeAreSkipped: a packet whose payload type
-// was never negotiated is dropped, and the track goes on being recorded.
+// was never negotiated is dropped, and the track goes on being recorded;
+// the receiver reports count it as received.
 func TestPacketsWithAnUnknownPayloadTypeAreSkipped(t *testing.T) {
 	h := newHarness(t, nil)
 	c := h.dial()
-	api, err := testclient.NewAPIWithBadPayloadTypes(25)
+	feedback := &testclient.FeedbackLog{}
+	api, err := testclient.NewAPIWithBadPayloadTypes(25, feedback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,5 +244,16 @@ func TestPacketsWithAnUnknownPayloadTypeAreSkipped(t *testing.T) {
 	// 3 s of 20 ms packets, one in 25 spoiled: about 144 good ones.
 	if tr := files[0].Tracks[0]; tr.PacketsReceived < 120 || tr.FramesWritten < 120 {
 		t.Errorf("track %+v: the recording stopped at the first bad packet", tr)
+	}
+	// The spoiled packets came: the client's receiver reports count no loss
+	// for them (its congestion control would back off for nothing).
+	reports := feedback.Reports()
+	if len(reports) != 1 {
+		t.Fatalf("receiver reports: %+v, want one stream's", reports)
+	}
+	for _, r := range reports {
+		if r.TotalLost != 0 || r.LastSequenceNumber == 0 {
+			t.Errorf("receiver report %+v: want the stream's packets all received", r)
+		}
 	}
 }

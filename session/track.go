@@ -178,8 +178,8 @@ func (ss *Session) closeQueues() {
 func (ss *Session) divert(sink *trackSink, q *packetqueue.Queue) {
 	sink.nextReport, sink.diverted = time.Now().Add(reportInterval), true
 	q.Divert(func(pkt []byte) {
-		if len(pkt) >= 12 && pkt[1]&0x7f == sink.pt {
-			ss.receive(sink, pkt, time.Now())
+		if len(pkt) >= 12 {
+			ss.receive(sink, pkt, time.Now(), pkt[1]&0x7f == sink.pt)
 		}
 	})
 	buf := make([]byte, 1500)
@@ -187,9 +187,11 @@ func (ss *Session) divert(sink *trackSink, q *packetqueue.Queue) {
 		n, _, err := sink.remote.Read(buf)
 		switch {
 		case err == nil:
-			ss.receive(sink, buf[:n], time.Now())
+			ss.receive(sink, buf[:n], time.Now(), true)
 		case errors.Is(err, packetqueue.ErrDiverted):
 			return
+		case n >= 12:
+			ss.receive(sink, buf[:n], time.Now(), false) // pion knows no codec for its payload type
 		case n == 0:
 			return // the track ended
 		}
@@ -227,9 +229,12 @@ func (ss *Session) readRTP(sink *trackSink) {
 		var ne net.Error
 		switch {
 		case err == nil:
-			ss.receive(sink, buf[:n], time.Now())
+			ss.receive(sink, buf[:n], time.Now(), true)
 		case n > 0:
 			// One bad packet: pion knows no codec for its payload type.
+			if n >= 12 {
+				ss.receive(sink, buf[:n], time.Now(), false)
+			}
 		case sink.rx == nil || !errors.As(err, &ne) || !ne.Timeout():
 			return // the track ended
 		default:
@@ -239,15 +244,19 @@ func (ss *Session) readRTP(sink *trackSink) {
 }
 
 // receive takes one packet of the track, received at now: the hot path,
-// which allocates nothing and never blocks.
-func (ss *Session) receive(sink *trackSink, pkt []byte, now time.Time) {
-	sink.packets.Add(1)
-	sink.counted.Inc()
-	if r := sink.rec.Load(); r != nil {
-		r.WriteRTP(pkt, now)
-	}
-	if f := sink.fwd.Load(); f != nil {
-		sink.distribute(*f, pkt)
+// which allocates nothing and never blocks. A packet that is not media
+// (its payload type is not the track's codec) is skipped, but counts in
+// the receiver reports: it came, and its sequence number is no loss.
+func (ss *Session) receive(sink *trackSink, pkt []byte, now time.Time, media bool) {
+	if media {
+		sink.packets.Add(1)
+		sink.counted.Inc()
+		if r := sink.rec.Load(); r != nil {
+			r.WriteRTP(pkt, now)
+		}
+		if f := sink.fwd.Load(); f != nil {
+			sink.distribute(*f, pkt)
+		}
 	}
 	if sink.rx != nil {
 		sink.rx.Packet(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now.UnixNano())

@@ -11,10 +11,13 @@ const unnegotiatedPT = 127
 
 // NewAPIWithBadPayloadTypes is NewAPI with every nth RTP packet of each
 // stream sent with a payload type that was never negotiated, as a buggy or
-// hostile sender might.
-func NewAPIWithBadPayloadTypes(every int) (*webrtc.API, error) {
+// hostile sender might; l (if not nil) logs the feedback the client gets.
+func NewAPIWithBadPayloadTypes(every int, l *FeedbackLog) (*webrtc.API, error) {
 	return buildAPI(nil, func(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
 		ir.Add(badPayloadTypes{every: every})
+		if l != nil {
+			ir.Add(feedbackFactory{l})
+		}
 		return nil
 	})
 }
