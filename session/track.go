@@ -29,9 +29,10 @@ const (
 	reportInterval = time.Second
 )
 
-// trackSink is one received track and where its packets go. The reader
-// goroutine loads the targets atomically, so attaching a recording or a
-// supervisor never blocks the media path.
+// trackSink is one received track and where its packets go. Whoever takes
+// its packets (its reader, or pion's goroutine for a diverted track) loads
+// the targets atomically, so attaching a recording or a supervisor never
+// blocks the media path.
 type trackSink struct {
 	info   recorder.TrackInfo
 	remote *webrtc.TrackRemote
@@ -214,10 +215,11 @@ func (ss *Session) trackID(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) (id str
 	return id, mline
 }
 
-// readRTP is the media hot path: one read buffer per track, no allocation
-// per packet, nothing that can block. It also sends the track's receiver
-// reports, waking for them when no packet comes: a goroutine of its own per
-// connection, as pion's report interceptor has, costs every session a stack.
+// readRTP reads a track that needs a reader (see divert): one read buffer
+// per track, no allocation per packet, nothing that can block. It also
+// sends the track's receiver reports, waking for them when no packet comes:
+// a goroutine of its own per connection, as pion's report interceptor has,
+// costs every session a stack.
 func (ss *Session) readRTP(sink *trackSink) {
 	buf := make([]byte, 1500)
 	if sink.rx != nil {

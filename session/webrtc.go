@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -233,10 +234,16 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 type pionLogger struct{ l *slog.Logger }
 
 func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
-	return pionLeveled{p.l.With("component", "pion", "scope", scope)}
+	return pionLeveled{l: p.l.With("component", "pion", "scope", scope), closed: new(atomic.Bool)}
 }
 
-type pionLeveled struct{ l *slog.Logger }
+// pionLeveled is the logger of one pion component (one per ICE agent, say).
+type pionLeveled struct {
+	l *slog.Logger
+	// closed: the component said it is closed; what it discards after that
+	// is the traffic of a connection being torn down.
+	closed *atomic.Bool
+}
 
 // benignWarnings are pion warnings that every healthy session produces, or
 // that are about what rtmrec does on purpose, by how they begin and end;
@@ -275,7 +282,23 @@ var benignWarnings = []struct{ prefix, suffix string }{
 	{prefix: "Warning: mux: no endpoint for packet"},
 }
 
+// agentClosed ends what ICE says of work that reached its agent after it
+// closed (a packet or a check in flight at teardown). Once its logger has
+// seen it, "Discarded message from ..." (a packet from an address the
+// closed agent could not check) is benign too; before, it is a packet from
+// an address that is no candidate, and stays a warning.
+const agentClosed = "the agent is closed"
+
 func (p pionLeveled) warn(msg string) {
+	switch {
+	case strings.HasSuffix(msg, agentClosed):
+		p.closed.Store(true)
+		p.l.Debug(msg)
+		return
+	case strings.HasPrefix(msg, "Discarded message from ") && p.closed.Load():
+		p.l.Debug(msg)
+		return
+	}
 	for _, b := range benignWarnings {
 		if strings.HasPrefix(msg, b.prefix) && strings.HasSuffix(msg, b.suffix) {
 			p.l.Debug(msg)

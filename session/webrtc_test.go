@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -192,6 +193,9 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: connection refused")}, slog.LevelWarn},
 		{"pc", "Failed to accept RTP %v", []any{errors.New("i/o timeout")}, slog.LevelWarn},
 		{"pc", "Failed to open RTCP stream for %d: %v", []any{5, errors.New("closed")}, slog.LevelWarn},
+		{"ice", "Failed to validate remote candidate: %v", []any{errors.New("the agent is closed")}, slog.LevelDebug},
+		{"ice", "Failed to handle message: %v", []any{errors.New("the agent is closed")}, slog.LevelDebug},
+		{"ice", "Discarded message from %s, not a valid remote candidate", []any{"[fd00::2]:40491"}, slog.LevelWarn},
 	}
 	for _, tt := range tests {
 		h := &logRecords{}
@@ -200,6 +204,31 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 		if got := h.find(msg); len(got) != 1 || got[0] != tt.want {
 			t.Errorf("%q logged at %v, want %v", msg, got, tt.want)
 		}
+	}
+}
+
+// TestDiscardsOfAClosedAgentAreDebug: a packet that reaches an ICE agent as
+// it closes (a browser's media at teardown) is discarded with a warning
+// after one that the agent is closed: both are DEBUG. Before its agent
+// closed, a discarded packet came from an address that is no candidate,
+// and stays a warning; another agent's close does not change that.
+func TestDiscardsOfAClosedAgentAreDebug(t *testing.T) {
+	h := &logRecords{}
+	factory := pionLogger{slog.New(h)}
+	closing, other := factory.NewLogger("ice"), factory.NewLogger("ice")
+	discard := func(l logging.LeveledLogger, from string) []slog.Level {
+		l.Warnf("Discarded message from %s, not a valid remote candidate", from)
+		return h.find("Discarded message from " + from + ",")
+	}
+	if got := discard(closing, "192.0.2.1:1"); len(got) != 1 || got[0] != slog.LevelWarn {
+		t.Errorf("a discard before the agent closed logged at %v, want WARN", got)
+	}
+	closing.Warnf("Failed to validate remote candidate: %v", errors.New("the agent is closed"))
+	if got := discard(closing, "192.0.2.1:2"); len(got) != 1 || got[0] != slog.LevelDebug {
+		t.Errorf("a discard after the agent closed logged at %v, want DEBUG", got)
+	}
+	if got := discard(other, "192.0.2.1:3"); len(got) != 1 || got[0] != slog.LevelWarn {
+		t.Errorf("another agent's discard logged at %v, want WARN", got)
 	}
 }
 
