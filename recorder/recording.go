@@ -398,10 +398,7 @@ func (t *Track) WriteRTP(pkt []byte, arrival time.Time) {
 	copy(*bp, pkt)
 	if !r.queue.push(queueItem{st: t.st, buf: bp, arrival: arrival.UnixNano(), epoch: epoch}) {
 		r.bufs.put(bp)
-		if t.dropped.Add(1) == 1 {
-			// Once per track: its writer has fallen seconds behind.
-			r.log.Warn("recording queue full: packets dropped", "track_id", t.st.info.ID, "queue_packets", r.cfg.QueueSize)
-		}
+		t.drop()
 		if r.cfg.Metrics != nil {
 			r.cfg.Metrics.PacketsDropped.Inc()
 		}
@@ -416,7 +413,15 @@ func (t *Track) WriteSenderReport(ntpTime uint64, rtpTime uint32, arrival time.T
 		return
 	}
 	if !r.queue.push(queueItem{st: t.st, arrival: arrival.UnixNano(), ntp: ntpTime, rtpTS: rtpTime}) {
-		t.dropped.Add(1)
+		t.drop()
+	}
+}
+
+// drop counts a packet a full queue turned away, and at the track's first
+// says so: its writer has fallen seconds behind.
+func (t *Track) drop() {
+	if t.dropped.Add(1) == 1 {
+		t.r.log.Warn("recording queue full: packets dropped", "track_id", t.st.info.ID, "queue_packets", t.r.cfg.QueueSize)
 	}
 }
 

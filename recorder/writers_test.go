@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rtmrec/rtmrec/internal/testlog"
 )
 
 // feedTone writes n packets of the test tone to a track, 20 ms apart on the
@@ -141,7 +142,7 @@ func TestAFullQueueDropsAndSaysSo(t *testing.T) {
 	opus := oggPackets(t)
 	w := NewWriters(WritersConfig{SyncInterval: 20 * time.Millisecond})
 	defer w.Close()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	metrics := NewMetrics(prometheus.NewRegistry())
 	release := make(chan struct{})
 	var released sync.Once
@@ -269,22 +270,4 @@ func TestPacketBuffers(t *testing.T) {
 		}
 		p.put(bp)
 	}
-}
-
-// syncBuffer collects log lines written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -15,8 +15,9 @@ import (
 // and each of their loops is a goroutine (with its stack and buffers) in
 // every session.
 //
-//   - Receiver reports are not an interceptor's: each track's reader sends
-//     its own (see readRTP), for the client's congestion control and stats.
+//   - Receiver reports are not an interceptor's: each track sends its own
+//     as its packets come (see Session.receive), for the client's
+//     congestion control and stats.
 //   - The NACK generator, for the streams that negotiated NACK (video),
 //     so lost video packets are asked for again.
 //   - TWCC feedback, for video only: a browser's bandwidth estimate for
@@ -46,6 +47,21 @@ func receiveInterceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) 
 	ir.Add(lazyFactory{inner: nacks, wants: negotiatedNACK})
 	ir.Add(lazyFactory{inner: feedback, wants: negotiatedTWCC})
 	return ir, nil
+}
+
+// readInterceptors tells whether any of receiveInterceptors works on the
+// track as it is read: those need a reader goroutine; a track none of them
+// wants (audio) can be diverted (see Session.divert). It asks the same
+// questions of the stream as the registry's lazy factories.
+func readInterceptors(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) bool {
+	info := &interceptor.StreamInfo{}
+	for _, fb := range t.Codec().RTCPFeedback {
+		info.RTCPFeedback = append(info.RTCPFeedback, interceptor.RTCPFeedback{Type: fb.Type, Parameter: fb.Parameter})
+	}
+	for _, e := range r.GetParameters().HeaderExtensions {
+		info.RTPHeaderExtensions = append(info.RTPHeaderExtensions, interceptor.RTPHeaderExtension{URI: e.URI, ID: e.ID})
+	}
+	return negotiatedNACK(info) || negotiatedTWCC(info)
 }
 
 func negotiatedNACK(info *interceptor.StreamInfo) bool {

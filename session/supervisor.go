@@ -60,8 +60,9 @@ type forwarder struct {
 	dst atomic.Pointer[extIDs]
 }
 
-// forward is called on the monitored track's reader goroutine with the
-// shared packet; it never blocks.
+// offer is called with the shared packet by whoever takes the monitored
+// track's packets (its reader, or pion's goroutine for a diverted track);
+// it never blocks.
 func (f *forwarder) offer(p *sharedPacket) {
 	p.refs.Add(1)
 	select {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -99,8 +98,8 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		sink.info.OrientationExtID = ext.orientation()
 	}
 	if ss.monitored == nil {
-		// A recorded client's RTCP comes through its rtcpTaps; this track's
-		// reader reports on it.
+		// A recorded client's RTCP comes through its rtcpTaps; the track's
+		// receiver reports go out as its packets come (see receive).
 		sink.rx = reception.New(sink.ssrc, t.Codec().ClockRate)
 	} else {
 		// A supervisor's connection buffers its RTCP as pion does: read it.
@@ -119,24 +118,6 @@ func (ss *Session) addTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		return
 	}
 	ss.goReader(func() { ss.readRTP(sink) })
-}
-
-// readInterceptors tells whether pion's interceptors work on the track as
-// it is read: NACKs and TWCC feedback, for the streams that negotiated them
-// (see receiveInterceptors). Those need a reader; an audio track never
-// does.
-func readInterceptors(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) bool {
-	for _, fb := range t.Codec().RTCPFeedback {
-		if fb.Type == webrtc.TypeRTCPFBNACK || fb.Type == webrtc.TypeRTCPFBTransportCC {
-			return true
-		}
-	}
-	for _, e := range r.GetParameters().HeaderExtensions {
-		if e.URI == sdp.TransportCCURI {
-			return true
-		}
-	}
-	return false
 }
 
 // addQueue keeps the RTP queue pion made for ssrc, for divert. It runs on

@@ -2,7 +2,6 @@ package upload
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rtmrec/rtmrec/internal/netguard"
+	"github.com/rtmrec/rtmrec/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
@@ -145,29 +145,11 @@ func writeFile(t testing.TB, dir string, n int) (string, [32]byte) {
 	return p, sha256.Sum256(data)
 }
 
-// logBuffer collects log output so tests can look for leaked secrets.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testUploader returns an uploader with a short idle timeout, logging
 // into logs.
-func testUploader(t testing.TB, mutate func(*Config)) (*Uploader, *logBuffer) {
+func testUploader(t testing.TB, mutate func(*Config)) (*Uploader, *testlog.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := Config{
 		Guard:          netguard.New(netguard.Config{AllowPrivate: true}),
 		RequestTimeout: 300 * time.Millisecond,

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rtmrec/rtmrec/auth"
 	"github.com/rtmrec/rtmrec/console"
+	"github.com/rtmrec/rtmrec/internal/testlog"
 	"github.com/rtmrec/rtmrec/webhook"
 )
 
@@ -132,29 +132,10 @@ func TestDevConsolePages(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer the server's log goroutines may write to
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDevFirstURL: the start-up log gives the console's full URL, and the
 // server's root leads there.
 func TestDevFirstURL(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	base, _ := devTestServerLog(t, &logs, "-dev")
 	var url string
 	for _, line := range strings.Split(logs.String(), "\n") {
