@@ -2,15 +2,21 @@ package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtmrec/rtmrec/internal/testclient"
+	"github.com/rtmrec/rtmrec/internal/testlog"
 	"github.com/rtmrec/rtmrec/rtm"
 	"github.com/rtmrec/rtmrec/session"
 )
@@ -227,5 +233,78 @@ func TestSessionsListedWhileStarting(t *testing.T) {
 	close(stop)
 	if n := <-listed; n == 0 {
 		t.Error("the list never showed a session")
+	}
+}
+
+// TestPionLogsNameTheirSession: what pion logs about a session's connection
+// carries the session's id, so that an operator can tell which session a
+// pion warning is about.
+func TestPionLogsNameTheirSession(t *testing.T) {
+	var buf testlog.Buffer
+	h := newHarness(t, func(_ *session.Config, d *session.Deps) {
+		d.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	c := h.dial()
+	h.start(c, "named", testclient.Tone)
+	if err := c.Send(rtm.TypeSessionStop, "c-named", "named", nil); err != nil {
+		t.Fatal(err)
+	}
+	h.terminated(c, "named")
+	h.gone("named")
+	// pion's goroutines that wait for undeclared SSRCs say at every teardown
+	// that their stream closed.
+	var named, anonymous int
+	for deadline := time.Now().Add(5 * time.Second); named == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		named, anonymous = 0, 0
+		for _, line := range strings.Split(buf.String(), "\n") {
+			var rec struct {
+				Component string `json:"component"`
+				SessionID string `json:"session_id"`
+			}
+			if json.Unmarshal([]byte(line), &rec) != nil || rec.Component != "pion" {
+				continue
+			}
+			if rec.SessionID == "named" {
+				named++
+			} else {
+				anonymous++
+			}
+		}
+	}
+	if named == 0 || anonymous != 0 {
+		t.Fatalf("pion lines naming the session: %d, naming none: %d; log:\n%s", named, anonymous, buf.String())
+	}
+}
+
+// TestSetupIsTimed: rtmrec_session_setup_seconds counts each session that
+// started, from its session_start to the answer, and not a refused one.
+func TestSetupIsTimed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, func(_ *session.Config, d *session.Deps) { d.Metrics = session.NewMetrics(reg) })
+	c := h.dial()
+	h.start(c, "timed", testclient.Tone)
+	if err := c.Send(rtm.TypeSessionStart, "c-refused", "refused", rtm.SessionStart{SDP: &rtm.SessionDescription{Type: "offer", SDP: "v=0\r\nnonsense"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(c, func(m rtm.Message) bool { return m.Type == rtm.TypeError && m.SessionID == "refused" })
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "rtmrec_session_setup_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "role" {
+					got[l.GetValue()] = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	if want := map[string]uint64{"client": 1, "supervisor": 0}; !maps.Equal(got, want) {
+		t.Fatalf("setups timed: %v, want %v", got, want)
 	}
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	forwardDropped prometheus.Counter
 	tokenRefreshes *prometheus.CounterVec
 	limits         *prometheus.CounterVec
+	setup          *prometheus.HistogramVec
 }
 
 // The limits of a session's inputs, as counted by
@@ -63,6 +64,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rtmrec_session_limit_refusals_total", Help: "Client inputs refused because a per-connection, per-session or per-recording bound was reached, by limit.",
 		}, []string{"limit"}),
+		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rtmrec_session_setup_seconds",
+			Help:    "From a session_start or supervisor_join_session to the server's answer (or offer) sent, for sessions that started, by role (client, supervisor).",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+		}, []string{"role"}),
 	}
 	// Every state is exported from the start, so dashboards show zeros
 	// rather than missing series.
@@ -71,13 +77,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.rtpPackets.WithLabelValues("audio")
 	m.rtpPackets.WithLabelValues("video")
+	m.setup.WithLabelValues("client")
+	m.setup.WithLabelValues("supervisor")
 	m.tokenRefreshes.WithLabelValues("accepted")
 	m.tokenRefreshes.WithLabelValues("refused")
 	for _, l := range []string{limitMessageRate, limitSessionsPerConn, limitCandidates, limitTracks, limitPauses} {
 		m.limits.WithLabelValues(l)
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped, m.tokenRefreshes, m.limits)
+		reg.MustRegister(m.sessions, m.messages, m.errors, m.terminations, m.connections, m.rtpPackets, m.recordings, m.forwardDropped, m.tokenRefreshes, m.limits, m.setup)
 	}
 	return m
 }

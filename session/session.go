@@ -40,6 +40,9 @@ type Session struct {
 	monitored *Session
 
 	pc *webrtc.PeerConnection
+	// pcClosing is set before the session closes pc: pion's warnings are
+	// then about the teardown, and DEBUG (see pionLogger).
+	pcClosing atomic.Bool
 	// rtcpSSRC is the session's own SSRC in the receiver reports it sends.
 	rtcpSSRC uint32
 
@@ -103,6 +106,7 @@ type Session struct {
 // starts the session's goroutine, which does the rest. offer may be nil
 // for a supervisor: the server then makes the offer.
 func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhookURL string, monitored *Session) error {
+	requested := time.Now()
 	p := l.principal()
 	if monitored == nil && !p.MayRecord() {
 		return rtm.Errorf(rtm.CodeUnauthorized, "this token may not start sessions")
@@ -151,7 +155,7 @@ func (l *Link) startSession(m rtm.Message, offer *rtm.SessionDescription, webhoo
 		cancel()
 		return err
 	}
-	go ss.run(m, offer)
+	go ss.run(m, offer, requested)
 	return nil
 }
 
@@ -179,9 +183,12 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 			return err
 		}
 	}
-	api := ss.srv.deps.WebRTC.API
+	pionLog := pionLogger{l: ss.log, closing: &ss.pcClosing}
+	var api *webrtc.API
 	if ss.monitored == nil {
-		api = ss.srv.deps.WebRTC.ReceiveAPI(ss.addQueue, ss.newRTCPTap)
+		api = ss.srv.deps.WebRTC.ReceiveAPI(ss.addQueue, ss.newRTCPTap, pionLog)
+	} else {
+		api = ss.srv.deps.WebRTC.SendAPI(pionLog)
 	}
 	if ss.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
@@ -298,13 +305,18 @@ func (ss *Session) async(work func() (then func())) {
 }
 
 // run sets the session up, then is its loop: it owns the lifecycle and the
-// peer connection.
-func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription) {
+// peer connection. requested is when the link took the request.
+func (ss *Session) run(req rtm.Message, offer *rtm.SessionDescription, requested time.Time) {
 	defer ss.teardown()
 	if err := ss.setUp(offer); err != nil {
 		ss.link.SendError(req, err)
 		return
 	}
+	role := "client"
+	if ss.monitored != nil {
+		role = "supervisor"
+	}
+	ss.srv.metrics.setup.WithLabelValues(role).Observe(time.Since(requested).Seconds())
 	ss.life.state = rtm.StateConnecting
 	ss.transition(transition{to: rtm.StateConnecting}, "")
 	ss.afterStart()
@@ -639,6 +651,7 @@ func (ss *Session) teardown() {
 	ss.closing = true
 	ss.readersMu.Unlock()
 	if ss.pc != nil {
+		ss.pcClosing.Store(true)
 		if err := ss.pc.Close(); err != nil {
 			ss.log.Warn("close peer connection", "err", err)
 		}

@@ -43,16 +43,17 @@ type ICEConfig struct {
 	DisconnectedTimeout, FailedTimeout time.Duration
 }
 
-// WebRTC is the pion APIs shared by all sessions, plus the sockets they own.
+// WebRTC is what all sessions' pion APIs share, plus the sockets they own.
 type WebRTC struct {
-	// API makes the connections that send media: supervisors'. They
-	// answer NACKs from their own send buffers and send sender reports.
-	API *webrtc.API
-	// recvME, recvIR and recvSettings make the connections that only
-	// receive: a client's whose media is recorded (see ReceiveAPI).
-	recvME       *webrtc.MediaEngine
-	recvIR       *interceptor.Registry
-	recvSettings webrtc.SettingEngine
+	// sendME and sendIR make the connections that send media (see SendAPI).
+	sendME *webrtc.MediaEngine
+	sendIR *interceptor.Registry
+	// recvME and recvIR make the connections that only receive (see
+	// ReceiveAPI).
+	recvME *webrtc.MediaEngine
+	recvIR *interceptor.Registry
+	// settings are both kinds': ICE, sockets, timeouts.
+	settings webrtc.SettingEngine
 	// packets lends the buffers of recorded tracks' packets between pion's
 	// SRTP reader and the track's reader.
 	packets *packetqueue.Pool
@@ -70,8 +71,10 @@ const rtpBufferLimit = 1000 * 1000
 // track that needs no reader diverts it); and each RTCP packet pion
 // decrypts goes to rtcp's writer for its SSRC at once, instead of waiting
 // for a reader goroutine per track.
-func (w *WebRTC) ReceiveAPI(rtp func(ssrc uint32, q *packetqueue.Queue), rtcp func(ssrc uint32) io.ReadWriteCloser) *webrtc.API {
-	se := w.recvSettings
+// pion logs through log.
+func (w *WebRTC) ReceiveAPI(rtp func(ssrc uint32, q *packetqueue.Queue), rtcp func(ssrc uint32) io.ReadWriteCloser, log logging.LoggerFactory) *webrtc.API {
+	se := w.settings
+	se.LoggerFactory = log
 	se.BufferFactory = func(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 		if kind == packetio.RTCPBufferPacket {
 			return rtcp(ssrc)
@@ -81,6 +84,15 @@ func (w *WebRTC) ReceiveAPI(rtp func(ssrc uint32, q *packetqueue.Queue), rtcp fu
 		return q
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
+}
+
+// SendAPI makes the connection of a supervisor, which sends media: it
+// answers NACKs from its own send buffers and sends sender reports. pion
+// logs through log.
+func (w *WebRTC) SendAPI(log logging.LoggerFactory) *webrtc.API {
+	se := w.settings
+	se.LoggerFactory = log
+	return webrtc.NewAPI(webrtc.WithMediaEngine(w.sendME), webrtc.WithInterceptorRegistry(w.sendIR), webrtc.WithSettingEngine(se))
 }
 
 // Close releases the shared UDP/TCP sockets.
@@ -143,7 +155,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	}
 
 	w := &WebRTC{}
-	se := webrtc.SettingEngine{LoggerFactory: pionLogger{logger}}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogger{l: logger}}
 	// A browser's .local host candidates are ignored, knowingly: they name
 	// the browser's LAN address, which only a server on that LAN could reach,
 	// and pion's query-only mode to resolve them would cost multicast sockets
@@ -187,7 +199,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 			_ = w.Close()
 			return nil, fmt.Errorf("ice-tcp port %d: %w", cfg.TCPPort, err)
 		}
-		mux := webrtc.NewICETCPMux(pionLogger{logger}.NewLogger("ice-tcp"), ln, 64)
+		mux := webrtc.NewICETCPMux(pionLogger{l: logger}.NewLogger("ice-tcp"), ln, 64)
 		w.closers = append(w.closers, mux.Close)
 		se.SetICETCPMux(mux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
@@ -203,8 +215,7 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 			return nil, fmt.Errorf("public ips: %w", err)
 		}
 	}
-	w.API = webrtc.NewAPI(webrtc.WithMediaEngine(sendME), webrtc.WithInterceptorRegistry(sendIR), webrtc.WithSettingEngine(se))
-	w.recvME, w.recvIR, w.recvSettings, w.packets = recvME, recvIR, se, packetqueue.NewPool()
+	w.sendME, w.sendIR, w.recvME, w.recvIR, w.settings, w.packets = sendME, sendIR, recvME, recvIR, se, packetqueue.NewPool()
 	return w, nil
 }
 
@@ -229,12 +240,20 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	return me, nil
 }
 
-// pionLogger routes pion's own warnings and errors into slog; its debug
-// chatter stays off.
-type pionLogger struct{ l *slog.Logger }
+// pionLogger routes pion's warnings and errors into slog; pion's debug
+// chatter stays off. A session's (see Session.pionLog) logs with the
+// session's attributes, and once closing is set (the session is closing
+// its connection), every warning is about that teardown and is DEBUG:
+// packets and checks in flight meet streams, sockets and agents already
+// closed, and pion says so in words that change with each release.
+// closing nil is a logger of no one session's (the shared ICE-TCP mux).
+type pionLogger struct {
+	l       *slog.Logger
+	closing *atomic.Bool
+}
 
 func (p pionLogger) NewLogger(scope string) logging.LeveledLogger {
-	return pionLeveled{l: p.l.With("component", "pion", "scope", scope), closed: new(atomic.Bool)}
+	return pionLeveled{l: p.l.With("component", "pion", "scope", scope), closed: new(atomic.Bool), closing: p.closing}
 }
 
 // pionLeveled is the logger of one pion component (one per ICE agent, say).
@@ -243,6 +262,8 @@ type pionLeveled struct {
 	// closed: the component said it is closed; what it discards after that
 	// is the traffic of a connection being torn down.
 	closed *atomic.Bool
+	// closing: the session is closing the connection (see pionLogger).
+	closing *atomic.Bool
 }
 
 // benignWarnings are pion warnings that every healthy session produces, or
@@ -296,6 +317,9 @@ const agentClosed = "the agent is closed"
 
 func (p pionLeveled) warn(msg string) {
 	switch {
+	case p.closing != nil && p.closing.Load():
+		p.l.Debug(msg)
+		return
 	case strings.HasSuffix(msg, agentClosed):
 		p.closed.Store(true)
 		p.l.Debug(msg)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Close() })
-	pc, err := w.ReceiveAPI(func(uint32, *packetqueue.Queue) {}, (&Session{}).newRTCPTap).NewPeerConnection(webrtc.Configuration{})
+	pc, err := w.ReceiveAPI(func(uint32, *packetqueue.Queue) {}, (&Session{}).newRTCPTap, pionLogger{l: log}).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestMDNSCandidatesAreIgnoredQuietly(t *testing.T) {
 			t.Errorf("%q logged at %v, want DEBUG", msg, l)
 		}
 	}
-	pionLogger{slog.New(h)}.NewLogger("ice").Warnf("Failed to add remote candidate %s: %v", "x", "y")
+	pionLogger{l: slog.New(h)}.NewLogger("ice").Warnf("Failed to add remote candidate %s: %v", "x", "y")
 	if l := h.find("Failed to add remote candidate"); len(l) != 1 || l[0] != slog.LevelWarn {
 		t.Errorf("another pion warning logged at %v, want WARN", l)
 	}
@@ -200,11 +201,33 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 	}
 	for _, tt := range tests {
 		h := &logRecords{}
-		pionLogger{slog.New(h)}.NewLogger(tt.scope).Warnf(tt.format, tt.args...)
+		pionLogger{l: slog.New(h)}.NewLogger(tt.scope).Warnf(tt.format, tt.args...)
 		msg := fmt.Sprintf(tt.format, tt.args...)
 		if got := h.find(msg); len(got) != 1 || got[0] != tt.want {
 			t.Errorf("%q logged at %v, want %v", msg, got, tt.want)
 		}
+	}
+}
+
+// TestWarningsOfAClosingConnectionAreDebug: once its session closes the
+// connection, whatever pion warns of is about that teardown and is DEBUG,
+// in whatever words (the browser suite met one teardown race after
+// another); the same warning before the close stays a warning.
+func TestWarningsOfAClosingConnectionAreDebug(t *testing.T) {
+	h := &logRecords{}
+	var closing atomic.Bool
+	l := pionLogger{l: slog.New(h), closing: &closing}.NewLogger("pc")
+	warn := func(n int) []slog.Level {
+		msg := fmt.Sprintf("Failed to open RTCP stream for %d: no stream table", n)
+		l.Warn(msg)
+		return h.find(msg)
+	}
+	if got := warn(1); !slices.Equal(got, []slog.Level{slog.LevelWarn}) {
+		t.Fatalf("before the close: %v, want a warning", got)
+	}
+	closing.Store(true)
+	if got := warn(2); !slices.Equal(got, []slog.Level{slog.LevelDebug}) {
+		t.Fatalf("while closing: %v, want DEBUG", got)
 	}
 }
 
@@ -215,7 +238,7 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 // and stays a warning; another agent's close does not change that.
 func TestDiscardsOfAClosedAgentAreDebug(t *testing.T) {
 	h := &logRecords{}
-	factory := pionLogger{slog.New(h)}
+	factory := pionLogger{l: slog.New(h)}
 	closing, other := factory.NewLogger("ice"), factory.NewLogger("ice")
 	discard := func(l logging.LeveledLogger, from string) []slog.Level {
 		l.Warnf("Discarded message from %s, not a valid remote candidate", from)

@@ -17,7 +17,8 @@ import (
 // TestSDPProblemsAreWordedForCustomers runs bad descriptions and candidates
 // through pion and checks what the client would read.
 func TestSDPProblemsAreWordedForCustomers(t *testing.T) {
-	w, err := NewWebRTC(ICEConfig{}, slog.New(slog.DiscardHandler))
+	quiet := slog.New(slog.DiscardHandler)
+	w, err := NewWebRTC(ICEConfig{}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestSDPProblemsAreWordedForCustomers(t *testing.T) {
 	}
 	for _, tt := range descriptions {
 		t.Run(tt.name, func(t *testing.T) {
-			pc, err := w.API.NewPeerConnection(webrtc.Configuration{})
+			pc, err := w.SendAPI(pionLogger{l: quiet}).NewPeerConnection(webrtc.Configuration{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +52,7 @@ func TestSDPProblemsAreWordedForCustomers(t *testing.T) {
 			}
 		})
 	}
-	pc, err := w.API.NewPeerConnection(webrtc.Configuration{})
+	pc, err := w.SendAPI(pionLogger{l: quiet}).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

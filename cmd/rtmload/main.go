@@ -159,6 +159,10 @@ func printHuman(w io.Writer, s *summary) {
 			fmt.Fprintf(w, "server RSS: %.1f MiB idle, %.1f MiB peak during hold = %.0f KiB/session (%.0f KiB/session above idle)\n",
 				sv.RSSBefore/(1<<20), sv.RSSPeak/(1<<20), sv.RSSPerSessionKiB, sv.RSSGrowthPerSessionKiB)
 		}
+		if st := sv.Setup; st != nil {
+			fmt.Fprintf(w, "server's own setup time (request → answer sent, %.0f setups): p50 %.1f ms, p99 %.1f ms (interpolated within buckets); %.1f%% within 50 ms\n",
+				st.N, st.P50MS, st.P99MS, 100*st.Within50MS)
+		}
 		if s.Recording != nil && sv.HeapAfter > 0 {
 			fmt.Fprintf(w, "recorder queue drops: %.0f\n", sv.RecorderDropped)
 		}

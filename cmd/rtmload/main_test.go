@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -342,6 +343,47 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"Usage: rtmload [flags]", "Examples:", "rtmload -url ws://", "  -sessions int", "  -record"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("rtmload -h does not say %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestServerSetupFromHistogram: the server's setup histogram, scraped before
+// and after, gives the run's own setups: quantiles interpolated within
+// buckets and the share within 50 ms.
+func TestServerSetupFromHistogram(t *testing.T) {
+	exposition := func(counts ...int) string {
+		var b strings.Builder
+		for i, le := range []string{"0.01", "0.05", "0.1", "+Inf"} {
+			// Two roles; their buckets add up.
+			fmt.Fprintf(&b, "rtmrec_session_setup_seconds_bucket{role=\"client\",le=\"%s\"} %d\n", le, counts[i])
+			fmt.Fprintf(&b, "rtmrec_session_setup_seconds_bucket{role=\"supervisor\",le=\"%s\"} 0\n", le)
+		}
+		return b.String()
+	}
+	parse := func(s string) map[float64]float64 {
+		m, err := parseMetrics(strings.NewReader(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buckets(m, setupMetric)
+	}
+	tests := []struct {
+		name          string
+		before, after []int
+		want          *histSummary
+	}{
+		{"nothing observed", []int{1, 2, 3, 3}, []int{1, 2, 3, 3}, nil},
+		// 100 setups: 50 under 10 ms, 40 more under 50 ms, 10 under 100 ms.
+		{"spread", []int{0, 0, 0, 0}, []int{50, 90, 100, 100}, &histSummary{N: 100, P50MS: 10, P99MS: 95, Within50MS: 0.9}},
+		// Setups of an earlier run are left out.
+		{"after an earlier run", []int{100, 100, 100, 100}, []int{150, 190, 200, 200}, &histSummary{N: 100, P50MS: 10, P99MS: 95, Within50MS: 0.9}},
+		// Beyond the last bound, the bound is all a histogram can say.
+		{"beyond the buckets", []int{0, 0, 0, 0}, []int{0, 0, 0, 10}, &histSummary{N: 10, P50MS: 100, P99MS: 100}},
+	}
+	for _, tt := range tests {
+		got := summarise(parse(exposition(tt.before...)), parse(exposition(tt.after...)))
+		if (got == nil) != (tt.want == nil) || got != nil && (got.N != tt.want.N || math.Abs(got.P50MS-tt.want.P50MS) > 1e-9 || math.Abs(got.P99MS-tt.want.P99MS) > 1e-9 || got.Within50MS != tt.want.Within50MS) {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
 }

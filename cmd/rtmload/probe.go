@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +47,20 @@ type serverSummary struct {
 	RSSPeak                float64 `json:"rss_peak_bytes,omitempty"`
 	RSSPerSessionKiB       float64 `json:"rss_per_session_kib,omitempty"`
 	RSSGrowthPerSessionKiB float64 `json:"rss_growth_per_session_kib,omitempty"`
+	// Setup is the server's own timing of session setups, request to
+	// answer (rtmrec_session_setup_seconds): the part of rtmload's answer
+	// latency that is not the generator's.
+	Setup *histSummary `json:"server_setup,omitempty"`
+}
+
+// histSummary summarises a Prometheus histogram: quantiles interpolated
+// within buckets (as histogram_quantile does), so only as fine as the
+// bucket bounds, and the share of observations at or under 50 ms, a bound.
+type histSummary struct {
+	N          float64 `json:"n"`
+	P50MS      float64 `json:"p50_ms"`
+	P99MS      float64 `json:"p99_ms"`
+	Within50MS float64 `json:"within_50ms"`
 }
 
 // serverProbe reads the server's /metrics and /proc/<pid>/stat; with
@@ -60,6 +76,7 @@ type serverProbe struct {
 	rtpStart, rtpEnd    float64
 	recDropStart        float64
 	recDropEnd          float64
+	setupStart, setup   map[float64]float64 // setup histogram buckets by upper bound
 	cpuStart, cpuEnd    float64
 	rssBefore, rssPeak  float64
 	windowStart         time.Time
@@ -94,6 +111,7 @@ func (p *serverProbe) before(ctx context.Context) error {
 		}
 		p.gorBefore = m["go_goroutines"]
 		p.recDropStart = m["rtmrec_recorder_packets_dropped_total"]
+		p.setupStart = buckets(m, setupMetric)
 		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
@@ -151,7 +169,66 @@ func (p *serverProbe) endWindow(ctx context.Context) {
 func (p *serverProbe) after(ctx context.Context) {
 	if m, err := scrape(ctx, p.url); err == nil && p.url != "" {
 		p.recDropEnd = m["rtmrec_recorder_packets_dropped_total"]
+		p.setup = buckets(m, setupMetric)
 	}
+}
+
+const setupMetric = "rtmrec_session_setup_seconds"
+
+// buckets returns the cumulative counts of a histogram's buckets by upper
+// bound, summed over its other labels, as parseMetrics keeps them.
+func buckets(m map[string]float64, name string) map[float64]float64 {
+	out := map[float64]float64{}
+	prefix := name + "_bucket{le="
+	for k, v := range m {
+		if le, ok := strings.CutPrefix(k, prefix); ok {
+			if b, err := strconv.ParseFloat(strings.TrimSuffix(le, "}"), 64); err == nil {
+				out[b] = v
+			}
+		}
+	}
+	return out
+}
+
+// summarise turns the difference of two snapshots of cumulative buckets
+// into a histSummary; nil when nothing was observed in between.
+func summarise(before, after map[float64]float64) *histSummary {
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 {
+		return nil
+	}
+	count := func(b float64) float64 { return after[b] - before[b] }
+	total := count(bounds[len(bounds)-1]) // +Inf
+	if total <= 0 {
+		return nil
+	}
+	quantile := func(q float64) float64 {
+		rank := q * total
+		lower, below := 0.0, 0.0
+		for _, b := range bounds {
+			c := count(b)
+			if c >= rank {
+				if math.IsInf(b, 1) {
+					return lower // beyond the last bound: say the bound
+				}
+				if c == below {
+					return b
+				}
+				return lower + (b-lower)*(rank-below)/(c-below)
+			}
+			lower, below = b, c
+		}
+		return lower
+	}
+	h := &histSummary{N: total, P50MS: 1000 * quantile(0.5), P99MS: 1000 * quantile(0.99)}
+	if c, ok := after[0.05]; ok {
+		h.Within50MS = (c - before[0.05]) / total
+	}
+	return h
 }
 
 func (p *serverProbe) summary(sessions int) *serverSummary {
@@ -172,6 +249,7 @@ func (p *serverProbe) summary(sessions int) *serverSummary {
 		s.GCs = p.gcEnd - p.gcStart
 		s.DroppedDelta, s.RTPReceivedDelta = p.dropEnd-p.dropStart, p.rtpEnd-p.rtpStart
 		s.RecorderDropped = p.recDropEnd - p.recDropStart
+		s.Setup = summarise(p.setupStart, p.setup)
 		if sessions > 0 {
 			s.HeapPerSessionKiB = (s.HeapAfter - s.HeapBefore) / 1024 / float64(sessions)
 			s.GoroutinesPerSession = (s.GoroutinesAfter - s.GoroutinesBefore) / float64(sessions)
@@ -203,6 +281,21 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	return parseMetrics(resp.Body)
 }
 
+// label returns the value of the label name in one exposition line.
+func label(line, name string) (string, bool) {
+	i := strings.Index(line, "{")
+	j := strings.LastIndex(line, "}")
+	if i < 0 || j < i {
+		return "", false
+	}
+	for _, kv := range strings.Split(line[i+1:j], ",") {
+		if v, ok := strings.CutPrefix(kv, name+`="`); ok {
+			return strings.TrimSuffix(v, `"`), true
+		}
+	}
+	return "", false
+}
+
 func parseMetrics(r io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
@@ -232,6 +325,9 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 			continue
 		}
 		out[name] += v
+		if le, ok := label(line, "le"); ok && strings.HasSuffix(name, "_bucket") {
+			out[name+"{le="+le+"}"] += v
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
