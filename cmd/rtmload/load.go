@@ -47,6 +47,10 @@ type config struct {
 	RunID        string
 	VerifyFiles  bool
 	ProfileDir   string
+	// ProbeEvery, if set, starts one more session that often during the
+	// hold, one at a time, and stops it once CONNECTED: the setup a new
+	// call meets on a server already carrying every session.
+	ProbeEvery time.Duration
 }
 
 // Bounds that keep a mistyped flag from tying up the machine.
@@ -90,6 +94,9 @@ func (c *config) validate() error {
 	if c.ProfileDir != "" && !strings.HasSuffix(c.MetricsURL, "/metrics") {
 		errs = append(errs, errors.New("-profile-dir needs -metrics-url ending in /metrics: the profiles are read beside it, from a server run with -pprof"))
 	}
+	if c.ProbeEvery < 0 || c.ProbeEvery > 0 && c.ProbeEvery < 10*time.Millisecond {
+		errs = append(errs, errors.New("-probe-every must be 0 (off) or at least 10ms"))
+	}
 	if c.SetupTimeout <= 0 || c.StopTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
@@ -111,7 +118,22 @@ type summary struct {
 	SetupRate    float64        `json:"setup_rate_per_s"`
 	Recording    *recSummary    `json:"recording,omitempty"`
 	Supervisors  *supSummary    `json:"supervisors,omitempty"`
+	Probes       *probeSummary  `json:"probes,omitempty"`
 	Server       *serverSummary `json:"server,omitempty"`
+}
+
+// probeSummary is what the -probe-every sessions met: setups on a server
+// carrying every other session, one at a time.
+type probeSummary struct {
+	Every       string         `json:"every"`
+	OK          int            `json:"ok"`
+	Failed      int            `json:"failed"`
+	Errors      map[string]int `json:"errors,omitempty"`
+	AnswerMS    dist           `json:"answer_ms"`
+	ConnectedMS dist           `json:"connected_ms"`
+	// Server is the server's own timing of the same setups (request to
+	// answer sent), from its histogram over the hold.
+	Server *histSummary `json:"server_setup,omitempty"`
 }
 
 type recSummary struct {
@@ -354,24 +376,31 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	}
 	probe.startWindow(ctx)
 	log.Info("holding", "duration", cfg.Duration.String())
-	hold := time.NewTimer(cfg.Duration)
+	holdCtx, endHold := context.WithTimeout(ctx, cfg.Duration)
+	var probes []*loadSession
+	var probing sync.WaitGroup
+	if cfg.ProbeEvery > 0 {
+		probing.Go(func() { probes = probeSetups(holdCtx, cfg, pool, pacer, shared, sources) })
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	func() {
-		defer hold.Stop()
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
-				return
-			case <-hold.C:
+			case <-holdCtx.Done():
 				return
 			case <-tick.C:
 				probe.sample(ctx)
 			}
 		}
 	}()
+	endHold()
+	probing.Wait()
 	window := time.Since(windowStart)
 	probe.endWindow(ctx)
+	if cfg.ProbeEvery > 0 {
+		sum.Probes = summariseProbes(cfg.ProbeEvery, probes, probe.holdSetups())
+	}
 	if cfg.ProfileDir != "" {
 		// The sessions are still up: the profiles show what they hold.
 		base := strings.TrimSuffix(cfg.MetricsURL, "/metrics") + "/debug/pprof/"
@@ -431,6 +460,58 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 		return sum, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	return sum, nil
+}
+
+// probeSetups starts a session every cfg.ProbeEvery until ctx ends, one at
+// a time (a probe due while one is still setting up waits for it), and
+// stops each once CONNECTED, so the load stays what the run holds. A probe
+// cut off by the end of the hold is left out rather than counted failed.
+func probeSetups(ctx context.Context, cfg config, pool *connPool, pacer *testclient.Pacer, api *webrtc.API, sources []testclient.Source) []*loadSession {
+	var done []*loadSession
+	tick := time.NewTicker(cfg.ProbeEvery)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return done
+		case <-tick.C:
+		}
+		s := &loadSession{id: fmt.Sprintf("%s-probe%04d", cfg.RunID, i)}
+		setupSession(ctx, cfg, pool, pacer, api, s, sources)
+		if ctx.Err() != nil {
+			if s.peer != nil {
+				s.peer.Close()
+			}
+			return done
+		}
+		if s.err == "" {
+			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+			unrecorded := cfg
+			unrecorded.Record = false
+			stopSession(stopCtx, unrecorded, s)
+			cancel()
+		}
+		if s.peer != nil {
+			s.peer.Close()
+		}
+		done = append(done, s)
+	}
+}
+
+func summariseProbes(every time.Duration, probes []*loadSession, server *histSummary) *probeSummary {
+	p := &probeSummary{Every: every.String(), Errors: map[string]int{}, Server: server}
+	var answers, connects []time.Duration
+	for _, s := range probes {
+		if s.err != "" {
+			p.Failed++
+			p.Errors[s.err]++
+			continue
+		}
+		p.OK++
+		answers, connects = append(answers, s.answer), append(connects, s.conned)
+	}
+	p.AnswerMS, p.ConnectedMS = newDist(answers), newDist(connects)
+	return p
 }
 
 // forEach runs f(0..n-1) with at most conc calls at once.

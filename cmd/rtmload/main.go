@@ -105,6 +105,7 @@ func parseFlags(args []string, help io.Writer) (config, error) {
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time during the hold (Linux; optional)")
 	fs.BoolVar(&c.VerifyFiles, "verify-files", false, "with -record and the built-in upload sink: keep every upload and decode it in full with ffmpeg afterwards (a file that does not decode fails the run)")
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url), and with -verify-files a copy of every file that does not decode")
+	fs.DurationVar(&c.ProbeEvery, "probe-every", 0, "during the hold, start one more session this often, one at a time, and stop it once CONNECTED: the setup latency a new call meets on a server carrying all the others (0: off)")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -133,6 +134,13 @@ func printHuman(w io.Writer, s *summary) {
 	fmt.Fprintf(w, "session_start → answer: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.AnswerMS.P50, s.AnswerMS.P90, s.AnswerMS.P99, s.AnswerMS.Max)
 	fmt.Fprintf(w, "session_start → CONNECTED: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.ConnectedMS.P50, s.ConnectedMS.P99, s.ConnectedMS.Max)
 	fmt.Fprintf(w, "setup: %d sessions in %.2f s = %.1f sessions/s (concurrency %d)\n", s.OK, s.SetupSeconds, s.SetupRate, s.Concurrency)
+	if p := s.Probes; p != nil {
+		fmt.Fprintf(w, "probe setups during the hold (one every %s): %d ok, %d failed; answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; CONNECTED p50 %.1f ms, p99 %.1f ms\n",
+			p.Every, p.OK, p.Failed, p.AnswerMS.P50, p.AnswerMS.P99, p.AnswerMS.Max, p.ConnectedMS.P50, p.ConnectedMS.P99)
+		if st := p.Server; st != nil {
+			fmt.Fprintf(w, "  server's own time for them: p50 %.1f ms, p99 %.1f ms (interpolated within buckets); %.1f%% within 50 ms\n", st.P50MS, st.P99MS, 100*st.Within50MS)
+		}
+	}
 	if r := s.Recording; r != nil {
 		fmt.Fprintf(w, "recordings: %d started, %d STOPPED, %d FAILED, %d uploads received (%d bytes)\n", r.Started, r.Stopped, r.Failed, r.UploadsReceived, r.UploadBytes)
 		if r.FilesValid > 0 || len(r.FilesInvalid) > 0 {

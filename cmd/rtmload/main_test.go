@@ -104,7 +104,7 @@ func TestRunAgainstARealServer(t *testing.T) {
 		name string
 		cfg  config
 	}{
-		{"audio recorded", config{Sessions: 3, Media: "audio", Record: true}},
+		{"audio recorded, probed", config{Sessions: 3, Media: "audio", Record: true, ProbeEvery: 200 * time.Millisecond}},
 		{"av supervised", config{Sessions: 1, Media: "av", Supervisors: 2}},
 	}
 	for _, tt := range tests {
@@ -149,6 +149,22 @@ func TestRunAgainstARealServer(t *testing.T) {
 			}
 			if sv := sum.Server; sv == nil || sv.GoroutinesBefore == 0 || sv.RTPReceivedDelta == 0 || sv.RSSPeak <= 0 || sv.RSSPerSessionKiB <= 0 || sv.CPUPerSessionMinute <= 0 {
 				t.Fatalf("server probe %+v", sum.Server)
+			}
+			// Every session, supervisor and probe is a setup the server timed.
+			if st := sum.Server.Setup; st == nil || st.N < float64(cfg.Sessions*(1+cfg.Supervisors)) || st.P50MS <= 0 {
+				t.Fatalf("server setup %+v", st)
+			}
+			if cfg.ProbeEvery > 0 {
+				// A 2 s hold fits several probes; the server timed each (and
+				// perhaps one the hold's end cut off before CONNECTED).
+				p := sum.Probes
+				if p == nil {
+					t.Fatal("no probe summary")
+				}
+				if p.OK < 3 || p.Failed != 0 || p.AnswerMS.N != p.OK || p.ConnectedMS.P50 < p.AnswerMS.P50 ||
+					p.Server == nil || p.Server.N < float64(p.OK) || p.Server.N > float64(p.OK+1) {
+					t.Fatalf("probes %+v, server %+v", p, p.Server)
+				}
 			}
 		})
 	}

@@ -77,6 +77,7 @@ type serverProbe struct {
 	recDropStart        float64
 	recDropEnd          float64
 	setupStart, setup   map[float64]float64 // setup histogram buckets by upper bound
+	setupHold, setupEnd map[float64]float64 // the same at the hold's start and end
 	cpuStart, cpuEnd    float64
 	rssBefore, rssPeak  float64
 	windowStart         time.Time
@@ -125,6 +126,7 @@ func (p *serverProbe) startWindow(ctx context.Context) {
 	}
 	if m, err := scrape(ctx, p.url); err == nil && p.url != "" {
 		p.gcStart, p.dropStart, p.rtpStart = m["go_gc_duration_seconds_count"], m["rtmrec_supervisor_packets_dropped_total"], m["rtmrec_rtp_packets_received_total"]
+		p.setupHold = buckets(m, setupMetric)
 	}
 }
 
@@ -161,8 +163,13 @@ func (p *serverProbe) endWindow(ctx context.Context) {
 	p.sample(ctx)
 	if m, err := scrape(ctx, p.url); err == nil {
 		p.gcEnd, p.dropEnd, p.rtpEnd = m["go_gc_duration_seconds_count"], m["rtmrec_supervisor_packets_dropped_total"], m["rtmrec_rtp_packets_received_total"]
+		p.setupEnd = buckets(m, setupMetric)
 	}
 }
+
+// holdSetups is the server's timing of the setups during the hold (the
+// probes'), nil without -metrics-url.
+func (p *serverProbe) holdSetups() *histSummary { return summarise(p.setupHold, p.setupEnd) }
 
 // after reads what is counted over the whole run, once the recordings
 // have stopped.
