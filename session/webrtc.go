@@ -241,7 +241,7 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 }
 
 // pionLogger routes pion's warnings and errors into slog; pion's debug
-// chatter stays off. A session's (see Session.pionLog) logs with the
+// chatter stays off. A session's (see Session.setUp) logs with the
 // session's attributes, and once closing is set (the session is closing
 // its connection), every warning is about that teardown and is DEBUG:
 // packets and checks in flight meet streams, sockets and agents already
@@ -286,11 +286,6 @@ var benignWarnings = []struct{ prefix, suffix string }{
 	// stay warnings.
 	{prefix: "Failed to accept RTP stream is already closed"},
 	{prefix: "Failed to accept RTCP stream is already closed"},
-	// The same teardown, one step later: an undeclared SSRC accepted just
-	// before the SRTCP session closed cannot get its RTCP stream. pion's
-	// srtp words a closed session's refusal as "failed to cast child" (its
-	// stream table is gone, so no stream comes back to cast).
-	{prefix: "Failed to open RTCP stream for ", suffix: ": failed to cast child"},
 	// At teardown: closing a candidate sets its socket's deadline to now to
 	// unblock its read loop, which then reports the timeout (only that
 	// deadline is ever set on a candidate's socket). Other read errors stay

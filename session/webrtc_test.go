@@ -194,7 +194,6 @@ func TestBenignPionWarningsAreDebug(t *testing.T) {
 		{"ice", "Failed to read from candidate %s: %v", []any{"udp4 host 192.0.2.2:45576", errors.New("read udp 192.0.2.2:45576: connection refused")}, slog.LevelWarn},
 		{"pc", "Failed to accept RTP %v", []any{errors.New("i/o timeout")}, slog.LevelWarn},
 		{"pc", "Failed to open RTCP stream for %d: %v", []any{5, errors.New("closed")}, slog.LevelWarn},
-		{"pc", "Failed to open RTCP stream for %d: %v", []any{4086058933, errors.New("failed to cast child")}, slog.LevelDebug},
 		{"ice", "Failed to validate remote candidate: %v", []any{errors.New("the agent is closed")}, slog.LevelDebug},
 		{"ice", "Failed to handle message: %v", []any{errors.New("the agent is closed")}, slog.LevelDebug},
 		{"ice", "Discarded message from %s, not a valid remote candidate", []any{"[fd00::2]:40491"}, slog.LevelWarn},

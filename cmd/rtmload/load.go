@@ -119,7 +119,12 @@ type summary struct {
 	Recording    *recSummary    `json:"recording,omitempty"`
 	Supervisors  *supSummary    `json:"supervisors,omitempty"`
 	Probes       *probeSummary  `json:"probes,omitempty"`
-	Server       *serverSummary `json:"server,omitempty"`
+	// PacerMaxLagMS is the most a sample went out past its time during the
+	// hold. Beyond a tick or two, rtmload fell behind for want of CPU and
+	// sent its backlog in bursts no browser sends: the run then measures
+	// an overloaded client, not the server.
+	PacerMaxLagMS float64        `json:"pacer_max_lag_ms"`
+	Server        *serverSummary `json:"server,omitempty"`
 }
 
 // probeSummary is what the -probe-every sessions met: setups on a server
@@ -375,6 +380,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 		}
 	}
 	probe.startWindow(ctx)
+	pacer.ResetLag()
 	log.Info("holding", "duration", cfg.Duration.String())
 	holdCtx, endHold := context.WithTimeout(ctx, cfg.Duration)
 	var probes []*loadSession
@@ -397,6 +403,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	endHold()
 	probing.Wait()
 	window := time.Since(windowStart)
+	sum.PacerMaxLagMS = float64(pacer.MaxLag()) / 1e6
 	probe.endWindow(ctx)
 	if cfg.ProbeEvery > 0 {
 		sum.Probes = summariseProbes(cfg.ProbeEvery, probes, probe.holdSetups())
@@ -464,8 +471,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 
 // probeSetups starts a session every cfg.ProbeEvery until ctx ends, one at
 // a time (a probe due while one is still setting up waits for it), and
-// stops each once CONNECTED, so the load stays what the run holds. A probe
-// cut off by the end of the hold is left out rather than counted failed.
+// stops each once CONNECTED, so the load stays what the run holds (its
+// teardown overlaps the next probe, as calls end while others start). A
+// probe cut off by the end of the hold is left out rather than counted
+// failed.
 func probeSetups(ctx context.Context, cfg config, pool *connPool, pacer *testclient.Pacer, api *webrtc.API, sources []testclient.Source) []*loadSession {
 	var done []*loadSession
 	tick := time.NewTicker(cfg.ProbeEvery)
@@ -485,11 +494,8 @@ func probeSetups(ctx context.Context, cfg config, pool *connPool, pacer *testcli
 			return done
 		}
 		if s.err == "" {
-			stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
-			unrecorded := cfg
-			unrecorded.Record = false
-			stopSession(stopCtx, unrecorded, s)
-			cancel()
+			// Not waiting for TERMINATED: calls end while others start.
+			_ = s.conn.Send(rtm.TypeSessionStop, "load", s.id, nil)
 		}
 		if s.peer != nil {
 			s.peer.Close()

@@ -134,6 +134,11 @@ func printHuman(w io.Writer, s *summary) {
 	fmt.Fprintf(w, "session_start → answer: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.AnswerMS.P50, s.AnswerMS.P90, s.AnswerMS.P99, s.AnswerMS.Max)
 	fmt.Fprintf(w, "session_start → CONNECTED: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.ConnectedMS.P50, s.ConnectedMS.P99, s.ConnectedMS.Max)
 	fmt.Fprintf(w, "setup: %d sessions in %.2f s = %.1f sessions/s (concurrency %d)\n", s.OK, s.SetupSeconds, s.SetupRate, s.Concurrency)
+	fmt.Fprintf(w, "rtmload's own pacing during the hold: samples went out at most %.0f ms late", s.PacerMaxLagMS)
+	if s.PacerMaxLagMS > 100 {
+		fmt.Fprint(w, " (rtmload fell behind for want of CPU and sent its backlog in bursts, as no browser does: the server was fed an overloaded client)")
+	}
+	fmt.Fprintln(w)
 	if p := s.Probes; p != nil {
 		fmt.Fprintf(w, "probe setups during the hold (one every %s): %d ok, %d failed; answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; CONNECTED p50 %.1f ms, p99 %.1f ms\n",
 			p.Every, p.OK, p.Failed, p.AnswerMS.P50, p.AnswerMS.P99, p.AnswerMS.Max, p.ConnectedMS.P50, p.ConnectedMS.P99)

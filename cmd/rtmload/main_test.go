@@ -133,6 +133,9 @@ func TestRunAgainstARealServer(t *testing.T) {
 			if sum.AnswerMS.N != cfg.Sessions || sum.AnswerMS.P50 <= 0 || sum.ConnectedMS.P50 < sum.AnswerMS.P50 {
 				t.Fatalf("answer %+v, connected %+v", sum.AnswerMS, sum.ConnectedMS)
 			}
+			if sum.PacerMaxLagMS <= 0 {
+				t.Fatalf("pacer lag %v ms: not measured", sum.PacerMaxLagMS)
+			}
 			if cfg.Record && (sum.Recording == nil || sum.Recording.Started != cfg.Sessions || sum.Recording.Stopped != cfg.Sessions) {
 				t.Fatalf("recording %+v, want %d started and STOPPED", sum.Recording, cfg.Sessions)
 			}

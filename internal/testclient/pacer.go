@@ -3,6 +3,7 @@ package testclient
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,15 +14,21 @@ import (
 type Pacer struct {
 	tick   time.Duration
 	shards []*pacerShard
-	mu     sync.Mutex
-	next   int
-	clips  map[Source]*clip // parsed once for all the peers
-	wg     sync.WaitGroup
+	// lag is the most a sample went out past its time since ResetLag. A
+	// real-time source is never more than a tick late; a longer lag is the
+	// pacer falling behind for want of CPU, and its catch-up then sends
+	// the backlog in one burst, which no browser does.
+	lag   atomic.Int64
+	mu    sync.Mutex
+	next  int
+	clips map[Source]*clip // parsed once for all the peers
+	wg    sync.WaitGroup
 }
 
 type pacerShard struct {
 	mu      sync.Mutex
 	cursors map[*cursor]struct{}
+	lag     *atomic.Int64 // the Pacer's
 }
 
 // NewPacer starts shards goroutines that send what is due every tick, until
@@ -29,7 +36,7 @@ type pacerShard struct {
 func NewPacer(ctx context.Context, shards int, tick time.Duration) *Pacer {
 	p := &Pacer{tick: tick, clips: map[Source]*clip{}}
 	for range max(1, shards) {
-		sh := &pacerShard{cursors: map[*cursor]struct{}{}}
+		sh := &pacerShard{cursors: map[*cursor]struct{}{}, lag: &p.lag}
 		p.shards = append(p.shards, sh)
 		p.wg.Add(1)
 		go func() {
@@ -43,6 +50,13 @@ func NewPacer(ctx context.Context, shards int, tick time.Duration) *Pacer {
 // Wait returns once every shard has stopped (after ctx ended).
 func (p *Pacer) Wait() { p.wg.Wait() }
 
+// MaxLag is the most a sample went out past its time since the last
+// ResetLag (or the start).
+func (p *Pacer) MaxLag() time.Duration { return time.Duration(p.lag.Load()) }
+
+// ResetLag starts measuring MaxLag afresh.
+func (p *Pacer) ResetLag() { p.lag.Store(0) }
+
 func (sh *pacerShard) run(ctx context.Context, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -53,11 +67,22 @@ func (sh *pacerShard) run(ctx context.Context, tick time.Duration) {
 		case now := <-t.C:
 			sh.mu.Lock()
 			for c := range sh.cursors {
+				raise(sh.lag, int64(time.Since(c.due())))
 				if _, err := c.send(now); err != nil {
 					delete(sh.cursors, c) // the peer closed
 				}
 			}
 			sh.mu.Unlock()
+		}
+	}
+}
+
+// raise sets v to x if x is more, whatever other shards do meanwhile.
+func raise(v *atomic.Int64, x int64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
 		}
 	}
 }

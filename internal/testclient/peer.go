@@ -236,6 +236,9 @@ type cursor struct {
 	elapsed time.Duration
 }
 
+// due is when the next frame should go out.
+func (c *cursor) due() time.Time { return c.start.Add(c.elapsed) }
+
 func (t *sendTrack) cursor(start time.Time, c *clip) (*cursor, error) {
 	if c == nil {
 		var err error
@@ -250,7 +253,7 @@ func (t *sendTrack) cursor(start time.Time, c *clip) (*cursor, error) {
 // Pacing on the clip's own clock keeps timing errors from adding up.
 func (c *cursor) send(now time.Time) (time.Time, error) {
 	for {
-		at := c.start.Add(c.elapsed)
+		at := c.due()
 		if at.After(now) {
 			return at, nil
 		}
