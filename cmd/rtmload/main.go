@@ -140,7 +140,7 @@ func printHuman(w io.Writer, s *summary) {
 	}
 	fmt.Fprintln(w)
 	if p := s.Probes; p != nil {
-		fmt.Fprintf(w, "probe setups during the hold (one every %s): %d ok, %d failed; answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; CONNECTED p50 %.1f ms, p99 %.1f ms\n",
+		fmt.Fprintf(w, "probe setups during the hold (at most one every %s): %d ok, %d failed; answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; CONNECTED p50 %.1f ms, p99 %.1f ms\n",
 			p.Every, p.OK, p.Failed, p.AnswerMS.P50, p.AnswerMS.P99, p.AnswerMS.Max, p.ConnectedMS.P50, p.ConnectedMS.P99)
 		if st := p.Server; st != nil {
 			fmt.Fprintf(w, "  server's own time for them: p50 %.1f ms, p99 %.1f ms (interpolated within buckets); %.1f%% within 50 ms\n", st.P50MS, st.P99MS, 100*st.Within50MS)
