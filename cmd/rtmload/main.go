@@ -105,7 +105,7 @@ func parseFlags(args []string, help io.Writer) (config, error) {
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time during the hold (Linux; optional)")
 	fs.BoolVar(&c.VerifyFiles, "verify-files", false, "with -record and the built-in upload sink: keep every upload and decode it in full with ffmpeg afterwards (a file that does not decode fails the run)")
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url), and with -verify-files a copy of every file that does not decode")
-	fs.DurationVar(&c.ProbeEvery, "probe-every", 0, "during the hold, start one more session this often, one at a time, and stop it once CONNECTED: the setup latency a new call meets on a server carrying all the others (0: off)")
+	fs.DurationVar(&c.ProbeEvery, "probe-every", 0, "during the hold, start one more session at most this often, one at a time, and stop it once CONNECTED: the setup latency a new call meets on a server carrying all the others (0: off)")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {

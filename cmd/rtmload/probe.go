@@ -55,7 +55,8 @@ type serverSummary struct {
 
 // histSummary summarises a Prometheus histogram: quantiles interpolated
 // within buckets (as histogram_quantile does), so only as fine as the
-// bucket bounds, and the share of observations at or under 50 ms, a bound.
+// bucket bounds, and the share of observations at or under 50 ms (a bucket
+// bound, so exact).
 type histSummary struct {
 	N          float64 `json:"n"`
 	P50MS      float64 `json:"p50_ms"`
