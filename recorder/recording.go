@@ -157,6 +157,8 @@ type trackState struct {
 	held []rtpPacket // packets whose timestamps jumped, until the jump is confirmed
 
 	lost, dups, reanchors        uint64
+	reanchorLoggedAt             int64 // arrival (ns) of the last re-anchor logged; 0: none yet
+	reanchorsUnlogged            uint64
 	framesWritten, framesDropped uint64
 	needKey                      bool
 	lastKeyReq                   int64
@@ -787,7 +789,7 @@ func (r *Recording) senderReport(st *trackState, it queueItem) {
 	}
 	if moved := st.tl.senderReport(it.rtpTS, local); moved != 0 {
 		r.countReanchor(st, "sender_report")
-		r.log.Info("track timeline re-anchored: its sender's clock moved", "track_id", st.info.ID, "jump_ms", moved/1e6)
+		r.logReanchor(st, it.arrival, "track timeline re-anchored: its sender's clock moved", moved)
 	}
 }
 
@@ -893,7 +895,7 @@ func (r *Recording) emit(st *trackState, p rtpPacket) {
 		st.held = append(st.held, p)
 	case stepRestart:
 		r.countReanchor(st, "timestamp")
-		r.log.Info("track timeline re-anchored: its timestamps jumped", "track_id", st.info.ID, "jump_ms", st.tl.moved/1e6)
+		r.logReanchor(st, p.arrival, "track timeline re-anchored: its timestamps jumped", st.tl.moved)
 		for i, q := range st.held {
 			st.held[i] = rtpPacket{}
 			r.place(st, q)
@@ -911,6 +913,22 @@ func (r *Recording) dropHeld(st *trackState) {
 		st.held[i] = rtpPacket{}
 	}
 	st.held = st.held[:0]
+}
+
+// reanchorLogEveryNS: after a track's first re-anchor line, at most one a minute. A
+// sender whose clock keeps moving (an overloaded one re-anchors every few seconds)
+// would otherwise fill the log; the manifest and the metric count every re-anchor.
+const reanchorLogEveryNS = 60e9
+
+// logReanchor logs a track's re-anchor at arrival time now (ns), within
+// reanchorLogEveryNS, saying how many went unlogged since the last line.
+func (r *Recording) logReanchor(st *trackState, now int64, msg string, jumpNS int64) {
+	if st.reanchorLoggedAt != 0 && now-st.reanchorLoggedAt < reanchorLogEveryNS {
+		st.reanchorsUnlogged++
+		return
+	}
+	r.log.Info(msg, "track_id", st.info.ID, "jump_ms", jumpNS/1e6, "reanchors_not_logged", st.reanchorsUnlogged)
+	st.reanchorLoggedAt, st.reanchorsUnlogged = now, 0
 }
 
 func (r *Recording) countReanchor(st *trackState, cause string) {

@@ -2,12 +2,17 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rtmrec/rtmrec/internal/testlog"
 )
 
 // TestTimelineStep feeds the timestamp stage 20 ms audio packets (48 kHz) in sequence
@@ -325,5 +330,39 @@ func TestSenderReportSteering(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReanchorLinesAreRateLimited: a sender whose clock keeps moving (its Sender Reports
+// seconds off, as an overloaded sender's are) re-anchors its track again and again. The
+// manifest counts every re-anchor; the log says so once, then at most once a minute, with
+// how many it did not log in between.
+func TestReanchorLinesAreRateLimited(t *testing.T) {
+	md := loadMedia(t)
+	clock := newTestClock()
+	const dur = 200 * time.Second
+	a := streamSpec{end: dur, ssrc: 1, delay: 20 * time.Millisecond, srEvery: time.Second, ntpBase: clock.Now().Add(-time.Hour), srNoise: 2 * time.Second}
+	var logs testlog.Buffer
+	cfg := Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+	_, m := runEvents(t, cfg, clock, []TrackInfo{{ID: "mic", Kind: KindAudio, Codec: CodecOpus}}, opusEvents(md, a), dur)
+	reanchors := m.Tracks[0].Reanchors
+	var lines, accounted uint64
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct {
+			Msg       string `json:"msg"`
+			NotLogged uint64 `json:"reanchors_not_logged"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || !strings.HasPrefix(rec.Msg, "track timeline re-anchored") {
+			continue
+		}
+		lines++
+		accounted += 1 + rec.NotLogged
+	}
+	// 200 s of recording: the first line, then one a minute at most.
+	if reanchors < 10 || lines == 0 || lines > 4 || accounted > reanchors {
+		t.Fatalf("%d re-anchors, %d lines accounting for %d; want many re-anchors, 1 to 4 lines, none counted twice", reanchors, lines, accounted)
+	}
+	if streams := parseOggFile(t, m.Path); len(streams) != 1 || !streams[0].granulesOK {
+		t.Fatalf("the file does not parse back as one Ogg stream with sound granules")
 	}
 }
