@@ -155,7 +155,8 @@ func NewWebRTC(cfg ICEConfig, logger *slog.Logger) (*WebRTC, error) {
 	}
 
 	w := &WebRTC{}
-	se := webrtc.SettingEngine{LoggerFactory: pionLogger{l: logger}}
+	// Each session's API gives pion that session's logger (SendAPI, ReceiveAPI).
+	se := webrtc.SettingEngine{}
 	// A browser's .local host candidates are ignored, knowingly: they name
 	// the browser's LAN address, which only a server on that LAN could reach,
 	// and pion's query-only mode to resolve them would cost multicast sockets

@@ -314,13 +314,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 		}
 		setupSession(ctx, cfg, pool, pacer, api, s, sources)
 	})
-	var answers, connects []time.Duration
+	up := live(sessions)
+	sum.AnswerMS, sum.ConnectedMS = setupDists(up)
 	var first, last time.Time
-	for _, s := range sessions {
-		if s.err != "" {
-			continue
-		}
-		answers, connects = append(answers, s.answer), append(connects, s.conned)
+	for _, s := range up {
 		if first.IsZero() || s.start.Before(first) {
 			first = s.start
 		}
@@ -328,12 +325,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 			last = s.ready
 		}
 	}
-	sum.AnswerMS, sum.ConnectedMS = newDist(answers), newDist(connects)
-	if len(connects) > 0 {
+	if len(up) > 0 {
 		sum.SetupSeconds = last.Sub(first).Seconds()
-		sum.SetupRate = float64(len(connects)) / sum.SetupSeconds
+		sum.SetupRate = float64(len(up)) / sum.SetupSeconds
 	}
-	log.Info("sessions set up", "ok", len(connects), "of", cfg.Sessions, "seconds", sum.SetupSeconds)
+	log.Info("sessions set up", "ok", len(up), "of", cfg.Sessions, "seconds", sum.SetupSeconds)
 
 	// Phase 2: supervisors and recordings.
 	if cfg.Supervisors > 0 {
@@ -506,18 +502,25 @@ func probeSetups(ctx context.Context, cfg config, pool *connPool, pacer *testcli
 
 func summariseProbes(every time.Duration, probes []*loadSession, server *histSummary) *probeSummary {
 	p := &probeSummary{Every: every.String(), Errors: map[string]int{}, Server: server}
-	var answers, connects []time.Duration
 	for _, s := range probes {
 		if s.err != "" {
 			p.Failed++
 			p.Errors[s.err]++
-			continue
 		}
-		p.OK++
+	}
+	p.OK = len(probes) - p.Failed
+	p.AnswerMS, p.ConnectedMS = setupDists(probes)
+	return p
+}
+
+// setupDists are the answer and CONNECTED latencies of the sessions that
+// set up.
+func setupDists(sessions []*loadSession) (answer, connected dist) {
+	var answers, connects []time.Duration
+	for _, s := range live(sessions) {
 		answers, connects = append(answers, s.answer), append(connects, s.conned)
 	}
-	p.AnswerMS, p.ConnectedMS = newDist(answers), newDist(connects)
-	return p
+	return newDist(answers), newDist(connects)
 }
 
 // forEach runs f(0..n-1) with at most conc calls at once.
