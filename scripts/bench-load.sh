@@ -63,7 +63,9 @@ done
 [ -n "$addr" ] || { echo "rtmrec did not start" >&2; cat "$log" >&2; exit 1; }
 
 echo "load before: $(uptime)" >&2
-bin/rtmload -url "ws://$addr/rtm" -metrics-url "http://$admin/metrics" -server-pid "$pid" \
+# rtmload shares the machine with the server; its memory is not measured,
+# so it trades memory for less garbage collection (RTMLOAD_GOGC overrides).
+GOGC="${RTMLOAD_GOGC:-400}" bin/rtmload -url "ws://$addr/rtm" -metrics-url "http://$admin/metrics" -server-pid "$pid" \
   -sessions "$sessions" -media "$media" -duration "$duration" -record -verify-files \
   -profile-dir "$out" "$@" >"$out/summary.json"
 echo "load after: $(uptime)" >&2

@@ -106,6 +106,7 @@ func parseFlags(args []string, help io.Writer) (config, error) {
 	fs.BoolVar(&c.VerifyFiles, "verify-files", false, "with -record and the built-in upload sink: keep every upload and decode it in full with ffmpeg afterwards (a file that does not decode fails the run)")
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "at the end of the hold, save the server's heap (after a GC) and goroutine profiles here (a server run with -pprof; read beside -metrics-url), and with -verify-files a copy of every file that does not decode")
 	fs.DurationVar(&c.ProbeEvery, "probe-every", 0, "during the hold, start one more session at most this often, one at a time, and stop it once CONNECTED: the setup latency a new call meets on a server carrying all the others (0: off)")
+	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write rtmload's own CPU profile of the hold to this file: where the generator's share of the machine goes")
 	fs.StringVar(&c.RunID, "run-id", "", "prefix of the session ids (default: random, so reruns do not collide)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +140,17 @@ func printHuman(w io.Writer, s *summary) {
 		fmt.Fprint(w, " (rtmload fell behind for want of CPU and sent its backlog in bursts, as no browser does: the server was fed an overloaded client)")
 	}
 	fmt.Fprintln(w)
+	if sv := s.Server; sv != nil && sv.WindowSeconds > 0 {
+		fmt.Fprintf(w, "rtmload's own CPU during the hold: %.2f s = %.1f%% of a core", s.GeneratorCPUSeconds, 100*s.GeneratorCPUSeconds/sv.WindowSeconds)
+		if sv.CPUSeconds > 0 {
+			fmt.Fprintf(w, "; with the server's, %.2f cores", (s.GeneratorCPUSeconds+sv.CPUSeconds)/sv.WindowSeconds)
+		}
+		fmt.Fprintln(w)
+	}
+	if m := s.Machine; m != nil {
+		fmt.Fprintf(w, "this machine's %d CPUs during the hold, in cores: %.2f processes, %.2f interrupts and softirq (the kernel's packet work, charged to no process), %.2f stolen, %.2f idle\n",
+			m.CPUs, m.Process, m.Softirq, m.Steal, m.Idle)
+	}
 	if p := s.Probes; p != nil {
 		fmt.Fprintf(w, "probe setups during the hold (at most one every %s): %d ok, %d failed; answer p50 %.1f ms, p99 %.1f ms, max %.1f ms; CONNECTED p50 %.1f ms, p99 %.1f ms\n",
 			p.Every, p.OK, p.Failed, p.AnswerMS.P50, p.AnswerMS.P99, p.AnswerMS.Max, p.ConnectedMS.P50, p.ConnectedMS.P99)

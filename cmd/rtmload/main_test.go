@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -115,6 +116,9 @@ func TestRunAgainstARealServer(t *testing.T) {
 			cfg.URLs, cfg.MetricsURL, cfg.ServerPID = []string{rtmURL}, metricsURL, os.Getpid()
 			cfg.Concurrency, cfg.PerConn, cfg.Duration = 3, 8, 2*time.Second
 			cfg.SetupTimeout, cfg.StopTimeout = 15*time.Second, 20*time.Second
+			if cfg.Record {
+				cfg.CPUProfile = filepath.Join(t.TempDir(), "rtmload.pprof")
+			}
 			if err := cfg.validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -135,6 +139,23 @@ func TestRunAgainstARealServer(t *testing.T) {
 			}
 			if sum.PacerMaxLagMS <= 0 {
 				t.Fatalf("pacer lag %v ms: not measured", sum.PacerMaxLagMS)
+			}
+			if sum.GeneratorCPUSeconds <= 0 {
+				t.Fatalf("rtmload's own CPU %v s: not measured", sum.GeneratorCPUSeconds)
+			}
+			if m := sum.Machine; runtime.GOOS == "linux" {
+				// Every CPU-second of the hold is in one column or another
+				// (to the precision of the kernel's 10 ms ticks).
+				total := m.Process + m.Softirq + m.Steal + m.Idle
+				if m.CPUs == 0 || total < 0.75*float64(m.CPUs) || total > 1.25*float64(m.CPUs) || m.Process <= 0 {
+					t.Fatalf("machine %+v: %.2f cores accounted of %d", m, total, m.CPUs)
+				}
+			}
+			if cfg.CPUProfile != "" {
+				// A pprof profile is gzipped protobuf.
+				if b, err := os.ReadFile(cfg.CPUProfile); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+					t.Fatalf("rtmload's CPU profile: %d bytes, %v", len(b), err)
+				}
 			}
 			if cfg.Record && (sum.Recording == nil || sum.Recording.Started != cfg.Sessions || sum.Recording.Stopped != cfg.Sessions) {
 				t.Fatalf("recording %+v, want %d started and STOPPED", sum.Recording, cfg.Sessions)
