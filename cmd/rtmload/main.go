@@ -5,8 +5,9 @@
 // errors by code, recordings finished, supervisor forwarding latency and
 // loss, and (given -metrics-url or -server-pid) the server's heap,
 // goroutines, CPU and resident memory per session, and what its recorder
-// queues dropped. With -verify-files every uploaded file is decoded with
-// ffmpeg.
+// queues dropped. It reports its own CPU too, and how the machine's CPUs
+// spent the hold, since a generator on the server's machine takes its share.
+// With -verify-files every uploaded file is decoded with ffmpeg.
 //
 // It is a separate process so that the server's own numbers are not mixed
 // with the clients'. Every phase is bounded in time; the exit status is 1
@@ -66,9 +67,9 @@ rtmload opens sessions against a running rtmrec with real WebRTC peers that
 stream Opus (and VP8) clips, optionally records them and attaches
 supervisors, holds them, stops them, and prints what it measured: setup
 latency and rate, errors by code, recordings finished, supervisor forwarding
-latency and loss, and with -metrics-url or -server-pid the server's heap,
-goroutines and CPU. A summary for people goes to stderr, the same figures as
-JSON to stdout. The exit status is 1 if any session failed.
+latency and loss, its own CPU and the machine's, and with -metrics-url or
+-server-pid the server's heap, goroutines and CPU. A summary for people goes
+to stderr, the same figures as JSON to stdout. The exit status is 1 if any session failed.
 
 Examples:
   rtmload -url ws://127.0.0.1:8080/rtm -sessions 50 -media audio -duration 10s
