@@ -127,9 +127,10 @@ type summary struct {
 	// sent its backlog in bursts no browser sends: the run then measures
 	// an overloaded client, not the server.
 	PacerMaxLagMS float64 `json:"pacer_max_lag_ms"`
-	// GeneratorCPUSeconds is rtmload's own CPU time during the hold: on a
-	// machine it shares with the server, what the server could not have.
-	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
+	// GeneratorCores is rtmload's own CPU time during the hold, per second
+	// of it: on a machine it shares with the server, what the server could
+	// not have.
+	GeneratorCores float64 `json:"generator_cpu_cores"`
 	// Machine is how rtmload's machine spent the hold (Linux only).
 	Machine *machineCPU    `json:"machine,omitempty"`
 	Server  *serverSummary `json:"server,omitempty"`
@@ -416,7 +417,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*summary, error) {
 	probing.Wait()
 	window := time.Since(windowStart)
 	sum.PacerMaxLagMS = float64(pacer.MaxLag()) / 1e6
-	sum.GeneratorCPUSeconds = (ownCPU() - cpu0).Seconds()
+	sum.GeneratorCores = (ownCPU() - cpu0).Seconds() / window.Seconds()
 	if ticks1, ok := readCPUTicks(); ok && haveTicks {
 		sum.Machine = split(ticks0, ticks1, window, runtime.NumCPU())
 	}

@@ -141,13 +141,11 @@ func printHuman(w io.Writer, s *summary) {
 		fmt.Fprint(w, " (rtmload fell behind for want of CPU and sent its backlog in bursts, as no browser does: the server was fed an overloaded client)")
 	}
 	fmt.Fprintln(w)
-	if sv := s.Server; sv != nil && sv.WindowSeconds > 0 {
-		fmt.Fprintf(w, "rtmload's own CPU during the hold: %.2f s = %.1f%% of a core", s.GeneratorCPUSeconds, 100*s.GeneratorCPUSeconds/sv.WindowSeconds)
-		if sv.CPUSeconds > 0 {
-			fmt.Fprintf(w, "; with the server's, %.2f cores", (s.GeneratorCPUSeconds+sv.CPUSeconds)/sv.WindowSeconds)
-		}
-		fmt.Fprintln(w)
+	fmt.Fprintf(w, "rtmload's own CPU during the hold: %.2f cores", s.GeneratorCores)
+	if sv := s.Server; sv != nil && sv.CPUSeconds > 0 && sv.WindowSeconds > 0 {
+		fmt.Fprintf(w, "; with the server's, %.2f cores", s.GeneratorCores+sv.CPUSeconds/sv.WindowSeconds)
 	}
+	fmt.Fprintln(w)
 	if m := s.Machine; m != nil {
 		fmt.Fprintf(w, "this machine's %d CPUs during the hold, in cores: %.2f processes, %.2f interrupts and softirq (the kernel's packet work, charged to no process), %.2f stolen, %.2f idle\n",
 			m.CPUs, m.Process, m.Softirq, m.Steal, m.Idle)
