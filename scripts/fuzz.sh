@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a while (default 30s each): the RTM, Ant Media
-# and WCS decoders, the recorder's depacketizers and repair, tokens, URL
+# and WCS decoders, offer trimming, the recorder's depacketizers and repair, tokens, URL
 # checks, backoff and the webhook outbox. New crashers land in the package's testdata/fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."

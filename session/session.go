@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtmrec/rtmrec/internal/packetqueue"
 	"github.com/rtmrec/rtmrec/rtm"
+	"github.com/rtmrec/rtmrec/sdptrim"
 	"github.com/rtmrec/rtmrec/webhook"
 )
 
@@ -202,11 +203,8 @@ func (ss *Session) setUp(offer *rtm.SessionDescription) error {
 	if offer == nil {
 		return ss.offerFirst()
 	}
-	if err := ss.checkOffer(offer.SDP); err != nil {
+	if err := ss.applyOffer(offer.SDP); err != nil {
 		return err
-	}
-	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
-		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
 	}
 	if ss.monitored == nil && !ss.hasRecordableMedia() {
 		return rtm.Errorf(rtm.CodeNotSupported, "the offer has no audio or video in a codec the server can record (Opus, VP8, VP9, H264)")
@@ -506,6 +504,20 @@ func (ss *Session) checkOffer(sdp string) error {
 	return nil
 }
 
+// applyOffer checks a client's offer and gives it to the connection
+// without the codecs the server never negotiates: they cannot be in the
+// answer, and pion's cost of reading an offer grows with the square of its
+// codec lines (see sdptrim).
+func (ss *Session) applyOffer(sdp string) error {
+	if err := ss.checkOffer(sdp); err != nil {
+		return err
+	}
+	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdptrim.Offer(sdp, negotiable)}); err != nil {
+		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
+	}
+	return nil
+}
+
 // hasRecordableMedia reports whether any m-line was accepted for receiving.
 func (ss *Session) hasRecordableMedia() bool {
 	for _, tr := range ss.pc.GetTransceivers() {
@@ -569,11 +581,8 @@ func (ss *Session) onSDPUpdate(d *rtm.SessionDescription) error {
 			}
 			ss.wantOffer = true
 		}
-		if err := ss.checkOffer(d.SDP); err != nil {
+		if err := ss.applyOffer(d.SDP); err != nil {
 			return err
-		}
-		if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: d.SDP}); err != nil {
-			return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))
 		}
 		ans, err := ss.pc.CreateAnswer(nil)
 		if err != nil {

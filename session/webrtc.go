@@ -125,6 +125,20 @@ var (
 	}
 )
 
+// negotiable reports whether a codec a client offers (an rtpmap encoding
+// name) is one of audioCodecs or videoCodecs, retransmission aside
+// (sdptrim keeps a kept codec's rtx).
+func negotiable(name string) bool {
+	for _, cs := range [][]webrtc.RTPCodecParameters{audioCodecs, videoCodecs} {
+		for _, c := range cs {
+			if _, sub, _ := strings.Cut(c.MimeType, "/"); strings.EqualFold(sub, name) && !strings.EqualFold(sub, "rtx") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // NewWebRTC builds the pion APIs every session uses: the codecs rtmrec can
 // record (anything else is answered inactive), RTCP feedback, mDNS off, and
 // the operator's ICE settings.

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtmrec/rtmrec/internal/packetqueue"
+	"github.com/rtmrec/rtmrec/sdptrim"
 )
 
 // logRecords keeps every slog record, for tests of what reaches which level.
@@ -59,6 +60,12 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 	if err != nil {
 		t.Fatal(err)
 	}
+	return answerSDP(t, string(offer), log)
+}
+
+// answerSDP answers offer as answerOffer does.
+func answerSDP(t *testing.T, offer string, log *slog.Logger) (*webrtc.PeerConnection, *sdp.SessionDescription) {
+	t.Helper()
 	w, err := NewWebRTC(ICEConfig{}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +76,7 @@ func answerOffer(t *testing.T, file string, log *slog.Logger) (*webrtc.PeerConne
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.GracefulClose() })
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		t.Fatal(err)
 	}
 	ans, err := pc.CreateAnswer(nil)
@@ -305,6 +312,102 @@ func BenchmarkAnswerMDNSMode(b *testing.B) {
 			b.StopTimer()
 			time.Sleep(200 * time.Millisecond) // let the connections' goroutines settle
 			b.ReportMetric(float64(runtime.NumGoroutine()-before)/float64(b.N), "goroutines/pc")
+		})
+	}
+}
+
+// TestTrimmedOffersAnswerTheSame: a browser's offer without the codecs the
+// server never negotiates (as sessions apply offers) gets the answer the
+// whole offer gets, codec for codec, extension for extension.
+func TestTrimmedOffersAnswerTheSame(t *testing.T) {
+	for _, file := range []string{"testdata/firefox-153-offer.sdp", "testdata/chromium-156-offer.sdp", "../sdptrim/testdata/chrome-156-audio-video-offer.sdp"} {
+		t.Run(file, func(t *testing.T) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			offer := string(b)
+			trimmed := sdptrim.Offer(offer, negotiable)
+			if n, m := strings.Count(offer, "a=rtpmap:"), strings.Count(trimmed, "a=rtpmap:"); m >= n {
+				t.Fatalf("nothing trimmed: %d rtpmap lines, then %d", n, m)
+			}
+			_, whole := answerSDP(t, offer, slog.New(slog.DiscardHandler))
+			_, trim := answerSDP(t, trimmed, slog.New(slog.DiscardHandler))
+			if a, b := negotiated(whole), negotiated(trim); !slices.Equal(a, b) {
+				t.Fatalf("answer to the whole offer:\n%s\nanswer to the trimmed one:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+			}
+		})
+	}
+}
+
+// negotiated is what an answer settles, section by section: the media and
+// codecs in order of preference (retransmission payload types, which
+// repair a codec rather than rank as one, sorted), then the direction and
+// the codec and extension lines, sorted: pion writes both of those sorted
+// lists in no set order.
+func negotiated(d *sdp.SessionDescription) []string {
+	var out []string
+	for _, m := range d.MediaDescriptions {
+		var attrs []string
+		rtx := map[string]bool{}
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "rtpmap", "fmtp", "rtcp-fb", "extmap", "sendrecv", "sendonly", "recvonly", "inactive", "mid":
+				attrs = append(attrs, a.String())
+			}
+			if pt, codec, ok := strings.Cut(a.Value, " "); a.Key == "rtpmap" && ok && strings.HasPrefix(codec, "rtx/") {
+				rtx[pt] = true
+			}
+		}
+		var codecs, repairs []string
+		for _, pt := range m.MediaName.Formats {
+			if rtx[pt] {
+				repairs = append(repairs, pt)
+			} else {
+				codecs = append(codecs, pt)
+			}
+		}
+		slices.Sort(repairs)
+		slices.Sort(attrs)
+		out = append(out, m.MediaName.Media+" "+strings.Join(codecs, " ")+" (rtx "+strings.Join(repairs, " ")+")")
+		out = append(out, attrs...)
+	}
+	return out
+}
+
+// BenchmarkApplyOffer applies a captured Chromium offer to a connection of
+// the server's, whole and trimmed as sessions apply it: the part of a
+// session's setup that grows with the square of the offer's codec lines.
+func BenchmarkApplyOffer(b *testing.B) {
+	raw, err := os.ReadFile("../sdptrim/testdata/chrome-156-audio-video-offer.sdp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	w, err := NewWebRTC(ICEConfig{}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	api := w.ReceiveAPI(func(uint32, *packetqueue.Queue) {}, (&Session{}).newRTCPTap, pionLogger{l: log})
+	for _, tc := range []struct {
+		name string
+		trim func(string) string
+	}{
+		{"whole", func(s string) string { return s }},
+		{"trimmed", func(s string) string { return sdptrim.Offer(s, negotiable) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				pc, err := api.NewPeerConnection(webrtc.Configuration{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: tc.trim(string(raw))}); err != nil {
+					b.Fatal(err)
+				}
+				_ = pc.Close()
+			}
 		})
 	}
 }
