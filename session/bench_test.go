@@ -216,14 +216,27 @@ func percentile(samples []time.Duration, p float64) float64 {
 }
 
 // BenchmarkSessionSetup opens b.N sessions one after the other (8 per
-// WebSocket) and reports session_start → answer and → CONNECTED. The
-// sessions do not stream: CONNECTED needs ICE and DTLS, not media, and an
-// idle server isolates the signalling and handshake cost.
+// WebSocket) and reports session_start → answer and → CONNECTED, for an
+// audio offer and for an audio+video one (pion's, which lists every codec
+// pion knows). The sessions do not stream: CONNECTED needs ICE and DTLS,
+// not media, and an idle server isolates the signalling and handshake cost.
 //
 // With RTMREC_BENCH_HANGING_DNS=1, each connection first starts a session
 // whose webhook host's DNS lookup never answers: the measured sessions
 // share its connection.
 func BenchmarkSessionSetup(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		sources []testclient.Source
+	}{
+		{"audio", []testclient.Source{testclient.Tone}},
+		{"audio+video", []testclient.Source{testclient.Tone, testclient.Camera}},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchmarkSessionSetup(b, tc.sources) })
+	}
+}
+
+func benchmarkSessionSetup(b *testing.B, sources []testclient.Source) {
 	hanging := os.Getenv("RTMREC_BENCH_HANGING_DNS") == "1"
 	dns := &hangingDNS{release: make(chan struct{})}
 	r := newBenchRigWith(b, func(d *session.Deps) {
@@ -265,7 +278,7 @@ func BenchmarkSessionSetup(b *testing.B) {
 				}
 			}
 		}
-		_, a, cn := r.open(c, api, fmt.Sprintf("setup-%d", i), testclient.Tone)
+		_, a, cn := r.open(c, api, fmt.Sprintf("setup-%d", i), sources...)
 		answers, connects = append(answers, a), append(connects, cn)
 	}
 	elapsed := time.Since(start)
