@@ -3,9 +3,9 @@
 //
 // pion looks up every payload type of an offer by re-reading every codec
 // line of the whole description, so applying an offer costs the product of
-// the two. A browser offers 30 or more payload types (Chrome 156: 8 audio,
-// 23 video, with 100 lines about them) of which a recorder takes a few;
-// most of an audio+video session's setup CPU went there. The answer cannot
+// the two. A browser offers 30 or more payload types (Chromium 156: 8
+// audio, 23 video, with 100 lines about them) of which a recorder takes a
+// few; most of the server's CPU for an audio+video setup went there. The answer cannot
 // contain a codec the answerer does not support, so removing those from the
 // offer changes nothing it negotiates.
 package sdptrim

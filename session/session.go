@@ -494,23 +494,16 @@ func (ss *Session) setLocal(d webrtc.SessionDescription) error {
 	return nil
 }
 
-// checkOffer refuses an offer with more media sections than a session may
-// have tracks, before pion builds a transceiver for each (docs/configuration.md).
-func (ss *Session) checkOffer(sdp string) error {
-	if n := strings.Count(sdp, "\nm="); n > ss.srv.cfg.MaxTracks {
-		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()
-		return rtm.Errorf(rtm.CodeInvalidSDP, "the offer has %d media sections; a session may have at most %d", n, ss.srv.cfg.MaxTracks)
-	}
-	return nil
-}
-
-// applyOffer checks a client's offer and gives it to the connection
-// without the codecs the server never negotiates: they cannot be in the
+// applyOffer gives a client's offer to the connection. An offer with more
+// media sections than a session may have tracks is refused before pion
+// builds a transceiver for each (docs/configuration.md). The codecs the
+// server never negotiates are taken out first: they cannot be in the
 // answer, and pion's cost of reading an offer grows with the square of its
 // codec lines (see sdptrim).
 func (ss *Session) applyOffer(sdp string) error {
-	if err := ss.checkOffer(sdp); err != nil {
-		return err
+	if n := strings.Count(sdp, "\nm="); n > ss.srv.cfg.MaxTracks {
+		ss.srv.metrics.limits.WithLabelValues(limitTracks).Inc()
+		return rtm.Errorf(rtm.CodeInvalidSDP, "the offer has %d media sections; a session may have at most %d", n, ss.srv.cfg.MaxTracks)
 	}
 	if err := ss.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdptrim.Offer(sdp, negotiable)}); err != nil {
 		return rtm.Errorf(rtm.CodeInvalidSDP, "cannot apply offer: %s", sdpProblem(err))

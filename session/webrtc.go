@@ -126,12 +126,12 @@ var (
 )
 
 // negotiable reports whether a codec a client offers (an rtpmap encoding
-// name) is one of audioCodecs or videoCodecs, retransmission aside
-// (sdptrim keeps a kept codec's rtx).
+// name) is one of audioCodecs or videoCodecs. sdptrim decides on
+// retransmission itself: it keeps a kept codec's rtx.
 func negotiable(name string) bool {
 	for _, cs := range [][]webrtc.RTPCodecParameters{audioCodecs, videoCodecs} {
 		for _, c := range cs {
-			if _, sub, _ := strings.Cut(c.MimeType, "/"); strings.EqualFold(sub, name) && !strings.EqualFold(sub, "rtx") {
+			if _, sub, _ := strings.Cut(c.MimeType, "/"); strings.EqualFold(sub, name) {
 				return true
 			}
 		}
